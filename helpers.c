@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * C helpers for the Rust implementation of unmapped_alloc, and the symbol
+ * exports of its C API (the functions themselves are defined in Rust).
+ */
+#include <linux/export.h>
+#include <linux/gfp.h>
+#include <linux/mm.h>
+#include <linux/slab.h>
+#include <linux/shrinker.h>
+#include <linux/spinlock.h>
+#include <linux/topology.h>
+#include <linux/unmapped_alloc.h>
+#include <linux/vmalloc.h>
+#include <asm/tlbflush.h>
+
+#include "internal.h"
+
+unsigned long ua_page_to_pfn(const struct page *page)
+{
+	return page_to_pfn(page);
+}
+
+struct page *ua_pfn_to_page(unsigned long pfn)
+{
+	return pfn_to_page(pfn);
+}
+
+/* Direct map address of @pfn: used only while the page is mapped there. */
+unsigned long ua_pfn_to_virt(unsigned long pfn)
+{
+	return (unsigned long)pfn_to_kaddr(pfn);
+}
+
+int ua_pfn_to_nid(unsigned long pfn)
+{
+	return page_to_nid(pfn_to_page(pfn));
+}
+
+int ua_numa_node_id(void)
+{
+	return numa_node_id();
+}
+
+bool ua_node_has_memory(int nid)
+{
+	return nid >= 0 && nid < nr_node_ids && node_state(nid, N_MEMORY);
+}
+
+void ua_flush_tlb_kernel_range(unsigned long start, unsigned long end)
+{
+	flush_tlb_kernel_range(start, end);
+}
+
+struct page *ua_alloc_pages_node(int nid, gfp_t gfp, unsigned int order)
+{
+	return alloc_pages_node(nid, gfp, order);
+}
+
+bool ua_gfp_allows_blocking(gfp_t gfp)
+{
+	return gfpflags_allow_blocking(gfp);
+}
+
+/*
+ * Map @nr pages starting at @pfn at a temporary kernel address, for pages
+ * that have no direct mapping. May sleep. Undo with vunmap().
+ */
+void *ua_vmap_pfns(unsigned long pfn, unsigned int nr)
+{
+	struct page **pages;
+	unsigned int i;
+	void *addr;
+
+	pages = kmalloc_array(nr, sizeof(*pages), GFP_KERNEL);
+	if (!pages)
+		return NULL;
+	for (i = 0; i < nr; i++)
+		pages[i] = pfn_to_page(pfn + i);
+	addr = vmap(pages, nr, VM_MAP, PAGE_KERNEL);
+	kfree(pages);
+	return addr;
+}
+
+unsigned int ua_pmd_order(void)
+{
+	return PMD_SHIFT - PAGE_SHIFT;
+}
+
+unsigned long ua_spin_lock_irqsave(spinlock_t *lock)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(lock, flags);
+	return flags;
+}
+
+void ua_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags)
+{
+	spin_unlock_irqrestore(lock, flags);
+}
+
+void ua_assert_spin_locked(spinlock_t *lock)
+{
+	lockdep_assert_held(lock);
+}
+
+
+static unsigned long ua_shrink_count(struct shrinker *s,
+				     struct shrink_control *sc)
+{
+	return unmapped_alloc_reclaimable() ?: SHRINK_EMPTY;
+}
+
+static unsigned long ua_shrink_scan(struct shrinker *s,
+				    struct shrink_control *sc)
+{
+	return unmapped_alloc_shrink(sc->nr_to_scan) ?: SHRINK_STOP;
+}
+
+int ua_register_shrinker(void)
+{
+	struct shrinker *s = shrinker_alloc(0, "unmapped_alloc");
+
+	if (!s)
+		return -ENOMEM;
+	s->count_objects = ua_shrink_count;
+	s->scan_objects = ua_shrink_scan;
+	s->seeks = DEFAULT_SEEKS;
+	shrinker_register(s);
+	return 0;
+}
+
+EXPORT_SYMBOL_GPL(unmapped_alloc);
+EXPORT_SYMBOL_GPL(unmapped_alloc_node);
+EXPORT_SYMBOL_GPL(unmapped_alloc_noscrub);
+EXPORT_SYMBOL_GPL(unmapped_free);

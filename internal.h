@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * C helpers for the Rust implementation of unmapped_alloc: wrappers for
+ * macros and inline functions that bindgen cannot see. Not an API.
+ */
+#ifndef _MM_UNMAPPED_ALLOC_INTERNAL_H
+#define _MM_UNMAPPED_ALLOC_INTERNAL_H
+
+#include <linux/gfp_types.h>
+#include <linux/spinlock_types.h>
+#include <linux/types.h>
+
+struct page;
+
+#ifdef __BINDGEN__
+/* GFP flags the Rust side needs that rust/bindings does not export. */
+const gfp_t RUST_CONST_HELPER___GFP_THISNODE = __GFP_THISNODE;
+const gfp_t RUST_CONST_HELPER___GFP_NORETRY = __GFP_NORETRY;
+const gfp_t RUST_CONST_HELPER___GFP_ACCOUNT = __GFP_ACCOUNT;
+#endif
+
+unsigned long ua_page_to_pfn(const struct page *page);
+struct page *ua_pfn_to_page(unsigned long pfn);
+unsigned long ua_pfn_to_virt(unsigned long pfn);
+int ua_pfn_to_nid(unsigned long pfn);
+int ua_numa_node_id(void);
+bool ua_node_has_memory(int nid);
+void ua_flush_tlb_kernel_range(unsigned long start, unsigned long end);
+struct page *ua_alloc_pages_node(int nid, gfp_t gfp, unsigned int order);
+bool ua_gfp_allows_blocking(gfp_t gfp);
+void *ua_vmap_pfns(unsigned long pfn, unsigned int nr);
+unsigned int ua_pmd_order(void);
+
+unsigned long ua_spin_lock_irqsave(spinlock_t *lock);
+void ua_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags);
+void ua_assert_spin_locked(spinlock_t *lock);
+
+int ua_register_shrinker(void);
+
+/* Defined in Rust, called by the shrinker. */
+unsigned long unmapped_alloc_reclaimable(void);
+unsigned long unmapped_alloc_shrink(unsigned long nr_to_scan);
+
+#endif /* _MM_UNMAPPED_ALLOC_INTERNAL_H */

@@ -1,0 +1,366 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Buddy allocation of pages inside one block.
+//!
+//! A block of 2^B pages is split into chunks of 2^k pages (k <= B) like the page
+//! allocator does: a free chunk is found in the lowest order that has one and split
+//! down; a freed chunk merges with its free buddy, recursively.
+//!
+//! Besides the free bitmaps (one per order), every page has a state byte which makes
+//! the bookkeeping authoritative: only the first page of a chunk handed out carries
+//! [`PageState::Used`] with the chunk's order, so a double free, a free with the wrong
+//! order, or a free of an interior page is recognised and refused.
+//!
+//! Freed chunks do not become free at once: they are [`PageState::Dirty`] until
+//! scrubbed (no data of a previous owner reaches a new one), then [`Buddy::scrubbed`]
+//! merges them back.
+
+use kernel::prelude::*;
+
+/// State of the first page of a chunk; other pages are [`PageState::None`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum PageState {
+    /// Free, or inside a chunk whose first page carries the state.
+    None,
+    /// First page of a chunk of the given order handed out to a user.
+    Used(u8),
+    /// First page of a freed chunk of the given order waiting to be scrubbed.
+    Dirty(u8),
+    /// First page of a freed chunk of the given order being scrubbed now.
+    Scrubbing(u8),
+}
+
+/// Why a free was refused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum FreeError {
+    /// The page is not the first page of a chunk in use (double free, interior page).
+    NotAllocated,
+    /// The chunk was allocated with another order.
+    WrongOrder {
+        /// Order the chunk was allocated with.
+        allocated: u32,
+    },
+}
+
+/// Buddy state of one block of 2^order pages.
+pub(crate) struct Buddy {
+    order: u32,
+    /// Free bitmaps of all orders, concatenated: order k has 2^(order-k) bits.
+    free: KVec<u64>,
+    /// Per page state, see [`PageState`].
+    state: KVec<PageState>,
+    nr_free: usize,
+    nr_dirty: usize,
+}
+
+fn bitmap_base(block_order: u32, k: u32) -> usize {
+    // Orders 0..k take 2^B + 2^(B-1) + ... + 2^(B-k+1) bits = 2^(B+1) - 2^(B-k+1).
+    (1usize << (block_order + 1)) - (1usize << (block_order + 1 - k))
+}
+
+impl Buddy {
+    /// A block of 2^`order` pages, all free.
+    pub(crate) fn new(order: u32, flags: kernel::alloc::Flags) -> Result<Self> {
+        let pages = 1usize << order;
+        let bits = bitmap_base(order, order + 1);
+        let mut free = KVec::new();
+        free.resize(bits.div_ceil(64), 0u64, flags)?;
+        let mut state = KVec::new();
+        state.resize(pages, PageState::None, flags)?;
+        let mut b = Self {
+            order,
+            free,
+            state,
+            nr_free: pages,
+            nr_dirty: 0,
+        };
+        b.set_free(order, 0, true);
+        Ok(b)
+    }
+
+    /// Order of the block.
+    pub(crate) fn order(&self) -> u32 {
+        self.order
+    }
+
+    /// Pages in the block.
+    pub(crate) fn nr_pages(&self) -> usize {
+        1 << self.order
+    }
+
+    /// Free (clean, allocatable) pages.
+    pub(crate) fn nr_free(&self) -> usize {
+        self.nr_free
+    }
+
+    /// Pages freed and not scrubbed yet.
+    pub(crate) fn nr_dirty(&self) -> usize {
+        self.nr_dirty
+    }
+
+    /// Whether the whole block is free and clean.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.nr_free == self.nr_pages()
+    }
+
+    /// State byte of page `off`.
+    pub(crate) fn state(&self, off: usize) -> PageState {
+        self.state[off]
+    }
+
+    fn bit(&self, k: u32, i: usize) -> (usize, u64) {
+        let n = bitmap_base(self.order, k) + i;
+        (n / 64, 1u64 << (n % 64))
+    }
+
+    fn is_free(&self, k: u32, i: usize) -> bool {
+        let (w, m) = self.bit(k, i);
+        self.free[w] & m != 0
+    }
+
+    fn set_free(&mut self, k: u32, i: usize, free: bool) {
+        let (w, m) = self.bit(k, i);
+        if free {
+            self.free[w] |= m;
+        } else {
+            self.free[w] &= !m;
+        }
+    }
+
+    /// Index of the first free chunk of order `k`.
+    fn find_free(&self, k: u32) -> Option<usize> {
+        let base = bitmap_base(self.order, k);
+        let n = 1usize << (self.order - k);
+        let mut i = 0;
+        while i < n {
+            let bit = base + i;
+            let word = self.free[bit / 64] >> (bit % 64);
+            if word == 0 {
+                // Skip the rest of this word.
+                i += 64 - bit % 64;
+                continue;
+            }
+            i += word.trailing_zeros() as usize;
+            return (i < n).then_some(i);
+        }
+        None
+    }
+
+    /// Whether a chunk of order `k` can be allocated.
+    pub(crate) fn can_alloc(&self, k: u32) -> bool {
+        k <= self.order && (k..=self.order).any(|j| self.find_free(j).is_some())
+    }
+
+    /// Allocates a chunk of order `k`; returns the offset of its first page.
+    pub(crate) fn alloc(&mut self, k: u32) -> Option<usize> {
+        if k > self.order {
+            return None;
+        }
+        let (mut j, mut i) = (k..=self.order).find_map(|j| self.find_free(j).map(|i| (j, i)))?;
+        self.set_free(j, i, false);
+        // Split down to order k, freeing the upper halves.
+        while j > k {
+            j -= 1;
+            i *= 2;
+            self.set_free(j, i + 1, true);
+        }
+        let off = i << k;
+        self.state[off] = PageState::Used(k as u8);
+        self.nr_free -= 1 << k;
+        Some(off)
+    }
+
+    /// Takes a dirty chunk of exactly order `k` for a user that does not need it scrubbed.
+    pub(crate) fn alloc_dirty(&mut self, k: u32) -> Option<usize> {
+        let off = (0..self.nr_pages())
+            .step_by(1 << k)
+            .find(|&off| self.state[off] == PageState::Dirty(k as u8))?;
+        self.state[off] = PageState::Used(k as u8);
+        self.nr_dirty -= 1 << k;
+        Some(off)
+    }
+
+    /// Checks that `off` is the first page of a chunk in use of order `k`.
+    pub(crate) fn check_used(&self, off: usize, k: u32) -> core::result::Result<(), FreeError> {
+        match self.state.get(off) {
+            Some(PageState::Used(o)) if u32::from(*o) == k => Ok(()),
+            Some(PageState::Used(o)) => Err(FreeError::WrongOrder {
+                allocated: u32::from(*o),
+            }),
+            _ => Err(FreeError::NotAllocated),
+        }
+    }
+
+    /// Frees the chunk at `off` of order `k`: it becomes dirty, waiting to be scrubbed.
+    pub(crate) fn free(&mut self, off: usize, k: u32) -> core::result::Result<(), FreeError> {
+        self.check_used(off, k)?;
+        self.state[off] = PageState::Dirty(k as u8);
+        self.nr_dirty += 1 << k;
+        Ok(())
+    }
+
+    /// Finds a dirty chunk and marks it as being scrubbed; returns its offset and order.
+    pub(crate) fn claim_dirty(&mut self) -> Option<(usize, u32)> {
+        if self.nr_dirty == 0 {
+            return None;
+        }
+        let (off, k) = self.state.iter().enumerate().find_map(|(off, s)| match s {
+            PageState::Dirty(k) => Some((off, u32::from(*k))),
+            _ => None,
+        })?;
+        self.state[off] = PageState::Scrubbing(k as u8);
+        Some((off, k))
+    }
+
+    /// Puts a scrubbed chunk (claimed by [`Buddy::claim_dirty`]) back, merging buddies.
+    pub(crate) fn scrubbed(&mut self, off: usize, k: u32) {
+        if self.state[off] != PageState::Scrubbing(k as u8) {
+            return;
+        }
+        self.state[off] = PageState::None;
+        self.nr_dirty -= 1 << k;
+        self.nr_free += 1 << k;
+        let (mut k, mut i) = (k, off >> k);
+        while k < self.order && self.is_free(k, i ^ 1) {
+            self.set_free(k, i ^ 1, false);
+            i >>= 1;
+            k += 1;
+        }
+        self.set_free(k, i, true);
+    }
+
+    /// Returns a claimed chunk to the dirty state (its scrub could not be done).
+    pub(crate) fn unclaim(&mut self, off: usize, k: u32) {
+        if self.state[off] == PageState::Scrubbing(k as u8) {
+            self.state[off] = PageState::Dirty(k as u8);
+        }
+    }
+
+    /// Number of free chunks of each order (index = order), for checks and debugfs.
+    pub(crate) fn free_chunks(&self, k: u32) -> usize {
+        (0..1usize << (self.order - k))
+            .filter(|&i| self.is_free(k, i))
+            .count()
+    }
+}
+
+#[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+#[kernel::macros::kunit_tests(unmapped_alloc_buddy)]
+mod tests {
+    use super::*;
+    use crate::testutil::Rng;
+
+    /// Frees and scrubs a chunk, as the allocator does.
+    fn release(b: &mut Buddy, off: usize, k: u32) {
+        assert_eq!(b.free(off, k), Ok(()));
+        assert_eq!(b.claim_dirty(), Some((off, k)));
+        b.scrubbed(off, k);
+    }
+
+    #[test]
+    fn exhaust_and_merge_shuffled() -> Result {
+        let mut b = Buddy::new(9, GFP_KERNEL)?;
+        let mut offs = KVec::new();
+        while let Some(off) = b.alloc(0) {
+            offs.push(off, GFP_KERNEL)?;
+        }
+        assert_eq!(offs.len(), 512);
+        assert_eq!(b.nr_free(), 0);
+        // Every page handed out exactly once.
+        let mut seen = KVec::from_elem(false, 512, GFP_KERNEL)?;
+        for &off in offs.iter() {
+            assert!(!seen[off]);
+            seen[off] = true;
+        }
+        Rng::new(42).shuffle(&mut offs);
+        for &off in offs.iter() {
+            release(&mut b, off, 0);
+        }
+        assert!(b.is_empty());
+        assert_eq!(b.free_chunks(9), 1);
+        for k in 0..9 {
+            assert_eq!(b.free_chunks(k), 0);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn every_order() -> Result {
+        let mut b = Buddy::new(9, GFP_KERNEL)?;
+        for k in 0..=9u32 {
+            let off = b.alloc(k).ok_or(ENOMEM)?;
+            assert_eq!(off % (1 << k), 0);
+            assert_eq!(b.nr_free(), 512 - (1 << k));
+            release(&mut b, off, k);
+            assert!(b.is_empty());
+        }
+        assert_eq!(b.alloc(10), None);
+        Ok(())
+    }
+
+    #[test]
+    fn mixed_orders_never_overlap() -> Result {
+        let mut b = Buddy::new(9, GFP_KERNEL)?;
+        let mut rng = Rng::new(7);
+        let mut owner = KVec::from_elem(false, 512, GFP_KERNEL)?;
+        let mut live: KVec<(usize, u32)> = KVec::new();
+        for _ in 0..2000 {
+            if live.is_empty() || rng.below(3) != 0 {
+                let k = rng.below(5) as u32;
+                if let Some(off) = b.alloc(k) {
+                    for p in off..off + (1 << k) {
+                        assert!(!owner[p]);
+                        owner[p] = true;
+                    }
+                    live.push((off, k), GFP_KERNEL)?;
+                }
+            } else {
+                let (off, k) = live.remove(rng.below(live.len() as u32) as usize)?;
+                for p in off..off + (1 << k) {
+                    owner[p] = false;
+                }
+                release(&mut b, off, k);
+            }
+        }
+        while let Some((off, k)) = live.pop() {
+            release(&mut b, off, k);
+        }
+        assert!(b.is_empty());
+        assert_eq!(b.free_chunks(9), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_frees_refused() -> Result {
+        let mut b = Buddy::new(9, GFP_KERNEL)?;
+        let off = b.alloc(2).ok_or(ENOMEM)?;
+        assert_eq!(b.free(off, 1), Err(FreeError::WrongOrder { allocated: 2 }));
+        assert_eq!(b.free(off + 1, 0), Err(FreeError::NotAllocated));
+        assert_eq!(b.free(off, 2), Ok(()));
+        // Double free, before and after scrubbing.
+        assert_eq!(b.free(off, 2), Err(FreeError::NotAllocated));
+        assert_eq!(b.claim_dirty(), Some((off, 2)));
+        assert_eq!(b.free(off, 2), Err(FreeError::NotAllocated));
+        b.scrubbed(off, 2);
+        assert_eq!(b.free(off, 2), Err(FreeError::NotAllocated));
+        assert!(b.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn dirty_chunks_not_allocatable_until_scrubbed() -> Result {
+        let mut b = Buddy::new(1, GFP_KERNEL)?;
+        let a0 = b.alloc(0).ok_or(ENOMEM)?;
+        let a1 = b.alloc(0).ok_or(ENOMEM)?;
+        assert_eq!(b.free(a0, 0), Ok(()));
+        assert_eq!(b.alloc(0), None);
+        assert_eq!(b.nr_dirty(), 1);
+        // A user that initialises memory itself may take the dirty chunk.
+        assert_eq!(b.alloc_dirty(0), Some(a0));
+        assert_eq!(b.nr_dirty(), 0);
+        release(&mut b, a0, 0);
+        release(&mut b, a1, 0);
+        assert!(b.is_empty());
+        Ok(())
+    }
+}

@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Event counters, read lock-free by debugfs and the tests.
+
+use kernel::sync::atomic::{Atomic, Relaxed};
+
+/// A monotonically increasing event counter.
+pub(crate) struct Counter(Atomic<u64>);
+
+impl Counter {
+    /// A counter at zero.
+    pub(crate) const fn new() -> Self {
+        Self(Atomic::new(0))
+    }
+
+    /// Counts one event.
+    pub(crate) fn inc(&self) {
+        self.add(1);
+    }
+
+    /// Counts `n` events.
+    pub(crate) fn add(&self, n: u64) {
+        self.0.add(n, Relaxed);
+    }
+
+    /// The current count.
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// Largest order a per-order counter table covers.
+pub(crate) const MAX_ORDER: usize = 15;
+
+/// One counter per allocation order.
+pub(crate) struct PerOrder([Counter; MAX_ORDER + 1]);
+
+impl PerOrder {
+    /// All counters at zero.
+    pub(crate) const fn new() -> Self {
+        Self([const { Counter::new() }; MAX_ORDER + 1])
+    }
+
+    /// The counter of `order`.
+    pub(crate) fn at(&self, order: u32) -> &Counter {
+        &self.0[(order as usize).min(MAX_ORDER)]
+    }
+}
+
+/// Counters of the unmapped page allocator.
+pub(crate) struct UnmappedStats {
+    /// Successful allocations per order.
+    pub(crate) allocs: PerOrder,
+    /// Frees per order.
+    pub(crate) frees: PerOrder,
+    /// Allocations that failed (memory could not be had).
+    pub(crate) alloc_failures: Counter,
+    /// Allocations in atomic context with no unmapped free memory at hand.
+    pub(crate) atomic_failures: Counter,
+    /// Allocations that took a freed chunk without scrubbing it (opt-out).
+    pub(crate) noscrub_allocs: Counter,
+    /// Blocks taken from the page allocator.
+    pub(crate) blocks_taken: Counter,
+    /// Blocks given back to the page allocator.
+    pub(crate) blocks_released: Counter,
+    /// Blocks smaller than a PMD taken because a PMD-sized one could not be had.
+    pub(crate) fallback_blocks: Counter,
+    /// Blocks whose direct map state is unknown after a failure: leaked for good.
+    pub(crate) leaked_blocks: Counter,
+    /// Pages in leaked blocks.
+    pub(crate) leaked_pages: Counter,
+    /// Calls that removed a range from the direct map.
+    pub(crate) direct_map_unmaps: Counter,
+    /// Calls that restored a range in the direct map.
+    pub(crate) direct_map_restores: Counter,
+    /// TLB flushes issued.
+    pub(crate) tlb_flushes: Counter,
+    /// Pages zeroed through a temporary mapping after being freed.
+    pub(crate) scrubbed_pages: Counter,
+    /// Frees refused: not ours, wrong order, double free.
+    pub(crate) bad_frees: Counter,
+    /// Requests refused for an impossible order or node.
+    pub(crate) bad_requests: Counter,
+    /// Shrinker and explicit shrink calls.
+    pub(crate) shrink_calls: Counter,
+}
+
+impl UnmappedStats {
+    /// All counters at zero.
+    pub(crate) const fn new() -> Self {
+        Self {
+            allocs: PerOrder::new(),
+            frees: PerOrder::new(),
+            alloc_failures: Counter::new(),
+            atomic_failures: Counter::new(),
+            noscrub_allocs: Counter::new(),
+            blocks_taken: Counter::new(),
+            blocks_released: Counter::new(),
+            fallback_blocks: Counter::new(),
+            leaked_blocks: Counter::new(),
+            leaked_pages: Counter::new(),
+            direct_map_unmaps: Counter::new(),
+            direct_map_restores: Counter::new(),
+            tlb_flushes: Counter::new(),
+            scrubbed_pages: Counter::new(),
+            bad_frees: Counter::new(),
+            bad_requests: Counter::new(),
+            shrink_calls: Counter::new(),
+        }
+    }
+}

@@ -1,0 +1,444 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The thin unsafe layer: every call into C made by the component.
+//!
+//! Everything above this module is safe Rust. The types here carry the
+//! invariants that make the calls sound:
+//!
+//! - [`Pfn`] names a page frame; reading its state is always allowed.
+//! - [`Block`] owns 2^order contiguous pages taken from the buddy allocator.
+//!   Only the owner of a block changes its direct map or encryption state,
+//!   and a block is only given back by [`Block::release`] (or deliberately
+//!   leaked), never on drop.
+//! - [`IrqSpinLockBackend`] is a `spinlock_t` taken with interrupts disabled,
+//!   so the allocators can be called from any context.
+
+use kernel::{
+    bindings,
+    error::{to_result, Result},
+    prelude::*,
+    sync::lock::{Backend, Lock},
+};
+
+/// Size of a page in bytes.
+pub(crate) const PAGE_SIZE: usize = kernel::page::PAGE_SIZE;
+
+/// `NUMA_NO_NODE`: no preferred node.
+pub(crate) const NUMA_NO_NODE: i32 = bindings::NUMA_NO_NODE;
+
+/// A page frame number.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub(crate) struct Pfn(pub(crate) usize);
+
+impl Pfn {
+    /// The `struct page` of this frame.
+    pub(crate) fn page(self) -> *mut bindings::page {
+        // SAFETY: `pfn_to_page` is pointer arithmetic on the memory map; it does not
+        // dereference anything.
+        unsafe { bindings::ua_pfn_to_page(self.0) }
+    }
+
+    /// The frame of a `struct page` pointer (pointer arithmetic only).
+    pub(crate) fn of_page(page: *const bindings::page) -> Self {
+        // SAFETY: `page_to_pfn` is pointer arithmetic on the memory map; it does not
+        // dereference `page`.
+        Self(unsafe { bindings::ua_page_to_pfn(page) })
+    }
+
+    /// Physical address of the frame.
+    pub(crate) fn phys(self) -> u64 {
+        (self.0 as u64) << kernel::page::PAGE_SHIFT
+    }
+
+    /// The frame `n` pages further.
+    pub(crate) fn add(self, n: usize) -> Self {
+        Self(self.0 + n)
+    }
+
+    /// NUMA node of the frame, which must be a valid memory frame.
+    pub(crate) fn nid(self) -> i32 {
+        // SAFETY: Every `Pfn` the component handles comes from the page allocator, so its
+        // `struct page` exists.
+        unsafe { bindings::ua_pfn_to_nid(self.0) }
+    }
+
+    /// Whether the frame is mapped in the kernel direct map.
+    pub(crate) fn is_present(self) -> bool {
+        // SAFETY: Reads the direct map page tables for a valid frame.
+        unsafe { bindings::kernel_page_present(self.page()) }
+    }
+}
+
+/// Node of the calling CPU.
+pub(crate) fn local_node() -> i32 {
+    // SAFETY: No requirements.
+    unsafe { bindings::ua_numa_node_id() }
+}
+
+/// Largest node id plus one.
+pub(crate) fn nr_node_ids() -> usize {
+    // SAFETY: `nr_node_ids` is set up during early boot and read-only afterwards.
+    unsafe { bindings::nr_node_ids as usize }
+}
+
+/// Whether `nid` is a node with memory.
+pub(crate) fn node_has_memory(nid: i32) -> bool {
+    // SAFETY: The helper checks the range of `nid` before reading the node mask.
+    unsafe { bindings::ua_node_has_memory(nid) }
+}
+
+/// Order of a PMD-sized block (9 on x86_64 with 4 KiB pages).
+pub(crate) fn pmd_order() -> u32 {
+    // SAFETY: No requirements.
+    unsafe { bindings::ua_pmd_order() }
+}
+
+/// The raw `gfp_t` of allocation flags, built from the flag sets that `Flags` exposes.
+pub(crate) fn gfp_raw(flags: kernel::alloc::Flags) -> bindings::gfp_t {
+    use kernel::alloc::flags as f;
+    [
+        (f::GFP_KERNEL, bindings::GFP_KERNEL),
+        (f::GFP_KERNEL_ACCOUNT, bindings::GFP_KERNEL_ACCOUNT),
+        (f::GFP_ATOMIC, bindings::GFP_ATOMIC),
+        (f::GFP_NOWAIT, bindings::GFP_NOWAIT),
+        (f::__GFP_ZERO, bindings::__GFP_ZERO),
+        (f::__GFP_NOWARN, bindings::__GFP_NOWARN),
+    ]
+    .into_iter()
+    .filter(|(set, _)| flags.contains(*set))
+    .fold(0, |raw, (_, bits)| raw | bits)
+}
+
+/// Whether an allocation with `gfp` may sleep.
+pub(crate) fn gfp_allows_blocking(gfp: bindings::gfp_t) -> bool {
+    // SAFETY: No requirements.
+    unsafe { bindings::ua_gfp_allows_blocking(gfp) }
+}
+
+/// Registers the shrinker that returns free blocks under memory pressure.
+pub(crate) fn register_shrinker() -> Result {
+    // SAFETY: Called once at initialisation; the callbacks are defined in the crate root.
+    to_result(unsafe { bindings::ua_register_shrinker() })
+}
+
+/// 2^order contiguous pages owned by the component.
+///
+/// # Invariants
+///
+/// `pfn` is the first frame of an allocation of order `order` from the buddy allocator
+/// that nobody else uses.
+#[derive(Debug)]
+pub(crate) struct Block {
+    pfn: Pfn,
+    order: u32,
+}
+
+impl Block {
+    /// Takes a block from the buddy allocator. `__GFP_ZERO` in `gfp` zeroes it.
+    pub(crate) fn alloc(nid: i32, gfp: bindings::gfp_t, order: u32) -> Option<Self> {
+        // SAFETY: Any node id and flags are accepted; the result is checked for NULL.
+        let page = unsafe { bindings::ua_alloc_pages_node(nid, gfp, order) };
+        if page.is_null() {
+            return None;
+        }
+        // INVARIANT: A fresh allocation of `order` pages.
+        Some(Self {
+            pfn: Pfn::of_page(page),
+            order,
+        })
+    }
+
+    /// First frame.
+    pub(crate) fn pfn(&self) -> Pfn {
+        self.pfn
+    }
+
+    /// Order of the block.
+    pub(crate) fn order(&self) -> u32 {
+        self.order
+    }
+
+    /// Number of pages.
+    pub(crate) fn nr_pages(&self) -> usize {
+        1 << self.order
+    }
+
+    /// Whether `pfn` lies inside the block.
+    pub(crate) fn contains(&self, pfn: Pfn) -> bool {
+        pfn >= self.pfn && pfn.0 < self.pfn.0 + self.nr_pages()
+    }
+
+    fn vaddr(&self) -> usize {
+        // SAFETY: `pfn_to_kaddr` is arithmetic on the direct map base.
+        unsafe { bindings::ua_pfn_to_virt(self.pfn.0) }
+    }
+
+    /// Refuses ranges outside of the block: the pages there are not ours.
+    fn check_range(&self, first: usize, nr: usize) -> Result {
+        if nr == 0 || first.checked_add(nr).is_none_or(|end| end > self.nr_pages()) {
+            return Err(EINVAL);
+        }
+        Ok(())
+    }
+
+    /// Sets the direct map entries of pages `first..first + nr` invalid (`valid == false`)
+    /// or valid again, without flushing the TLB.
+    pub(crate) fn set_direct_map(&self, first: usize, nr: usize, valid: bool) -> Result {
+        self.check_range(first, nr)?;
+        // SAFETY: The block owns these pages, so nobody else accesses them through the
+        // direct map while its entries change.
+        to_result(unsafe {
+            bindings::set_direct_map_valid_noflush(
+                self.pfn.add(first).page(),
+                nr as u32,
+                valid,
+            )
+        })
+    }
+
+    /// Flushes the TLB for the direct map range of the whole block.
+    pub(crate) fn flush_tlb(&self) {
+        let start = self.vaddr();
+        // SAFETY: Flushing a kernel range has no memory safety requirements.
+        unsafe { bindings::ua_flush_tlb_kernel_range(start, start + (self.nr_pages() * PAGE_SIZE)) }
+    }
+
+    /// Marks pages `first..first + nr` shared with the host (decrypted).
+    pub(crate) fn set_decrypted(&self, first: usize, nr: usize) -> Result {
+        self.check_range(first, nr)?;
+        // SAFETY: The block owns the pages; their contents become visible to the host,
+        // which is what the caller asks for.
+        to_result(unsafe {
+            bindings::set_memory_decrypted(
+                (self.vaddr() + first * PAGE_SIZE) as _,
+                nr as i32,
+            )
+        })
+    }
+
+    /// Marks pages `first..first + nr` private (encrypted) again.
+    pub(crate) fn set_encrypted(&self, first: usize, nr: usize) -> Result {
+        self.check_range(first, nr)?;
+        // SAFETY: The block owns the pages.
+        to_result(unsafe {
+            bindings::set_memory_encrypted(
+                (self.vaddr() + first * PAGE_SIZE) as _,
+                nr as i32,
+            )
+        })
+    }
+
+    /// A token for pages `first..first + nr` of the block, valid as long as the caller
+    /// keeps owning them (the allocators hand such ranges out of their bookkeeping).
+    pub(crate) fn range(&self, first: usize, nr: usize) -> Result<PageRange> {
+        self.check_range(first, nr)?;
+        Ok(PageRange {
+            pfn: self.pfn.add(first),
+            nr,
+        })
+    }
+
+    /// Gives the block back to the buddy allocator. The caller must have restored its
+    /// direct map and encryption state.
+    pub(crate) fn release(self) {
+        // SAFETY: By the type invariant this is an owned allocation of `order` pages.
+        unsafe { bindings::__free_pages(self.pfn.page(), self.order) };
+    }
+
+    /// Keeps the pages away from the page allocator forever (state unknown).
+    pub(crate) fn leak(self) {}
+}
+
+/// Pages inside a [`Block`], handed out by [`Block::range`] to whoever owns them in the
+/// allocator's bookkeeping (a chunk being scrubbed, an allocation in a test).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PageRange {
+    pfn: Pfn,
+    nr: usize,
+}
+
+impl PageRange {
+    /// Zeroes the pages through a temporary mapping, so that it works whether or not
+    /// they are in the direct map. May sleep.
+    pub(crate) fn scrub(&self) -> Result {
+        let map = TempMap::new(self.pfn, self.nr)?;
+        // SAFETY: `map` maps the `nr` pages of the range, writable, and the range owner
+        // is the caller.
+        unsafe { core::ptr::write_bytes(map.0.cast::<u8>(), 0, self.nr * PAGE_SIZE) };
+        Ok(())
+    }
+
+    /// Reads the byte at `offset` of the range through a temporary mapping (may sleep).
+    pub(crate) fn read_byte(&self, offset: usize) -> Result<u8> {
+        if offset >= self.nr * PAGE_SIZE {
+            return Err(EINVAL);
+        }
+        let map = TempMap::new(self.pfn.add(offset / PAGE_SIZE), 1)?;
+        // SAFETY: `map` maps one page of the range; `offset % PAGE_SIZE` lies inside it.
+        Ok(unsafe { map.0.cast::<u8>().add(offset % PAGE_SIZE).read_volatile() })
+    }
+
+    /// Writes `val` to the byte at `offset` through a temporary mapping (may sleep).
+    pub(crate) fn write_byte(&self, offset: usize, val: u8) -> Result {
+        if offset >= self.nr * PAGE_SIZE {
+            return Err(EINVAL);
+        }
+        let map = TempMap::new(self.pfn.add(offset / PAGE_SIZE), 1)?;
+        // SAFETY: As in `read_byte`.
+        unsafe { map.0.cast::<u8>().add(offset % PAGE_SIZE).write_volatile(val) };
+        Ok(())
+    }
+}
+
+/// A temporary kernel mapping of pages, undone on drop.
+struct TempMap(*mut core::ffi::c_void);
+
+impl TempMap {
+    fn new(pfn: Pfn, nr: usize) -> Result<Self> {
+        // SAFETY: `pfn` names owned, valid frames; may sleep, which callers allow.
+        let addr = unsafe { bindings::ua_vmap_pfns(pfn.0, nr as u32) };
+        if addr.is_null() {
+            return Err(ENOMEM);
+        }
+        Ok(Self(addr))
+    }
+}
+
+impl Drop for TempMap {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` came from `vmap()`.
+        unsafe { bindings::vunmap(self.0) };
+    }
+}
+
+/// A `spinlock_t` taken with `spin_lock_irqsave()`.
+pub(crate) struct IrqSpinLockBackend;
+
+/// A spinlock that disables interrupts, usable from any context.
+pub(crate) type IrqSpinLock<T> = Lock<T, IrqSpinLockBackend>;
+
+/// Creates an [`IrqSpinLock`] initialiser with a static lock class.
+macro_rules! new_irq_spinlock {
+    ($inner:expr, $name:literal) => {
+        $crate::sys::IrqSpinLock::new($inner, $name, kernel::static_lock_class!())
+    };
+}
+pub(crate) use new_irq_spinlock;
+
+// SAFETY: `spinlock_t` provides mutual exclusion; the saved flags are restored on unlock by
+// the same guard that saved them.
+unsafe impl Backend for IrqSpinLockBackend {
+    type State = bindings::spinlock_t;
+    type GuardState = usize;
+
+    unsafe fn init(
+        ptr: *mut Self::State,
+        name: *const kernel::ffi::c_char,
+        key: *mut bindings::lock_class_key,
+    ) {
+        // SAFETY: The caller passes a valid lock slot, name and key.
+        unsafe { bindings::__spin_lock_init(ptr, name, key) }
+    }
+
+    unsafe fn lock(ptr: *mut Self::State) -> Self::GuardState {
+        // SAFETY: The caller passes an initialised lock.
+        unsafe { bindings::ua_spin_lock_irqsave(ptr) }
+    }
+
+    unsafe fn try_lock(_ptr: *mut Self::State) -> Option<Self::GuardState> {
+        // Not needed by the component.
+        None
+    }
+
+    unsafe fn unlock(ptr: *mut Self::State, guard_state: &Self::GuardState) {
+        // SAFETY: The caller holds the lock; `guard_state` are the flags saved by `lock`.
+        unsafe { bindings::ua_spin_unlock_irqrestore(ptr, *guard_state) }
+    }
+
+    unsafe fn assert_is_held(ptr: *mut Self::State) {
+        // SAFETY: The caller passes an initialised lock.
+        unsafe { bindings::ua_assert_spin_locked(ptr) }
+    }
+}
+
+#[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+#[kernel::macros::kunit_tests(unmapped_alloc_direct_map)]
+mod tests {
+    use super::*;
+    use kernel::bindings::{GFP_KERNEL, __GFP_ZERO};
+
+    fn all_present(b: &Block, want: bool) -> bool {
+        (0..b.nr_pages()).all(|i| b.pfn().add(i).is_present() == want)
+    }
+
+    #[test]
+    fn unmap_and_restore_page() -> Result {
+        let b = Block::alloc(NUMA_NO_NODE, GFP_KERNEL, 0).ok_or(ENOMEM)?;
+        assert!(b.pfn().is_present());
+        b.set_direct_map(0, 1, false)?;
+        b.flush_tlb();
+        assert!(!b.pfn().is_present());
+        b.set_direct_map(0, 1, true)?;
+        b.flush_tlb();
+        assert!(b.pfn().is_present());
+        b.release();
+        Ok(())
+    }
+
+    #[test]
+    fn unmap_and_restore_pmd_block() -> Result {
+        let order = pmd_order();
+        let Some(b) = Block::alloc(NUMA_NO_NODE, GFP_KERNEL, order) else {
+            // Memory may be too fragmented for a 2 MiB block: fall back to a smaller one.
+            return Err(ENOMEM);
+        };
+        assert_eq!(b.nr_pages(), 512);
+        assert!(all_present(&b, true));
+        b.set_direct_map(0, b.nr_pages(), false)?;
+        b.flush_tlb();
+        assert!(all_present(&b, false));
+        b.set_direct_map(0, b.nr_pages(), true)?;
+        b.flush_tlb();
+        assert!(all_present(&b, true));
+        b.release();
+        Ok(())
+    }
+
+    #[test]
+    fn unmapped_page_readable_through_temp_map() -> Result {
+        let b = Block::alloc(NUMA_NO_NODE, GFP_KERNEL | __GFP_ZERO, 1).ok_or(ENOMEM)?;
+        b.set_direct_map(0, 2, false)?;
+        b.flush_tlb();
+        assert!(!b.pfn().add(1).is_present());
+        let r = b.range(0, 2)?;
+        r.write_byte(PAGE_SIZE + 7, 0xa5)?;
+        assert_eq!(r.read_byte(PAGE_SIZE + 7)?, 0xa5);
+        b.range(1, 1)?.scrub()?;
+        assert_eq!(r.read_byte(PAGE_SIZE + 7)?, 0);
+        assert_eq!(r.read_byte(2 * PAGE_SIZE), Err(EINVAL));
+        b.set_direct_map(0, 2, true)?;
+        b.flush_tlb();
+        b.release();
+        Ok(())
+    }
+
+    #[test]
+    fn decrypt_and_encrypt_range() -> Result {
+        let b = Block::alloc(NUMA_NO_NODE, GFP_KERNEL, 2).ok_or(ENOMEM)?;
+        assert_eq!(b.set_decrypted(0, 4), Ok(()));
+        assert_eq!(b.set_encrypted(0, 4), Ok(()));
+        assert!(all_present(&b, true));
+        b.release();
+        Ok(())
+    }
+
+    #[test]
+    fn pfn_round_trip() {
+        let b = Block::alloc(NUMA_NO_NODE, GFP_KERNEL, 0).unwrap();
+        let pfn = b.pfn();
+        assert_eq!(Pfn::of_page(pfn.page()), pfn);
+        assert_eq!(pfn.phys() >> kernel::page::PAGE_SHIFT, pfn.0 as u64);
+        assert!(node_has_memory(pfn.nid()));
+        b.release();
+    }
+}
