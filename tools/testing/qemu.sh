@@ -11,7 +11,7 @@ timeout_s=${UA_QEMU_TIMEOUT:-900}
 bios=()
 [ -f /usr/share/qemu/qboot.rom ] && bios=(-bios qboot.rom)
 args=(-accel tcg -nodefaults -nographic -no-reboot -serial stdio "${bios[@]}"
-	-cpu max -smp 2 -m 2G
+	-cpu max -smp 2,sockets=2,cores=1,threads=1 -m 2G
 	-object memory-backend-ram,id=mem0,size=1G
 	-object memory-backend-ram,id=mem1,size=1G
 	-numa node,nodeid=0,cpus=0,memdev=mem0

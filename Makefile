@@ -1,0 +1,41 @@
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# User entry points of the unmapped_alloc component. Inside a kernel tree,
+# kbuild reads the Kbuild file instead of this one.
+#
+#   make run    set up, build, boot the kernel in QEMU, exercise the allocator
+#   make test   set up, build, run the KUnit suites under QEMU
+#   make bench  benchmark tables against the baselines
+#
+# Downloads and build outputs go to .cache/ (UA_CACHE=... to move it).
+
+T := tools/testing
+
+.PHONY: all run test bench setup build check clean distclean
+
+all: run
+
+setup:
+	@$(T)/setup.sh all
+
+build:
+	@$(T)/build.sh
+
+test:
+	@$(T)/test.sh
+
+run:
+	@$(T)/run.sh
+
+bench:
+	@$(T)/bench.sh
+
+# Style checks: rustfmt with the tree's configuration, clippy, checkpatch.
+check:
+	@$(T)/check.sh
+
+clean:
+	rm -rf .cache/build .cache/logs
+
+distclean:
+	rm -rf .cache
