@@ -78,11 +78,6 @@ impl Buddy {
         Ok(b)
     }
 
-    /// Order of the block.
-    pub(crate) fn order(&self) -> u32 {
-        self.order
-    }
-
     /// Pages in the block.
     pub(crate) fn nr_pages(&self) -> usize {
         1 << self.order
@@ -101,11 +96,6 @@ impl Buddy {
     /// Whether the whole block is free and clean.
     pub(crate) fn is_empty(&self) -> bool {
         self.nr_free == self.nr_pages()
-    }
-
-    /// State byte of page `off`.
-    pub(crate) fn state(&self, off: usize) -> PageState {
-        self.state[off]
     }
 
     fn bit(&self, k: u32, i: usize) -> (usize, u64) {

@@ -221,6 +221,7 @@ impl UnmappedAllocator {
     }
 
     /// Sets the number of fully free blocks kept per node.
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
     pub(crate) fn set_cache_blocks(&self, n: usize) {
         self.cache_blocks.store(n, Relaxed);
     }
@@ -464,6 +465,7 @@ impl UnmappedAllocator {
     }
 
     /// The pages of a live allocation, for reading and writing them in tests.
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
     pub(crate) fn range_of(&self, pfn: Pfn, order: u32) -> Option<PageRange> {
         for pool in self.nodes.iter() {
             let pool = pool.lock();
@@ -628,80 +630,6 @@ impl PinnedDrop for UnmappedAllocator {
     }
 }
 
-/// Pages removed from the kernel direct map, freed on drop.
-///
-/// There is no kernel virtual address: use [`UnmappedPages::pfn`] or
-/// [`UnmappedPages::phys_addr`] to map the pages elsewhere or hand them to another
-/// entity.
-pub struct UnmappedPages {
-    alloc: Arc<UnmappedAllocator>,
-    pfn: Pfn,
-    order: u32,
-}
-
-impl UnmappedPages {
-    pub(crate) fn new_in(
-        alloc: &Arc<UnmappedAllocator>,
-        nid: i32,
-        gfp: bindings::gfp_t,
-        order: u32,
-        scrub: bool,
-    ) -> Result<Self> {
-        let pfn = alloc.alloc(nid, gfp, order, scrub).ok_or(ENOMEM)?;
-        Ok(Self {
-            alloc: alloc.clone(),
-            pfn,
-            order,
-        })
-    }
-
-    /// Allocates 2^`order` zeroed unmapped pages on node `nid` (or `NUMA_NO_NODE`).
-    pub fn alloc_node(nid: i32, gfp: kernel::alloc::Flags, order: u32) -> Result<Self> {
-        Self::new_in(crate::global()?, nid, sys::gfp_raw(gfp), order, true)
-    }
-
-    /// Allocates 2^`order` zeroed unmapped pages on the local node.
-    pub fn alloc(gfp: kernel::alloc::Flags, order: u32) -> Result<Self> {
-        Self::alloc_node(NUMA_NO_NODE, gfp, order)
-    }
-
-    /// Page frame number of the first page.
-    pub fn pfn(&self) -> usize {
-        self.pfn.0
-    }
-
-    /// Physical address of the first page.
-    pub fn phys_addr(&self) -> u64 {
-        self.pfn.phys()
-    }
-
-    /// Order of the allocation.
-    pub fn order(&self) -> u32 {
-        self.order
-    }
-
-    /// Number of pages.
-    pub fn nr_pages(&self) -> usize {
-        1 << self.order
-    }
-
-    /// NUMA node of the pages.
-    pub fn nid(&self) -> i32 {
-        self.pfn.nid()
-    }
-
-    pub(crate) fn first(&self) -> Pfn {
-        self.pfn
-    }
-}
-
-impl Drop for UnmappedPages {
-    fn drop(&mut self) {
-        // Cannot fail for pages we allocated.
-        let _ = self.alloc.free(self.pfn, self.order);
-    }
-}
-
 #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
 #[kernel::macros::kunit_tests(unmapped_alloc_pages)]
 mod tests {
@@ -712,6 +640,53 @@ mod tests {
         new_spinlock,
         sync::{Completion, SpinLock},
     };
+
+    /// An allocation from a private instance, freed on drop: the test-side counterpart
+    /// of `kernel::unmapped_alloc::UnmappedPages`.
+    struct UnmappedPages {
+        alloc: Arc<UnmappedAllocator>,
+        pfn: Pfn,
+        order: u32,
+    }
+
+    impl UnmappedPages {
+        fn new_in(
+            alloc: &Arc<UnmappedAllocator>,
+            nid: i32,
+            gfp: bindings::gfp_t,
+            order: u32,
+            scrub: bool,
+        ) -> Result<Self> {
+            let pfn = alloc.alloc(nid, gfp, order, scrub).ok_or(ENOMEM)?;
+            Ok(Self {
+                alloc: alloc.clone(),
+                pfn,
+                order,
+            })
+        }
+
+        fn first(&self) -> Pfn {
+            self.pfn
+        }
+
+        fn pfn(&self) -> usize {
+            self.pfn.0
+        }
+
+        fn nr_pages(&self) -> usize {
+            1 << self.order
+        }
+
+        fn nid(&self) -> i32 {
+            self.pfn.nid()
+        }
+    }
+
+    impl Drop for UnmappedPages {
+        fn drop(&mut self) {
+            let _ = self.alloc.free(self.pfn, self.order);
+        }
+    }
 
     fn private(cache_blocks: usize) -> Result<Arc<UnmappedAllocator>> {
         UnmappedAllocator::new(Config {

@@ -4,7 +4,7 @@
 //!
 //! - Unmapped pages, removed from the kernel direct map, for secret memory, guest memory
 //!   and memory lent to a hypervisor or firmware: `unmapped_alloc()` / `unmapped_free()`
-//!   in C, [`UnmappedPages`] in Rust.
+//!   in C, `kernel::unmapped_alloc::UnmappedPages` in Rust (see `kernel_api.rs`).
 //! - Decrypted memory shared with the host of a confidential guest.
 //!
 //! Memory is converted in large blocks once and carved up, instead of converting (and
@@ -21,7 +21,6 @@ mod unmapped;
 
 use kernel::{bindings, debugfs, ffi, prelude::*, sync::Arc, sync::SetOnce};
 use sys::Pfn;
-pub use unmapped::UnmappedPages;
 use unmapped::{Config, UnmappedAllocator};
 
 module! {
