@@ -105,7 +105,6 @@ void ua_assert_spin_locked(spinlock_t *lock)
 	lockdep_assert_held(lock);
 }
 
-
 static unsigned long ua_shrink_count(struct shrinker *s,
 				     struct shrink_control *sc)
 {
@@ -131,6 +130,10 @@ int ua_register_shrinker(void)
 	return 0;
 }
 
+/*
+ * The C API is implemented in Rust (rust/unmapped_alloc.rs); its symbols
+ * are exported here, away from their definitions.
+ */
 EXPORT_SYMBOL_GPL(unmapped_alloc);
 EXPORT_SYMBOL_GPL(unmapped_alloc_node);
 EXPORT_SYMBOL_GPL(unmapped_alloc_noscrub);

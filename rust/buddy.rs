@@ -296,7 +296,7 @@ mod tests {
         let mut live: KVec<(usize, u32)> = KVec::new();
         for _ in 0..2000 {
             if live.is_empty() || rng.below(3) != 0 {
-                let k = rng.below(5) as u32;
+                let k = rng.below(5);
                 if let Some(off) = b.alloc(k) {
                     for p in off..off + (1 << k) {
                         assert!(!owner[p]);

@@ -2,7 +2,10 @@
 
 //! Event counters, read lock-free by debugfs and the tests.
 
-use kernel::sync::atomic::{Atomic, Relaxed};
+use kernel::{
+    sync::atomic::{Atomic, Relaxed},
+    time::{Instant, Monotonic},
+};
 
 /// A monotonically increasing event counter.
 pub(crate) struct Counter(Atomic<u64>);
@@ -77,6 +80,10 @@ pub(crate) struct UnmappedStats {
     pub(crate) tlb_flushes: Counter,
     /// Pages zeroed through a temporary mapping after being freed.
     pub(crate) scrubbed_pages: Counter,
+    /// Time spent taking, zeroing and unmapping new blocks, in nanoseconds.
+    pub(crate) grow_ns: Counter,
+    /// Time spent scrubbing freed pages, in nanoseconds.
+    pub(crate) scrub_ns: Counter,
     /// Frees refused: not ours, wrong order, double free.
     pub(crate) bad_frees: Counter,
     /// Requests refused for an impossible order or node.
@@ -103,9 +110,16 @@ impl UnmappedStats {
             direct_map_restores: Counter::new(),
             tlb_flushes: Counter::new(),
             scrubbed_pages: Counter::new(),
+            grow_ns: Counter::new(),
+            scrub_ns: Counter::new(),
             bad_frees: Counter::new(),
             bad_requests: Counter::new(),
             shrink_calls: Counter::new(),
         }
     }
+}
+
+/// Adds the time since `start` to `counter`, in nanoseconds.
+pub(crate) fn add_elapsed(counter: &Counter, start: Instant<Monotonic>) {
+    counter.add(start.elapsed().as_nanos().max(0) as u64);
 }

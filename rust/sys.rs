@@ -93,22 +93,6 @@ pub(crate) fn pmd_order() -> u32 {
     unsafe { bindings::ua_pmd_order() }
 }
 
-/// The raw `gfp_t` of allocation flags, built from the flag sets that `Flags` exposes.
-pub(crate) fn gfp_raw(flags: kernel::alloc::Flags) -> bindings::gfp_t {
-    use kernel::alloc::flags as f;
-    [
-        (f::GFP_KERNEL, bindings::GFP_KERNEL),
-        (f::GFP_KERNEL_ACCOUNT, bindings::GFP_KERNEL_ACCOUNT),
-        (f::GFP_ATOMIC, bindings::GFP_ATOMIC),
-        (f::GFP_NOWAIT, bindings::GFP_NOWAIT),
-        (f::__GFP_ZERO, bindings::__GFP_ZERO),
-        (f::__GFP_NOWARN, bindings::__GFP_NOWARN),
-    ]
-    .into_iter()
-    .filter(|(set, _)| flags.contains(*set))
-    .fold(0, |raw, (_, bits)| raw | bits)
-}
-
 /// Whether an allocation with `gfp` may sleep.
 pub(crate) fn gfp_allows_blocking(gfp: bindings::gfp_t) -> bool {
     // SAFETY: No requirements.
@@ -175,7 +159,11 @@ impl Block {
 
     /// Refuses ranges outside of the block: the pages there are not ours.
     fn check_range(&self, first: usize, nr: usize) -> Result {
-        if nr == 0 || first.checked_add(nr).is_none_or(|end| end > self.nr_pages()) {
+        if nr == 0
+            || first
+                .checked_add(nr)
+                .is_none_or(|end| end > self.nr_pages())
+        {
             return Err(EINVAL);
         }
         Ok(())
@@ -188,11 +176,7 @@ impl Block {
         // SAFETY: The block owns these pages, so nobody else accesses them through the
         // direct map while its entries change.
         to_result(unsafe {
-            bindings::set_direct_map_valid_noflush(
-                self.pfn.add(first).page(),
-                nr as u32,
-                valid,
-            )
+            bindings::set_direct_map_valid_noflush(self.pfn.add(first).page(), nr as u32, valid)
         })
     }
 
@@ -209,10 +193,7 @@ impl Block {
         // SAFETY: The block owns the pages; their contents become visible to the host,
         // which is what the caller asks for.
         to_result(unsafe {
-            bindings::set_memory_decrypted(
-                (self.vaddr() + first * PAGE_SIZE) as _,
-                nr as i32,
-            )
+            bindings::set_memory_decrypted(self.vaddr() + first * PAGE_SIZE, nr as i32)
         })
     }
 
@@ -221,10 +202,7 @@ impl Block {
         self.check_range(first, nr)?;
         // SAFETY: The block owns the pages.
         to_result(unsafe {
-            bindings::set_memory_encrypted(
-                (self.vaddr() + first * PAGE_SIZE) as _,
-                nr as i32,
-            )
+            bindings::set_memory_encrypted(self.vaddr() + first * PAGE_SIZE, nr as i32)
         })
     }
 
@@ -285,7 +263,12 @@ impl PageRange {
         }
         let map = TempMap::new(self.pfn.add(offset / PAGE_SIZE), 1)?;
         // SAFETY: As in `read_byte`.
-        unsafe { map.0.cast::<u8>().add(offset % PAGE_SIZE).write_volatile(val) };
+        unsafe {
+            map.0
+                .cast::<u8>()
+                .add(offset % PAGE_SIZE)
+                .write_volatile(val)
+        };
         Ok(())
     }
 }
@@ -378,7 +361,7 @@ pub(crate) fn kunit_skip() {
 #[kernel::macros::kunit_tests(unmapped_alloc_direct_map)]
 mod tests {
     use super::*;
-    use kernel::bindings::{GFP_KERNEL, __GFP_ZERO};
+    use kernel::bindings::{__GFP_ZERO, GFP_KERNEL};
 
     fn all_present(b: &Block, want: bool) -> bool {
         (0..b.nr_pages()).all(|i| b.pfn().add(i).is_present() == want)

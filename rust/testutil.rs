@@ -24,7 +24,7 @@ impl Rng {
 
     /// A number in `0..n` (`n > 0`).
     pub(crate) fn below(&mut self, n: u32) -> u32 {
-        ((self.next() >> 32) * u64::from(n) >> 32) as u32
+        (((self.next() >> 32) * u64::from(n)) >> 32) as u32
     }
 
     /// Shuffles `v` in place (Fisher-Yates).

@@ -18,18 +18,18 @@
 
 use crate::{
     buddy::{Buddy, FreeError},
-    stats::{UnmappedStats, MAX_ORDER},
+    stats::{self, UnmappedStats, MAX_ORDER},
     sys::{self, new_irq_spinlock, Block, IrqSpinLock, PageRange, Pfn, NUMA_NO_NODE},
 };
 use core::fmt;
 use kernel::{
-    bindings,
-    pr_err_once, pr_warn_once,
+    bindings, pr_err_once, pr_warn_once,
     prelude::*,
     sync::{
         atomic::{Atomic, Relaxed},
         new_mutex, Arc, Mutex,
     },
+    time::{Instant, Monotonic},
     workqueue::{self, impl_has_work, new_work, Work, WorkItem},
 };
 
@@ -285,20 +285,22 @@ impl UnmappedAllocator {
         let thisnode = gfp & bindings::__GFP_THISNODE != 0;
         let take_dirty = !scrub && gfp & bindings::__GFP_ZERO == 0;
 
-        let pfn = self.alloc_from_pools(nid, order, thisnode, take_dirty).or_else(|| {
-            if !sys::gfp_allows_blocking(gfp) {
-                // Changing the direct map or scrubbing may sleep: fail fast.
-                self.stats.atomic_failures.inc();
-                self.kick();
-                return None;
-            }
-            if self.scrub_pending() > 0 {
-                if let Some(pfn) = self.alloc_from_pools(nid, order, thisnode, take_dirty) {
-                    return Some(pfn);
+        let pfn = self
+            .alloc_from_pools(nid, order, thisnode, take_dirty)
+            .or_else(|| {
+                if !sys::gfp_allows_blocking(gfp) {
+                    // Changing the direct map or scrubbing may sleep: fail fast.
+                    self.stats.atomic_failures.inc();
+                    self.kick();
+                    return None;
                 }
-            }
-            self.grow(nid, gfp, order)
-        });
+                if self.scrub_pending() > 0 {
+                    if let Some(pfn) = self.alloc_from_pools(nid, order, thisnode, take_dirty) {
+                        return Some(pfn);
+                    }
+                }
+                self.grow(nid, gfp, order)
+            });
         match pfn {
             Some(_) => self.stats.allocs.at(order).inc(),
             None => self.stats.alloc_failures.inc(),
@@ -344,6 +346,7 @@ impl UnmappedAllocator {
             | bindings::__GFP_NOWARN
             | (gfp & bindings::__GFP_ACCOUNT);
         let thisnode = gfp & bindings::__GFP_THISNODE != 0;
+        let start = Instant::<Monotonic>::now();
         // A PMD-sized block without heavy reclaim first, then smaller ones down to the
         // requested order. The preferred node is tried strictly before falling back.
         let mut block = None;
@@ -370,6 +373,17 @@ impl UnmappedAllocator {
         }
         self.stats.blocks_taken.inc();
 
+        // Metadata first, while the block is still mapped and can simply go back.
+        let (buddy, slot) = match (
+            Buddy::new(block.order(), GFP_KERNEL),
+            KBox::<UnmappedBlock>::new_uninit(GFP_KERNEL),
+        ) {
+            (Ok(buddy), Ok(slot)) => (buddy, slot),
+            _ => {
+                block.release();
+                return None;
+            }
+        };
         if block.set_direct_map(0, block.nr_pages(), false).is_err() {
             self.restore_and_release(block);
             return None;
@@ -377,27 +391,19 @@ impl UnmappedAllocator {
         self.stats.direct_map_unmaps.inc();
         block.flush_tlb();
         self.stats.tlb_flushes.inc();
+        stats::add_elapsed(&self.stats.grow_ns, start);
 
-        let buddy = match Buddy::new(block.order(), GFP_KERNEL) {
-            Ok(b) => b,
-            Err(_) => {
-                self.restore_and_release(block);
-                return None;
-            }
-        };
-        let mut ub = match KBox::new(UnmappedBlock { block, buddy }, GFP_KERNEL) {
-            Ok(ub) => ub,
-            Err(_) => return None,
-        };
-        let off = ub.buddy.alloc(order)?;
-        let pfn = ub.block.pfn().add(off);
+        let mut ub = KBox::write(slot, UnmappedBlock { block, buddy });
+        // A fresh block of at least `order` always has room.
+        let off = ub.buddy.alloc(order);
+        let base = ub.block.pfn();
         let home = ub.block.pfn().nid();
-        let Some(pool) = self.pool(home) else {
-            return None;
+        let inserted = match self.pool(home) {
+            Some(pool) => pool.lock().insert(ub),
+            None => Err(ub),
         };
-        let result = pool.lock().insert(ub);
-        match result {
-            Ok(()) => Some(pfn),
+        match inserted {
+            Ok(()) => off.map(|off| base.add(off)),
             Err(ub) => {
                 // Nobody else saw the block: give it back.
                 self.restore_and_release(KBox::into_inner(ub).block);
@@ -427,7 +433,11 @@ impl UnmappedAllocator {
     }
 
     /// Frees 2^`order` pages at `pfn`. Any context.
-    pub(crate) fn free(self: &Arc<Self>, pfn: Pfn, order: u32) -> core::result::Result<(), BadFree> {
+    pub(crate) fn free(
+        self: &Arc<Self>,
+        pfn: Pfn,
+        order: u32,
+    ) -> core::result::Result<(), BadFree> {
         let r = self.free_inner(pfn, order);
         match r {
             Ok(()) => {
@@ -501,10 +511,14 @@ impl UnmappedAllocator {
                         Some((b.block.pfn(), off, k, b.block.range(off, 1 << k)))
                     })
                 };
-                let Some((base, off, k, range)) = claimed else { break };
+                let Some((base, off, k, range)) = claimed else {
+                    break;
+                };
                 // The chunk is ours alone while claimed, and its block cannot go away
                 // since it is not empty.
+                let start = Instant::<Monotonic>::now();
                 let scrubbed = range.and_then(|r| r.scrub()).is_ok();
+                stats::add_elapsed(&self.stats.scrub_ns, start);
                 let mut pool = pool.lock();
                 if let Some(i) = pool.find(base) {
                     if scrubbed {
@@ -593,6 +607,8 @@ impl UnmappedAllocator {
             ("unmapped_direct_map_restores", &s.direct_map_restores),
             ("unmapped_tlb_flushes", &s.tlb_flushes),
             ("unmapped_scrubbed_pages", &s.scrubbed_pages),
+            ("unmapped_grow_ns", &s.grow_ns),
+            ("unmapped_scrub_ns", &s.scrub_ns),
             ("unmapped_bad_frees", &s.bad_frees),
             ("unmapped_bad_requests", &s.bad_requests),
             ("unmapped_shrink_calls", &s.shrink_calls),
@@ -710,7 +726,10 @@ mod tests {
         a.shrink(0);
         assert_eq!(a.total_pages(), PoolPages::default());
         assert_eq!(a.stats.blocks_released.get(), a.stats.blocks_taken.get());
-        assert_eq!(a.stats.direct_map_restores.get(), a.stats.blocks_taken.get());
+        assert_eq!(
+            a.stats.direct_map_restores.get(),
+            a.stats.blocks_taken.get()
+        );
         // Release verifies that every page is present again before freeing it.
         assert_eq!(a.stats.leaked_blocks.get(), 0);
     }
@@ -774,8 +793,7 @@ mod tests {
         let mut seen = 0;
         for nid in nodes {
             seen += 1;
-            let strict =
-                UnmappedPages::new_in(&a, nid, K | bindings::__GFP_THISNODE, 0, true)?;
+            let strict = UnmappedPages::new_in(&a, nid, K | bindings::__GFP_THISNODE, 0, true)?;
             assert_eq!(strict.nid(), nid);
             let preferred = UnmappedPages::new_in(&a, nid, K, 3, true)?;
             assert_eq!(preferred.nid(), nid);
@@ -815,13 +833,18 @@ mod tests {
 
         // The opt-out hands out a freed page as it is, without scrubbing it.
         let p = alloc(&a, 0)?;
-        a.range_of(p.first(), 0).ok_or(EINVAL)?.write_byte(100, 0x77)?;
+        a.range_of(p.first(), 0)
+            .ok_or(EINVAL)?
+            .write_byte(100, 0x77)?;
         let pfn = p.first();
         drop(p);
         let q = UnmappedPages::new_in(&a, NUMA_NO_NODE, K, 0, false)?;
         assert_eq!(q.first(), pfn);
         assert_eq!(a.stats.noscrub_allocs.get(), 1);
-        assert_eq!(a.range_of(q.first(), 0).ok_or(EINVAL)?.read_byte(100)?, 0x77);
+        assert_eq!(
+            a.range_of(q.first(), 0).ok_or(EINVAL)?.read_byte(100)?,
+            0x77
+        );
         drop(q);
 
         // Everything else is scrubbed before reuse.
@@ -970,7 +993,10 @@ mod tests {
                         if live.iter().any(|&(a, b)| start < b && a < end) {
                             s.overlaps.add(1, Relaxed);
                         }
-                        if live.push((start, end), kernel::alloc::flags::GFP_ATOMIC).is_err() {
+                        if live
+                            .push((start, end), kernel::alloc::flags::GFP_ATOMIC)
+                            .is_err()
+                        {
                             s.failures.add(1, Relaxed);
                         }
                     }

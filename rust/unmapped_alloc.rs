@@ -56,10 +56,7 @@ impl kernel::Module for UnmappedAllocModule {
             dir.read_callback_file(c"stats", alloc, &|a, f| a.write_stats(f)),
             GFP_KERNEL,
         )?;
-        pr_info!(
-            "ready, blocks of order {}\n",
-            alloc.max_order()
-        );
+        pr_info!("ready, blocks of order {}\n", alloc.max_order());
         Ok(Self {
             _stats: stats,
             _dir: dir,
@@ -67,7 +64,12 @@ impl kernel::Module for UnmappedAllocModule {
     }
 }
 
-fn c_alloc(nid: ffi::c_int, gfp: bindings::gfp_t, order: ffi::c_uint, scrub: bool) -> *mut bindings::page {
+fn c_alloc(
+    nid: ffi::c_int,
+    gfp: bindings::gfp_t,
+    order: ffi::c_uint,
+    scrub: bool,
+) -> *mut bindings::page {
     match global() {
         Ok(a) => a
             .alloc(nid, gfp, order, scrub)

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# make check: rustfmt with the kernel tree's configuration, clippy through
+# kbuild (CLIPPY=1), and checkpatch on the C sources.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+"$UA_ROOT/tools/testing/setup.sh" all
+cd "$UA_ROOT"
+rc=0
+stage "rustfmt --check"
+rustfmt --edition 2021 --config-path "$UA_KSRC/.rustfmt.toml" --check \
+	rust/*.rs samples/*.rs || rc=1
+stage "clippy (CLIPPY=1)"
+[ -f "$UA_BUILD/.config" ] || "$UA_ROOT/tools/testing/build.sh"
+if ! make -s -C "$UA_KSRC" O="$UA_BUILD" LLVM="$UA_LLVM" CLIPPY=1 -j"$UA_JOBS" \
+	mm/unmapped_alloc/ >"$UA_CACHE/logs/clippy.log" 2>&1 ||
+	grep -q '^warning\|^error' "$UA_CACHE/logs/clippy.log"; then
+	cat "$UA_CACHE/logs/clippy.log"
+	rc=1
+fi
+stage "checkpatch"
+# The exports of the Rust-defined C API cannot follow their definitions.
+"$UA_KSRC/scripts/checkpatch.pl" --no-tree --quiet --strict --ignore EXPORT_SYMBOL --file \
+	helpers.c internal.h include/linux/unmapped_alloc.h samples/*.c || rc=1
+[ $rc = 0 ] && stage "all checks clean"
+exit $rc
