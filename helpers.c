@@ -5,6 +5,7 @@
  */
 #include <linux/export.h>
 #include <linux/gfp.h>
+#include <linux/memcontrol.h>
 #include <linux/mm.h>
 #include <linux/slab.h>
 #include <linux/shrinker.h>
@@ -30,6 +31,14 @@ struct page *ua_pfn_to_page(unsigned long pfn)
 unsigned long ua_pfn_to_virt(unsigned long pfn)
 {
 	return (unsigned long)pfn_to_kaddr(pfn);
+}
+
+/* Frame of a direct map address, or -1 if @addr is not one. */
+long ua_virt_to_pfn(unsigned long addr)
+{
+	if (!virt_addr_valid((void *)addr))
+		return -1;
+	return PHYS_PFN(__pa(addr));
 }
 
 int ua_pfn_to_nid(unsigned long pfn)
@@ -105,6 +114,27 @@ void ua_assert_spin_locked(spinlock_t *lock)
 	lockdep_assert_held(lock);
 }
 
+/* Charge an allocation to the memory cgroup of the current task. */
+int ua_memcg_charge(unsigned long pfn, gfp_t gfp, unsigned int order)
+{
+	return memcg_kmem_charge_page(pfn_to_page(pfn), gfp, order);
+}
+
+/* Uncharge it; does nothing for pages that were not charged. */
+void ua_memcg_uncharge(unsigned long pfn, unsigned int order)
+{
+	memcg_kmem_uncharge_page(pfn_to_page(pfn), order);
+}
+
+bool ua_memcg_charged(unsigned long pfn)
+{
+#ifdef CONFIG_MEMCG
+	return pfn_to_page(pfn)->memcg_data != 0;
+#else
+	return false;
+#endif
+}
+
 static unsigned long ua_shrink_count(struct shrinker *s,
 				     struct shrink_control *sc)
 {
@@ -138,3 +168,14 @@ EXPORT_SYMBOL_GPL(unmapped_alloc);
 EXPORT_SYMBOL_GPL(unmapped_alloc_node);
 EXPORT_SYMBOL_GPL(unmapped_alloc_noscrub);
 EXPORT_SYMBOL_GPL(unmapped_free);
+EXPORT_SYMBOL_GPL(alloc_decrypted_pages);
+EXPORT_SYMBOL_GPL(alloc_decrypted_pages_node);
+EXPORT_SYMBOL_GPL(free_decrypted_pages);
+EXPORT_SYMBOL_GPL(kmalloc_decrypted);
+EXPORT_SYMBOL_GPL(kmalloc_decrypted_node);
+EXPORT_SYMBOL_GPL(kfree_decrypted);
+EXPORT_SYMBOL_GPL(ksize_decrypted);
+EXPORT_SYMBOL_GPL(kmem_cache_create_decrypted);
+EXPORT_SYMBOL_GPL(kmem_cache_alloc_decrypted);
+EXPORT_SYMBOL_GPL(kmem_cache_free_decrypted);
+EXPORT_SYMBOL_GPL(kmem_cache_destroy_decrypted);

@@ -22,6 +22,7 @@ const gfp_t RUST_CONST_HELPER___GFP_ACCOUNT = __GFP_ACCOUNT;
 unsigned long ua_page_to_pfn(const struct page *page);
 struct page *ua_pfn_to_page(unsigned long pfn);
 unsigned long ua_pfn_to_virt(unsigned long pfn);
+long ua_virt_to_pfn(unsigned long addr);
 int ua_pfn_to_nid(unsigned long pfn);
 int ua_numa_node_id(void);
 bool ua_node_has_memory(int nid);
@@ -35,6 +36,9 @@ unsigned long ua_spin_lock_irqsave(spinlock_t *lock);
 void ua_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags);
 void ua_assert_spin_locked(spinlock_t *lock);
 
+int ua_memcg_charge(unsigned long pfn, gfp_t gfp, unsigned int order);
+void ua_memcg_uncharge(unsigned long pfn, unsigned int order);
+bool ua_memcg_charged(unsigned long pfn);
 int ua_register_shrinker(void);
 
 /* Defined in Rust, called by the shrinker. */

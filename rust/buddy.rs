@@ -49,6 +49,8 @@ pub(crate) struct Buddy {
     free: KVec<u64>,
     /// Per page state, see [`PageState`].
     state: KVec<PageState>,
+    /// Per page tag set by the user of a chunk (the object caches record their id).
+    tags: KVec<u16>,
     nr_free: usize,
     nr_dirty: usize,
 }
@@ -67,10 +69,13 @@ impl Buddy {
         free.resize(bits.div_ceil(64), 0u64, flags)?;
         let mut state = KVec::new();
         state.resize(pages, PageState::None, flags)?;
+        let mut tags = KVec::new();
+        tags.resize(pages, 0u16, flags)?;
         let mut b = Self {
             order,
             free,
             state,
+            tags,
             nr_free: pages,
             nr_dirty: 0,
         };
@@ -181,9 +186,30 @@ impl Buddy {
         }
     }
 
+    /// The chunk in use that contains page `page`: its offset and order.
+    pub(crate) fn used_chunk(&self, page: usize) -> Option<(usize, u32)> {
+        (0..=self.order).find_map(|k| {
+            let off = page & !((1usize << k) - 1);
+            (self.state.get(off) == Some(&PageState::Used(k as u8))).then_some((off, k))
+        })
+    }
+
+    /// Tags every page of the chunk in use at `off` of order `k`.
+    pub(crate) fn set_tag(&mut self, off: usize, k: u32, tag: u16) {
+        if self.check_used(off, k).is_ok() {
+            self.tags[off..off + (1 << k)].fill(tag);
+        }
+    }
+
+    /// The tag of page `page` if it lies in a chunk in use.
+    pub(crate) fn tag(&self, page: usize) -> Option<u16> {
+        self.used_chunk(page).map(|_| self.tags[page])
+    }
+
     /// Frees the chunk at `off` of order `k`: it becomes dirty, waiting to be scrubbed.
     pub(crate) fn free(&mut self, off: usize, k: u32) -> core::result::Result<(), FreeError> {
         self.check_used(off, k)?;
+        self.tags[off..off + (1 << k)].fill(0);
         self.state[off] = PageState::Dirty(k as u8);
         self.nr_dirty += 1 << k;
         Ok(())

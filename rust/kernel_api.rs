@@ -21,7 +21,12 @@
 //! # Ok::<(), Error>(())
 //! ```
 
-use crate::{alloc::Flags, bindings, error::code::ENOMEM, error::Result};
+use crate::{
+    alloc::Flags,
+    bindings,
+    error::code::{EINVAL, ENOMEM},
+    error::Result,
+};
 use core::ptr::NonNull;
 
 /// Largest order an allocation can have: one PMD-sized block.
@@ -121,5 +126,196 @@ impl Drop for UnmappedPages {
     fn drop(&mut self) {
         // SAFETY: By the type invariant we own this allocation of `order`.
         unsafe { bindings::unmapped_free(self.page.as_ptr(), self.order) };
+    }
+}
+
+/// 2^order contiguous zeroed pages shared with the host of a confidential guest
+/// (decrypted), freed on drop.
+///
+/// The pages stay in the direct map. The host may read and write them at any time, so
+/// access them through [`DecryptedPages::as_ptr`] with volatile or copying accesses,
+/// never through references.
+///
+/// # Invariants
+///
+/// `page` is the first page of a live allocation of order `order` from
+/// `alloc_decrypted_pages_node()` that this object owns.
+pub struct DecryptedPages {
+    page: NonNull<bindings::page>,
+    order: u32,
+}
+
+// SAFETY: The allocation is not tied to the allocating thread; it may be freed anywhere.
+unsafe impl Send for DecryptedPages {}
+// SAFETY: Shared references only read the frame number and order.
+unsafe impl Sync for DecryptedPages {}
+
+impl DecryptedPages {
+    /// Allocates 2^`order` zeroed decrypted pages on node `nid` (or `NUMA_NO_NODE`).
+    ///
+    /// With flags that cannot sleep only memory that is already decrypted is used.
+    pub fn alloc_node(nid: i32, flags: Flags, order: u32) -> Result<Self> {
+        // SAFETY: Any arguments are accepted; bad ones make the call return NULL.
+        let page = unsafe { bindings::alloc_decrypted_pages_node(nid, flags.as_raw(), order) };
+        let page = NonNull::new(page).ok_or(ENOMEM)?;
+        // INVARIANT: A successful allocation of `order`, now owned by us.
+        Ok(Self { page, order })
+    }
+
+    /// Allocates 2^`order` zeroed decrypted pages on the local node.
+    pub fn alloc(flags: Flags, order: u32) -> Result<Self> {
+        Self::alloc_node(bindings::NUMA_NO_NODE, flags, order)
+    }
+
+    /// Kernel virtual address of the first byte.
+    pub fn as_ptr(&self) -> *mut u8 {
+        // SAFETY: Decrypted pages are in the direct map; this is address arithmetic.
+        unsafe { bindings::ua_pfn_to_virt(self.pfn()) as *mut u8 }
+    }
+
+    /// Copies `data` into the pages at `offset`, byte by byte with volatile writes.
+    pub fn write(&self, offset: usize, data: &[u8]) -> Result {
+        let end = offset.checked_add(data.len()).ok_or(EINVAL)?;
+        if end > self.size() {
+            return Err(EINVAL);
+        }
+        for (i, b) in data.iter().enumerate() {
+            // SAFETY: `offset + i < size()`: inside the allocation, which is mapped.
+            unsafe { self.as_ptr().add(offset + i).write_volatile(*b) };
+        }
+        Ok(())
+    }
+
+    /// Copies bytes at `offset` into `buf`, with volatile reads.
+    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result {
+        let end = offset.checked_add(buf.len()).ok_or(EINVAL)?;
+        if end > self.size() {
+            return Err(EINVAL);
+        }
+        for (i, b) in buf.iter_mut().enumerate() {
+            // SAFETY: `offset + i < size()`: inside the allocation, which is mapped.
+            *b = unsafe { self.as_ptr().add(offset + i).read_volatile() };
+        }
+        Ok(())
+    }
+
+    /// Page frame number of the first page.
+    pub fn pfn(&self) -> usize {
+        // SAFETY: `page` is a valid page by the type invariant.
+        unsafe { bindings::ua_page_to_pfn(self.page.as_ptr()) }
+    }
+
+    /// Physical address of the first page, as the host or a device sees it.
+    pub fn phys_addr(&self) -> u64 {
+        (self.pfn() as u64) << crate::page::PAGE_SHIFT
+    }
+
+    /// Order of the allocation.
+    pub fn order(&self) -> u32 {
+        self.order
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> usize {
+        crate::page::PAGE_SIZE << self.order
+    }
+}
+
+impl Drop for DecryptedPages {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant we own this allocation of `order`.
+        unsafe { bindings::free_decrypted_pages(self.page.as_ptr(), self.order) };
+    }
+}
+
+/// A buffer of decrypted memory from `kmalloc_decrypted()`, freed on drop.
+///
+/// Aligned to at least 256 bytes and to its size class up to a page. The host may read
+/// and write it at any time: use [`DecryptedBuf::read`] / [`DecryptedBuf::write`] or
+/// volatile accesses through [`DecryptedBuf::as_ptr`], never references.
+///
+/// # Invariants
+///
+/// `ptr` is a live object of `kmalloc_decrypted()` of at least `len` bytes that this
+/// object owns.
+pub struct DecryptedBuf {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: The allocation is not tied to the allocating thread; it may be freed anywhere.
+unsafe impl Send for DecryptedBuf {}
+// SAFETY: Shared references only allow volatile accesses, as for shared memory.
+unsafe impl Sync for DecryptedBuf {}
+
+impl DecryptedBuf {
+    /// Allocates `len` bytes of decrypted memory; zeroed with `__GFP_ZERO` in `flags`.
+    pub fn alloc(len: usize, flags: Flags) -> Result<Self> {
+        // SAFETY: Any arguments are accepted; bad ones make the call return NULL.
+        let p = unsafe { bindings::kmalloc_decrypted(len, flags.as_raw()) };
+        let ptr = NonNull::new(p.cast::<u8>()).ok_or(ENOMEM)?;
+        // INVARIANT: A live object of at least `len` bytes, now owned by us.
+        Ok(Self { ptr, len })
+    }
+
+    /// Allocates `len` zeroed bytes of decrypted memory.
+    pub fn zeroed(len: usize, flags: Flags) -> Result<Self> {
+        Self::alloc(len, flags | crate::alloc::flags::__GFP_ZERO)
+    }
+
+    /// Kernel virtual address.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Requested length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the buffer is empty (never: zero-sized requests fail).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Physical address, as the host or a device sees it.
+    pub fn phys_addr(&self) -> u64 {
+        // SAFETY: The object lies in the direct map; the helper checks the address.
+        let pfn = unsafe { bindings::ua_virt_to_pfn(self.ptr.as_ptr() as usize) };
+        ((pfn as u64) << crate::page::PAGE_SHIFT)
+            + (self.ptr.as_ptr() as usize % crate::page::PAGE_SIZE) as u64
+    }
+
+    /// Copies `data` into the buffer at `offset` with volatile writes.
+    pub fn write(&self, offset: usize, data: &[u8]) -> Result {
+        let end = offset.checked_add(data.len()).ok_or(EINVAL)?;
+        if end > self.len {
+            return Err(EINVAL);
+        }
+        for (i, b) in data.iter().enumerate() {
+            // SAFETY: `offset + i < len`: inside the owned object.
+            unsafe { self.ptr.as_ptr().add(offset + i).write_volatile(*b) };
+        }
+        Ok(())
+    }
+
+    /// Copies bytes at `offset` into `buf` with volatile reads.
+    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result {
+        let end = offset.checked_add(buf.len()).ok_or(EINVAL)?;
+        if end > self.len {
+            return Err(EINVAL);
+        }
+        for (i, b) in buf.iter_mut().enumerate() {
+            // SAFETY: `offset + i < len`: inside the owned object.
+            *b = unsafe { self.ptr.as_ptr().add(offset + i).read_volatile() };
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DecryptedBuf {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant we own this object.
+        unsafe { bindings::kfree_decrypted(self.ptr.as_ptr().cast()) };
     }
 }

@@ -50,8 +50,8 @@ impl PerOrder {
     }
 }
 
-/// Counters of the unmapped page allocator.
-pub(crate) struct UnmappedStats {
+/// Counters of a page allocator instance.
+pub(crate) struct PageStats {
     /// Successful allocations per order.
     pub(crate) allocs: PerOrder,
     /// Frees per order.
@@ -62,6 +62,8 @@ pub(crate) struct UnmappedStats {
     pub(crate) atomic_failures: Counter,
     /// Allocations that took a freed chunk without scrubbing it (opt-out).
     pub(crate) noscrub_allocs: Counter,
+    /// `__GFP_ACCOUNT` allocations refused by the memory cgroup.
+    pub(crate) memcg_failures: Counter,
     /// Blocks taken from the page allocator.
     pub(crate) blocks_taken: Counter,
     /// Blocks given back to the page allocator.
@@ -72,10 +74,12 @@ pub(crate) struct UnmappedStats {
     pub(crate) leaked_blocks: Counter,
     /// Pages in leaked blocks.
     pub(crate) leaked_pages: Counter,
-    /// Calls that removed a range from the direct map.
-    pub(crate) direct_map_unmaps: Counter,
-    /// Calls that restored a range in the direct map.
-    pub(crate) direct_map_restores: Counter,
+    /// Blocks converted: removed from the direct map, or made shared.
+    pub(crate) conversions: Counter,
+    /// Blocks converted back: direct map restored, or made private.
+    pub(crate) reversions: Counter,
+    /// Conversions in either direction that failed.
+    pub(crate) conversion_failures: Counter,
     /// TLB flushes issued.
     pub(crate) tlb_flushes: Counter,
     /// Pages zeroed through a temporary mapping after being freed.
@@ -88,11 +92,15 @@ pub(crate) struct UnmappedStats {
     pub(crate) bad_frees: Counter,
     /// Requests refused for an impossible order or node.
     pub(crate) bad_requests: Counter,
+    /// Background runs that refilled the atomic reserve.
+    pub(crate) refills: Counter,
+    /// Blocks converted by those runs.
+    pub(crate) refill_blocks: Counter,
     /// Shrinker and explicit shrink calls.
     pub(crate) shrink_calls: Counter,
 }
 
-impl UnmappedStats {
+impl PageStats {
     /// All counters at zero.
     pub(crate) const fn new() -> Self {
         Self {
@@ -101,19 +109,23 @@ impl UnmappedStats {
             alloc_failures: Counter::new(),
             atomic_failures: Counter::new(),
             noscrub_allocs: Counter::new(),
+            memcg_failures: Counter::new(),
             blocks_taken: Counter::new(),
             blocks_released: Counter::new(),
             fallback_blocks: Counter::new(),
             leaked_blocks: Counter::new(),
             leaked_pages: Counter::new(),
-            direct_map_unmaps: Counter::new(),
-            direct_map_restores: Counter::new(),
+            conversions: Counter::new(),
+            reversions: Counter::new(),
+            conversion_failures: Counter::new(),
             tlb_flushes: Counter::new(),
             scrubbed_pages: Counter::new(),
             grow_ns: Counter::new(),
             scrub_ns: Counter::new(),
             bad_frees: Counter::new(),
             bad_requests: Counter::new(),
+            refills: Counter::new(),
+            refill_blocks: Counter::new(),
             shrink_calls: Counter::new(),
         }
     }

@@ -45,6 +45,20 @@ impl Pfn {
         Self(unsafe { bindings::ua_page_to_pfn(page) })
     }
 
+    /// Kernel virtual address of the frame in the direct map (arithmetic only; only
+    /// meaningful for frames that are mapped there).
+    pub(crate) fn virt(self) -> usize {
+        // SAFETY: `pfn_to_kaddr` is arithmetic on the direct map base.
+        unsafe { bindings::ua_pfn_to_virt(self.0) }
+    }
+
+    /// The frame of a direct map address, if `addr` is one.
+    pub(crate) fn of_virt(addr: usize) -> Option<Self> {
+        // SAFETY: The helper checks `virt_addr_valid()` before translating.
+        let pfn = unsafe { bindings::ua_virt_to_pfn(addr) };
+        usize::try_from(pfn).ok().map(Self)
+    }
+
     /// Physical address of the frame.
     pub(crate) fn phys(self) -> u64 {
         (self.0 as u64) << kernel::page::PAGE_SHIFT
@@ -60,6 +74,25 @@ impl Pfn {
         // SAFETY: Every `Pfn` the component handles comes from the page allocator, so its
         // `struct page` exists.
         unsafe { bindings::ua_pfn_to_nid(self.0) }
+    }
+
+    /// Charges the allocation of 2^`order` pages starting here to the memory cgroup of
+    /// the current task. The caller owns the pages and has just allocated them.
+    pub(crate) fn memcg_charge(self, gfp: bindings::gfp_t, order: u32) -> Result {
+        // SAFETY: The caller owns the frames; charging writes only their memcg data.
+        to_result(unsafe { bindings::ua_memcg_charge(self.0, gfp, order) })
+    }
+
+    /// Removes a charge made by [`Pfn::memcg_charge`], if any. Any context.
+    pub(crate) fn memcg_uncharge(self, order: u32) {
+        // SAFETY: The caller owns the frames; an uncharged page is left alone.
+        unsafe { bindings::ua_memcg_uncharge(self.0, order) }
+    }
+
+    /// Whether the page carries a memory cgroup charge.
+    pub(crate) fn memcg_charged(self) -> bool {
+        // SAFETY: Reads the memcg data of a valid frame.
+        unsafe { bindings::ua_memcg_charged(self.0) }
     }
 
     /// Whether the frame is mapped in the kernel direct map.
@@ -236,9 +269,21 @@ pub(crate) struct PageRange {
 }
 
 impl PageRange {
-    /// Zeroes the pages through a temporary mapping, so that it works whether or not
-    /// they are in the direct map. May sleep.
+    /// Zeroes the pages: through the direct map where they are mapped (decrypted
+    /// pages), otherwise through a temporary mapping (unmapped pages), which may sleep.
     pub(crate) fn scrub(&self) -> Result {
+        if (0..self.nr).all(|i| self.pfn.add(i).is_present()) {
+            // SAFETY: Every page of the range is mapped in the direct map, where
+            // `pfn_to_kaddr` points, and the range owner is the caller.
+            unsafe {
+                core::ptr::write_bytes(
+                    bindings::ua_pfn_to_virt(self.pfn.0) as *mut u8,
+                    0,
+                    self.nr * PAGE_SIZE,
+                )
+            };
+            return Ok(());
+        }
         let map = TempMap::new(self.pfn, self.nr)?;
         // SAFETY: `map` maps the `nr` pages of the range, writable, and the range owner
         // is the caller.
@@ -271,6 +316,85 @@ impl PageRange {
         };
         Ok(())
     }
+}
+
+impl PageRange {
+    /// `len` bytes at `offset` of the range, accessed through the direct map; fails
+    /// unless the range is inside and its pages are mapped there (decrypted memory).
+    pub(crate) fn mapped(&self, offset: usize, len: usize) -> Result<MappedBytes> {
+        let end = offset.checked_add(len).ok_or(EINVAL)?;
+        if len == 0 || end > self.nr * PAGE_SIZE {
+            return Err(EINVAL);
+        }
+        let first = offset / PAGE_SIZE;
+        let last = (end - 1) / PAGE_SIZE;
+        if !(first..=last).all(|i| self.pfn.add(i).is_present()) {
+            return Err(EFAULT);
+        }
+        Ok(MappedBytes {
+            addr: self.pfn.virt() + offset,
+            len,
+        })
+    }
+}
+
+/// Bytes of an owned range that are mapped in the direct map, see [`PageRange::mapped`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MappedBytes {
+    addr: usize,
+    len: usize,
+}
+
+impl MappedBytes {
+    /// Zeroes the bytes.
+    pub(crate) fn zero(&self) {
+        // SAFETY: By construction the bytes are mapped and owned by the caller.
+        unsafe { core::ptr::write_bytes(self.addr as *mut u8, 0, self.len) };
+    }
+
+    /// Reads byte `i` (volatile: the host may write shared memory).
+    pub(crate) fn read(&self, i: usize) -> Option<u8> {
+        // SAFETY: `i < len`: mapped and owned.
+        (i < self.len).then(|| unsafe { (self.addr as *const u8).add(i).read_volatile() })
+    }
+
+    /// Writes byte `i` (volatile).
+    pub(crate) fn write(&self, i: usize, v: u8) -> Result {
+        if i >= self.len {
+            return Err(EINVAL);
+        }
+        // SAFETY: `i < len`: mapped and owned.
+        unsafe { (self.addr as *mut u8).add(i).write_volatile(v) };
+        Ok(())
+    }
+}
+
+/// The bytes of a C string passed by a C caller (copied right away by the callers).
+pub(crate) fn c_name<'a>(name: *const kernel::ffi::c_char) -> Result<&'a [u8]> {
+    if name.is_null() {
+        return Err(EINVAL);
+    }
+    // SAFETY: C callers pass a NUL-terminated string valid for the call.
+    Ok(unsafe { kernel::str::CStr::from_char_ptr(name) }.to_bytes())
+}
+
+/// Runs `f` on the object behind a handle made by `KBox::into_raw()` for C (the
+/// `struct kmem_cache_decrypted *` of the C API).
+pub(crate) fn with_cache<T, R>(
+    handle: *mut bindings::kmem_cache_decrypted,
+    f: impl FnOnce(&T) -> R,
+) -> Option<R> {
+    let p = handle.cast::<T>();
+    // SAFETY: C callers pass a handle from `kmem_cache_create_decrypted()` that they
+    // have not destroyed; it points to a live `T`.
+    (!p.is_null()).then(|| f(unsafe { &*p }))
+}
+
+/// Takes back ownership of a handle made for C, see [`with_cache`].
+pub(crate) fn take_cache<T>(handle: *mut bindings::kmem_cache_decrypted) -> Option<KBox<T>> {
+    let p = handle.cast::<T>();
+    // SAFETY: As in `with_cache`; C callers give the handle up by destroying it.
+    (!p.is_null()).then(|| unsafe { KBox::from_raw(p) })
 }
 
 /// A temporary kernel mapping of pages, undone on drop.

@@ -12,16 +12,19 @@
 //!
 //! Layout: [`sys`] is the only module with `unsafe` code; everything else is safe Rust.
 
+mod backend;
 mod buddy;
+mod pages;
+mod slab;
 mod stats;
 mod sys;
 #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
 mod testutil;
-mod unmapped;
 
 use kernel::{bindings, debugfs, ffi, prelude::*, sync::Arc, sync::SetOnce};
+use pages::{Config, Kind, PageAllocator};
+use slab::{KmallocDecrypted, ObjCache};
 use sys::Pfn;
-use unmapped::{Config, UnmappedAllocator};
 
 module! {
     type: UnmappedAllocModule,
@@ -32,33 +35,86 @@ module! {
 }
 
 /// The system-wide unmapped page allocator, set up at boot.
-static GLOBAL: SetOnce<Arc<UnmappedAllocator>> = SetOnce::new();
+static GLOBAL: SetOnce<Arc<PageAllocator>> = SetOnce::new();
 
-/// The system-wide instance, once initialised.
-fn global() -> Result<&'static Arc<UnmappedAllocator>> {
+/// The system-wide decrypted page allocator, set up at boot.
+static DECRYPTED: SetOnce<Arc<PageAllocator>> = SetOnce::new();
+
+/// The system-wide unmapped instance, once initialised.
+fn global() -> Result<&'static Arc<PageAllocator>> {
     GLOBAL.as_ref().ok_or(ENODEV)
 }
 
+/// The system-wide `kmalloc-decrypted-*` caches, on [`DECRYPTED`].
+static KMALLOC: SetOnce<KmallocDecrypted> = SetOnce::new();
+
+/// The system-wide decrypted instance, once initialised.
+fn decrypted() -> Result<&'static Arc<PageAllocator>> {
+    DECRYPTED.as_ref().ok_or(ENODEV)
+}
+
+/// The system-wide kmalloc-decrypted caches, once initialised.
+fn kmalloc() -> Result<&'static KmallocDecrypted> {
+    KMALLOC.as_ref().ok_or(ENODEV)
+}
+
+/// The global instances, for debugfs.
+#[derive(Clone, Copy)]
+struct Globals {
+    unmapped: &'static PageAllocator,
+    decrypted: &'static PageAllocator,
+    kmalloc: &'static KmallocDecrypted,
+}
+
 struct UnmappedAllocModule {
-    _stats: Pin<KBox<debugfs::File<&'static UnmappedAllocator>>>,
+    _stats: Pin<KBox<debugfs::File<Globals>>>,
+    _caches: Pin<KBox<debugfs::File<Globals>>>,
     _dir: debugfs::Dir,
 }
 
 impl kernel::Module for UnmappedAllocModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        if !GLOBAL.populate(UnmappedAllocator::new(Config::default_global())?) {
+        let decrypted_kind = Kind::Decrypted(backend::Backend::Real);
+        if !GLOBAL.populate(PageAllocator::new(Config::default_global(Kind::Unmapped))?)
+            || !DECRYPTED.populate(PageAllocator::new(Config::default_global(decrypted_kind))?)
+        {
             return Err(EBUSY);
         }
-        let alloc: &'static UnmappedAllocator = global()?;
+        if !KMALLOC.populate(KmallocDecrypted::new(decrypted()?)?) {
+            return Err(EBUSY);
+        }
+        let alloc: &'static PageAllocator = global()?;
+        let globals = Globals {
+            unmapped: alloc,
+            decrypted: decrypted()?,
+            kmalloc: kmalloc()?,
+        };
+        // Fill the atomic reserve of decrypted memory now; later the background work
+        // keeps it between its watermarks.
+        let (_, high) = globals.decrypted.watermarks();
+        for nid in 0..sys::nr_node_ids() as i32 {
+            if sys::node_has_memory(nid) {
+                globals.decrypted.refill(nid, high);
+            }
+        }
         sys::register_shrinker()?;
         let dir = debugfs::Dir::new(c"unmapped_alloc");
         let stats = KBox::pin_init(
-            dir.read_callback_file(c"stats", alloc, &|a, f| a.write_stats(f)),
+            dir.read_callback_file(c"stats", globals, &|g, f| {
+                g.unmapped.write_stats(f)?;
+                g.decrypted.write_stats(f)?;
+                g.kmalloc.write_stats(f)
+            }),
+            GFP_KERNEL,
+        )?;
+        let caches = KBox::pin_init(
+            dir.read_callback_file(c"caches", globals, &|g, f| g.kmalloc.write_caches(f)),
             GFP_KERNEL,
         )?;
         pr_info!("ready, blocks of order {}\n", alloc.max_order());
         Ok(Self {
             _stats: stats,
+            _caches: caches,
             _dir: dir,
         })
     }
@@ -116,18 +172,243 @@ pub extern "C" fn unmapped_free(page: *mut bindings::page, order: ffi::c_uint) {
     }
 }
 
+/// C API: `alloc_decrypted_pages_node()`, see `include/linux/unmapped_alloc.h`.
+#[no_mangle]
+pub extern "C" fn alloc_decrypted_pages_node(
+    nid: ffi::c_int,
+    gfp: bindings::gfp_t,
+    order: ffi::c_uint,
+) -> *mut bindings::page {
+    match decrypted() {
+        Ok(a) => a
+            .alloc(nid, gfp, order, true)
+            .map_or(core::ptr::null_mut(), |pfn| pfn.page()),
+        Err(_) => core::ptr::null_mut(),
+    }
+}
+
+/// C API: `alloc_decrypted_pages()`, see `include/linux/unmapped_alloc.h`.
+#[no_mangle]
+pub extern "C" fn alloc_decrypted_pages(
+    gfp: bindings::gfp_t,
+    order: ffi::c_uint,
+) -> *mut bindings::page {
+    alloc_decrypted_pages_node(sys::NUMA_NO_NODE, gfp, order)
+}
+
+/// C API: `free_decrypted_pages()`, see `include/linux/unmapped_alloc.h`.
+#[no_mangle]
+pub extern "C" fn free_decrypted_pages(page: *mut bindings::page, order: ffi::c_uint) {
+    if page.is_null() {
+        return;
+    }
+    if let Ok(a) = decrypted() {
+        // Refusals are reported and counted by the allocator.
+        let _ = a.free(Pfn::of_page(page), order);
+    }
+}
+
+/// C API: `kmalloc_decrypted()`, see `include/linux/unmapped_alloc.h`.
+#[no_mangle]
+pub extern "C" fn kmalloc_decrypted(size: usize, gfp: bindings::gfp_t) -> *mut ffi::c_void {
+    kmalloc()
+        .ok()
+        .and_then(|k| k.alloc(size, sys::NUMA_NO_NODE, gfp))
+        .map_or(core::ptr::null_mut(), |a| a as *mut ffi::c_void)
+}
+
+/// C API: `kmalloc_decrypted_node()`, see `include/linux/unmapped_alloc.h`.
+#[no_mangle]
+pub extern "C" fn kmalloc_decrypted_node(
+    size: usize,
+    gfp: bindings::gfp_t,
+    nid: ffi::c_int,
+) -> *mut ffi::c_void {
+    kmalloc()
+        .ok()
+        .and_then(|k| k.alloc(size, nid, gfp))
+        .map_or(core::ptr::null_mut(), |a| a as *mut ffi::c_void)
+}
+
+/// C API: `kfree_decrypted()`, see `include/linux/unmapped_alloc.h`.
+#[no_mangle]
+pub extern "C" fn kfree_decrypted(p: *const ffi::c_void) {
+    if p.is_null() {
+        return;
+    }
+    if let Ok(k) = kmalloc() {
+        // Refusals are reported and counted.
+        let _ = k.free(p as usize);
+    }
+}
+
+/// C API: `ksize_decrypted()`, see `include/linux/unmapped_alloc.h`.
+#[no_mangle]
+pub extern "C" fn ksize_decrypted(p: *const ffi::c_void) -> usize {
+    kmalloc()
+        .ok()
+        .and_then(|k| k.usable_size(p as usize))
+        .unwrap_or(0)
+}
+
+/// Tags handed to dedicated caches, after those of the kmalloc caches.
+static NEXT_CACHE_TAG: kernel::sync::atomic::Atomic<u32> = kernel::sync::atomic::Atomic::new(
+    slab::TAG_FIRST_CACHE as u32 + slab::KMALLOC_SIZES.len() as u32,
+);
+
+/// C API: `kmem_cache_create_decrypted()`, see `include/linux/unmapped_alloc.h`.
+#[no_mangle]
+pub extern "C" fn kmem_cache_create_decrypted(
+    name: *const ffi::c_char,
+    size: ffi::c_uint,
+    align: ffi::c_uint,
+) -> *mut bindings::kmem_cache_decrypted {
+    let create = || -> Result<*mut bindings::kmem_cache_decrypted> {
+        let name = sys::c_name(name)?;
+        let tag = NEXT_CACHE_TAG.fetch_add(1, kernel::sync::atomic::Relaxed);
+        let tag = u16::try_from(tag).map_err(|_| ENOSPC)?;
+        let cache = ObjCache::new(name, size as usize, align as usize, tag, decrypted()?)?;
+        Ok(KBox::into_raw(KBox::new(cache, GFP_KERNEL)?).cast())
+    };
+    create().unwrap_or(core::ptr::null_mut())
+}
+
+/// C API: `kmem_cache_alloc_decrypted()`, see `include/linux/unmapped_alloc.h`.
+#[no_mangle]
+pub extern "C" fn kmem_cache_alloc_decrypted(
+    cache: *mut bindings::kmem_cache_decrypted,
+    gfp: bindings::gfp_t,
+) -> *mut ffi::c_void {
+    sys::with_cache(cache, |c: &ObjCache| c.alloc(sys::NUMA_NO_NODE, gfp))
+        .flatten()
+        .map_or(core::ptr::null_mut(), |a| a as *mut ffi::c_void)
+}
+
+/// C API: `kmem_cache_free_decrypted()`, see `include/linux/unmapped_alloc.h`.
+#[no_mangle]
+pub extern "C" fn kmem_cache_free_decrypted(
+    cache: *mut bindings::kmem_cache_decrypted,
+    p: *const ffi::c_void,
+) {
+    if !p.is_null() {
+        // Refusals are reported and counted by the cache.
+        sys::with_cache(cache, |c: &ObjCache| {
+            let _ = c.free(p as usize);
+        });
+    }
+}
+
+/// C API: `kmem_cache_destroy_decrypted()`, see `include/linux/unmapped_alloc.h`.
+#[no_mangle]
+pub extern "C" fn kmem_cache_destroy_decrypted(cache: *mut bindings::kmem_cache_decrypted) {
+    let Some(c) = sys::take_cache::<ObjCache>(cache) else {
+        return;
+    };
+    c.shrink();
+    let (active, _, slabs) = c.usage();
+    if active > 0 || slabs > 0 {
+        // Objects are still in use: keep the cache (and its memory) rather than free
+        // memory someone uses.
+        pr_err!(
+            "kmem_cache_destroy_decrypted: {} objects still in use, cache leaked\n",
+            active
+        );
+        KBox::leak(c);
+    }
+}
+
+fn instances() -> impl Iterator<Item = &'static Arc<PageAllocator>> {
+    [global(), decrypted()].into_iter().flatten()
+}
+
 /// Shrinker callback: pages a shrink would give back.
 #[no_mangle]
 pub extern "C" fn unmapped_alloc_reclaimable() -> ffi::c_ulong {
-    global().map_or(0, |a| a.reclaimable_pages() as ffi::c_ulong)
+    instances().map(|a| a.reclaimable_pages()).sum::<usize>() as ffi::c_ulong
 }
 
 /// Shrinker callback: give every fully free block back; returns the pages freed.
 #[no_mangle]
 pub extern "C" fn unmapped_alloc_shrink(_nr_to_scan: ffi::c_ulong) -> ffi::c_ulong {
-    global().map_or(0, |a| {
-        let before = a.total_pages().held;
-        a.shrink(0);
-        before.saturating_sub(a.total_pages().held) as ffi::c_ulong
-    })
+    instances()
+        .map(|a| {
+            let before = a.total_pages().held;
+            // Memory pressure may take the cache, not the atomic reserve's low part.
+            a.shrink_to(0, a.watermarks().0);
+            before.saturating_sub(a.total_pages().held)
+        })
+        .sum::<usize>() as ffi::c_ulong
+}
+
+#[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+#[kernel::macros::kunit_tests(unmapped_alloc_real_backend)]
+mod tests {
+    use super::*;
+    use kernel::bindings::{__GFP_ZERO, GFP_KERNEL};
+
+    fn present(addr: usize) -> bool {
+        Pfn::of_virt(addr).is_some_and(|p| p.is_present())
+    }
+
+    #[test]
+    fn kmalloc_decrypted_through_c_api() -> Result {
+        let k = kmalloc()?;
+        for size in [1usize, 256, 1000, 4096, 8192, 20000] {
+            let p = kmalloc_decrypted(size, GFP_KERNEL | __GFP_ZERO);
+            assert!(!p.is_null());
+            let a = p as usize;
+            assert_eq!(a % slab::MIN_SIZE, 0);
+            assert!(ksize_decrypted(p) >= size);
+            // Decrypted memory stays in the direct map.
+            assert!(present(a));
+            kfree_decrypted(p);
+        }
+        let bad = k.bad_frees.get();
+        let other = KBox::new([0u8; 256], kernel::alloc::flags::GFP_KERNEL)?;
+        kfree_decrypted(core::ptr::from_ref::<[u8; 256]>(&*other).cast());
+        assert_eq!(k.bad_frees.get(), bad + 1);
+        Ok(())
+    }
+
+    #[test]
+    fn dedicated_cache_through_c_api() -> Result {
+        let c = kmem_cache_create_decrypted(c"its-itt-test".as_char_ptr(), 768, 256);
+        assert!(!c.is_null());
+        let mut objs = [core::ptr::null_mut(); 8];
+        for o in objs.iter_mut() {
+            *o = kmem_cache_alloc_decrypted(c, GFP_KERNEL);
+            assert!(!o.is_null());
+            assert_eq!(*o as usize % 1024, 0);
+        }
+        for &o in objs.iter() {
+            kmem_cache_free_decrypted(c, o);
+        }
+        kmem_cache_destroy_decrypted(c);
+        Ok(())
+    }
+
+    #[test]
+    fn pages_through_c_api() -> Result {
+        let u = unmapped_alloc(GFP_KERNEL, 3);
+        assert!(!u.is_null());
+        let d = alloc_decrypted_pages(GFP_KERNEL, 3);
+        assert!(!d.is_null());
+        let (up, dp) = (Pfn::of_page(u), Pfn::of_page(d));
+        for i in 0..8 {
+            assert!(!up.add(i).is_present());
+            assert!(dp.add(i).is_present());
+        }
+        // Each kind refuses the other's pages.
+        let (ub, db) = (
+            global()?.stats.bad_frees.get(),
+            decrypted()?.stats.bad_frees.get(),
+        );
+        unmapped_free(d, 3);
+        free_decrypted_pages(u, 3);
+        assert_eq!(global()?.stats.bad_frees.get(), ub + 1);
+        assert_eq!(decrypted()?.stats.bad_frees.get(), db + 1);
+        unmapped_free(u, 3);
+        free_decrypted_pages(d, 3);
+        Ok(())
+    }
 }

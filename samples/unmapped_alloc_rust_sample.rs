@@ -3,7 +3,10 @@
 //! A Rust consumer of `kernel::unmapped_alloc`: memory lent to a hypervisor or
 //! firmware, which the kernel must not reach through its direct map.
 
-use kernel::{prelude::*, unmapped_alloc::UnmappedPages};
+use kernel::{
+    prelude::*,
+    unmapped_alloc::{DecryptedPages, UnmappedPages},
+};
 
 module! {
     type: RustUnmappedSample,
@@ -40,6 +43,17 @@ impl kernel::Module for RustUnmappedSample {
         // Atomic context is served from memory that is already unmapped.
         let atomic = UnmappedPages::alloc(GFP_ATOMIC, 0)?;
         pr_info!("atomic page at pfn {:#x}\n", atomic.pfn());
+        // A buffer shared with the host, e.g. a virtio ring of a confidential guest.
+        let ring = DecryptedPages::alloc(GFP_KERNEL, 1)?;
+        ring.write(0, b"hello host")?;
+        let mut back = [0u8; 10];
+        ring.read(0, &mut back)?;
+        pr_info!(
+            "shared ring of {} bytes at phys {:#x} reads back {:?}\n",
+            ring.size(),
+            ring.phys_addr(),
+            core::str::from_utf8(&back).unwrap_or("?")
+        );
         Ok(Self { _lent: lent })
     }
 }

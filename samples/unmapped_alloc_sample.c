@@ -33,7 +33,8 @@ static int __init unmapped_alloc_sample_init(void)
 	int ret;
 
 	for (i = 0; i < NR_SECRETS; i++) {
-		secrets[i] = unmapped_alloc(GFP_KERNEL, 0);
+		/* Charged to the memory cgroup of the task loading us. */
+		secrets[i] = unmapped_alloc(GFP_KERNEL_ACCOUNT, 0);
 		if (!secrets[i]) {
 			ret = -ENOMEM;
 			goto free;

@@ -60,6 +60,108 @@ struct page *unmapped_alloc_noscrub(int nid, gfp_t gfp, unsigned int order);
  */
 void unmapped_free(struct page *page, unsigned int order);
 
+/**
+ * alloc_decrypted_pages_node() - allocate pages shared with the host
+ * @nid: preferred node, or NUMA_NO_NODE
+ * @gfp: allocation flags; without sleeping flags only memory that is
+ *       already decrypted is used, no conversion is attempted
+ * @order: order of the allocation, at most %UNMAPPED_ALLOC_MAX_ORDER
+ *
+ * The pages stay in the direct map (page_address() works) but are
+ * decrypted: in a confidential guest the host can read and write them.
+ * They are zeroed. Memory is converted in PMD-sized blocks.
+ *
+ * Return: the first page of 2^@order contiguous pages, or %NULL.
+ */
+struct page *alloc_decrypted_pages_node(int nid, gfp_t gfp, unsigned int order);
+
+/**
+ * alloc_decrypted_pages() - allocate pages shared with the host
+ * @gfp: allocation flags
+ * @order: order of the allocation
+ *
+ * Like alloc_decrypted_pages_node() on the local node.
+ */
+struct page *alloc_decrypted_pages(gfp_t gfp, unsigned int order);
+
+/**
+ * free_decrypted_pages() - free pages from alloc_decrypted_pages()
+ * @page: first page
+ * @order: the order it was allocated with
+ *
+ * Any context. Pages of another kind, a wrong order or a double free are
+ * reported once and change nothing.
+ */
+void free_decrypted_pages(struct page *page, unsigned int order);
+
+/**
+ * kmalloc_decrypted() - allocate memory shared with the host
+ * @size: bytes; up to 8 KiB from the kmalloc-decrypted-* caches, larger
+ *        requests as decrypted pages
+ * @gfp: allocation flags; %__GFP_ZERO zeroes the object; without sleeping
+ *       flags no memory is converted (the atomic reserve serves it)
+ *
+ * Objects are aligned to at least 256 bytes and to their size class up to
+ * a page. In a confidential guest the host can read and write them.
+ *
+ * Return: the object's address in the direct map, or %NULL.
+ */
+void *kmalloc_decrypted(size_t size, gfp_t gfp);
+
+/**
+ * kmalloc_decrypted_node() - kmalloc_decrypted() on a preferred node
+ * @size: bytes
+ * @gfp: allocation flags
+ * @nid: preferred node, or NUMA_NO_NODE
+ */
+void *kmalloc_decrypted_node(size_t size, gfp_t gfp, int nid);
+
+/**
+ * kzalloc_decrypted() - kmalloc_decrypted() for zeroed memory
+ * @size: bytes
+ * @gfp: allocation flags
+ */
+static inline void *kzalloc_decrypted(size_t size, gfp_t gfp)
+{
+	return kmalloc_decrypted(size, gfp | __GFP_ZERO);
+}
+
+/**
+ * kfree_decrypted() - free memory from kmalloc_decrypted()
+ * @p: the object, or NULL
+ *
+ * Any context. A pointer that is not a live object of kmalloc_decrypted()
+ * (another allocator's memory, an interior pointer, a double free) is
+ * reported once and changes nothing.
+ */
+void kfree_decrypted(const void *p);
+
+/**
+ * ksize_decrypted() - usable size of a kmalloc_decrypted() object
+ * @p: the object
+ *
+ * Return: its usable size, or 0 if @p is not a live object.
+ */
+size_t ksize_decrypted(const void *p);
+
+struct kmem_cache_decrypted;
+
+/**
+ * kmem_cache_create_decrypted() - a cache of decrypted objects of one size
+ * @name: name in the caches table
+ * @size: object size
+ * @align: alignment, a power of two (0: the default); at least 256
+ *
+ * Return: the cache, or %NULL.
+ */
+struct kmem_cache_decrypted *kmem_cache_create_decrypted(const char *name,
+							 unsigned int size,
+							 unsigned int align);
+void *kmem_cache_alloc_decrypted(struct kmem_cache_decrypted *cache, gfp_t gfp);
+void kmem_cache_free_decrypted(struct kmem_cache_decrypted *cache,
+			       const void *obj);
+void kmem_cache_destroy_decrypted(struct kmem_cache_decrypted *cache);
+
 /* Largest order served: one PMD-sized block. */
 #define UNMAPPED_ALLOC_MAX_ORDER	(PMD_SHIFT - PAGE_SHIFT)
 

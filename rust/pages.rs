@@ -1,6 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The unmapped page allocator.
+//! The page allocator for memory in a special direct map state.
+//!
+//! One implementation serves two kinds of memory, see [`Kind`]: pages removed from the
+//! direct map, and pages shared with the host of a confidential guest (decrypted).
+//! The description below is for unmapped pages; decrypted blocks are converted with
+//! the [`Backend`] instead, zeroed after the conversion, and converted back with it
+//! before they return to the page allocator.
 //!
 //! Blocks of PMD size (2 MiB on x86_64) are taken from the page allocator on the
 //! requested node, zeroed while still mapped, removed from the direct map in one call
@@ -17,9 +23,10 @@
 //!   allocator whole, so the architecture can map them large again.
 
 use crate::{
+    backend::Backend,
     buddy::{Buddy, FreeError},
-    stats::{self, UnmappedStats, MAX_ORDER},
-    sys::{self, new_irq_spinlock, Block, IrqSpinLock, PageRange, Pfn, NUMA_NO_NODE},
+    stats::{self, PageStats, MAX_ORDER},
+    sys::{self, new_irq_spinlock, Block, IrqSpinLock, MappedBytes, PageRange, Pfn, NUMA_NO_NODE},
 };
 use core::fmt;
 use kernel::{
@@ -34,14 +41,14 @@ use kernel::{
 };
 
 /// A block taken from the page allocator and its buddy state.
-struct UnmappedBlock {
+struct PoolBlock {
     block: Block,
     buddy: Buddy,
 }
 
 /// The blocks of one node, sorted by first frame.
 struct NodePool {
-    blocks: KVec<KBox<UnmappedBlock>>,
+    blocks: KVec<KBox<PoolBlock>>,
 }
 
 impl NodePool {
@@ -56,7 +63,7 @@ impl NodePool {
     }
 
     /// Inserts a block, keeping the order. May only fail to grow the vector.
-    fn insert(&mut self, b: KBox<UnmappedBlock>) -> core::result::Result<(), KBox<UnmappedBlock>> {
+    fn insert(&mut self, b: KBox<PoolBlock>) -> core::result::Result<(), KBox<PoolBlock>> {
         let pfn = b.block.pfn();
         let i = match self.blocks.binary_search_by_key(&pfn, |b| b.block.pfn()) {
             Ok(i) | Err(i) => i,
@@ -123,59 +130,87 @@ pub(crate) enum BadFree {
     Block(FreeError),
 }
 
+/// The direct map state of the memory an allocator serves.
+pub(crate) enum Kind {
+    /// Removed from the kernel direct map.
+    Unmapped,
+    /// Shared with the host (decrypted) through the given backend; still mapped.
+    Decrypted(Backend),
+}
+
+impl Kind {
+    fn prefix(&self) -> &'static str {
+        match self {
+            Kind::Unmapped => "unmapped",
+            Kind::Decrypted(_) => "decrypted",
+        }
+    }
+}
+
 /// Tunables of an allocator instance.
-#[derive(Clone, Copy)]
 pub(crate) struct Config {
+    /// What the memory is converted to.
+    pub(crate) kind: Kind,
     /// Order of the blocks taken from the page allocator.
     pub(crate) block_order: u32,
     /// Fully free blocks kept per node before returning them.
     pub(crate) cache_blocks: usize,
+    /// Atomic reserve watermarks `(low, high)` in free pages per node; `(0, 0)` for none.
+    pub(crate) reserve: (usize, usize),
     /// Whether frees schedule background scrubbing and trimming. Tests turn it off to
     /// observe dirty state and drive the work themselves.
     pub(crate) background: bool,
 }
 
 impl Config {
-    /// Defaults for the global instance.
-    pub(crate) fn default_global() -> Self {
+    /// Defaults for a global instance of `kind`.
+    pub(crate) fn default_global(kind: Kind) -> Self {
         Self {
             block_order: sys::pmd_order(),
             cache_blocks: 4,
+            reserve: match kind {
+                Kind::Unmapped => (0, 0),
+                Kind::Decrypted(_) => (256, 512),
+            },
             background: true,
+            kind,
         }
     }
 }
 
-/// An instance of the unmapped page allocator.
+/// An instance of the page allocator.
 #[pin_data(PinnedDrop)]
-pub(crate) struct UnmappedAllocator {
+pub(crate) struct PageAllocator {
+    kind: Kind,
     nodes: KVec<Pin<KBox<IrqSpinLock<NodePool>>>>,
     block_order: u32,
     cache_blocks: Atomic<usize>,
+    reserve_low: Atomic<usize>,
+    reserve_high: Atomic<usize>,
     background: bool,
     /// Serialises scrubbing and shrinking (background work, allocations that sleep,
     /// the shrinker), so that a caller that drains sees all chunks settled.
     #[pin]
     maintenance: Mutex<()>,
     /// Event counters.
-    pub(crate) stats: UnmappedStats,
+    pub(crate) stats: PageStats,
     #[pin]
-    work: Work<UnmappedAllocator>,
+    work: Work<PageAllocator>,
 }
 
 impl_has_work! {
-    impl HasWork<Self> for UnmappedAllocator { self.work }
+    impl HasWork<Self> for PageAllocator { self.work }
 }
 
-impl WorkItem for UnmappedAllocator {
-    type Pointer = Arc<UnmappedAllocator>;
+impl WorkItem for PageAllocator {
+    type Pointer = Arc<PageAllocator>;
 
-    fn run(this: Arc<UnmappedAllocator>) {
+    fn run(this: Arc<PageAllocator>) {
         this.trim();
     }
 }
 
-impl UnmappedAllocator {
+impl PageAllocator {
     /// Creates an instance with one pool per possible node.
     pub(crate) fn new(config: Config) -> Result<Arc<Self>> {
         if config.block_order as usize > MAX_ORDER {
@@ -189,7 +224,7 @@ impl UnmappedAllocator {
                         NodePool {
                             blocks: KVec::new()
                         },
-                        c"unmapped_alloc_node"
+                        c"unmapped_alloc_pool"
                     ),
                     GFP_KERNEL,
                 )?,
@@ -198,13 +233,16 @@ impl UnmappedAllocator {
         }
         Arc::pin_init(
             try_pin_init!(Self {
+                kind: config.kind,
                 nodes,
                 block_order: config.block_order,
                 cache_blocks: Atomic::new(config.cache_blocks),
+                reserve_low: Atomic::new(config.reserve.0),
+                reserve_high: Atomic::new(config.reserve.1),
                 background: config.background,
                 maintenance <- new_mutex!(()),
-                stats: UnmappedStats::new(),
-                work <- new_work!("UnmappedAllocator::work"),
+                stats: PageStats::new(),
+                work <- new_work!("PageAllocator::work"),
             }? Error),
             GFP_KERNEL,
         )
@@ -301,11 +339,28 @@ impl UnmappedAllocator {
                 }
                 self.grow(nid, gfp, order)
             });
+        let pfn = pfn.and_then(|pfn| self.charge(pfn, gfp, order));
+        if self.reserve_low_on(nid) {
+            self.kick();
+        }
         match pfn {
             Some(_) => self.stats.allocs.at(order).inc(),
             None => self.stats.alloc_failures.inc(),
         }
         pfn
+    }
+
+    /// Charges a fresh allocation to the caller's memory cgroup for `__GFP_ACCOUNT`;
+    /// over the limit, the chunk goes back and the allocation fails.
+    fn charge(self: &Arc<Self>, pfn: Pfn, gfp: bindings::gfp_t, order: u32) -> Option<Pfn> {
+        if gfp & bindings::__GFP_ACCOUNT == 0 || pfn.memcg_charge(gfp, order).is_ok() {
+            return Some(pfn);
+        }
+        self.stats.memcg_failures.inc();
+        // Ours since a moment ago: cannot be refused.
+        let _ = self.free_inner(pfn, order);
+        self.kick();
+        None
     }
 
     /// Serves from memory that is already unmapped: node `nid` first, then the others.
@@ -339,12 +394,15 @@ impl UnmappedAllocator {
         None
     }
 
-    /// Takes a new block, unmaps it, and allocates from it. Sleeps.
-    fn grow(&self, nid: i32, gfp: bindings::gfp_t, order: u32) -> Option<Pfn> {
-        let base = bindings::GFP_KERNEL
-            | bindings::__GFP_ZERO
-            | bindings::__GFP_NOWARN
-            | (gfp & bindings::__GFP_ACCOUNT);
+    /// Takes a new block of at least 2^`order` pages, converts it and sets up its
+    /// metadata. Sleeps.
+    fn new_block(&self, nid: i32, gfp: bindings::gfp_t, order: u32) -> Option<KBox<PoolBlock>> {
+        // Unmapped blocks are zeroed while still mapped; decrypted ones after conversion.
+        let zero = match self.kind {
+            Kind::Unmapped => bindings::__GFP_ZERO,
+            Kind::Decrypted(_) => 0,
+        };
+        let base = bindings::GFP_KERNEL | zero | bindings::__GFP_NOWARN;
         let thisnode = gfp & bindings::__GFP_THISNODE != 0;
         let start = Instant::<Monotonic>::now();
         // A PMD-sized block without heavy reclaim first, then smaller ones down to the
@@ -376,7 +434,7 @@ impl UnmappedAllocator {
         // Metadata first, while the block is still mapped and can simply go back.
         let (buddy, slot) = match (
             Buddy::new(block.order(), GFP_KERNEL),
-            KBox::<UnmappedBlock>::new_uninit(GFP_KERNEL),
+            KBox::<PoolBlock>::new_uninit(GFP_KERNEL),
         ) {
             (Ok(buddy), Ok(slot)) => (buddy, slot),
             _ => {
@@ -384,52 +442,120 @@ impl UnmappedAllocator {
                 return None;
             }
         };
-        if block.set_direct_map(0, block.nr_pages(), false).is_err() {
-            self.restore_and_release(block);
-            return None;
+        match &self.kind {
+            Kind::Unmapped => {
+                if block.set_direct_map(0, block.nr_pages(), false).is_err() {
+                    self.stats.conversion_failures.inc();
+                    self.restore_and_release(block);
+                    return None;
+                }
+                self.stats.conversions.inc();
+                block.flush_tlb();
+                self.stats.tlb_flushes.inc();
+            }
+            Kind::Decrypted(backend) => {
+                if backend.decrypt(&block).is_err() {
+                    // The state of the pages is unknown: they must never be reused.
+                    self.stats.conversion_failures.inc();
+                    self.leak(block);
+                    return None;
+                }
+                self.stats.conversions.inc();
+                // Whatever the pages held before is not to be shared: zero them through
+                // the (now shared) direct mapping.
+                if block
+                    .range(0, block.nr_pages())
+                    .and_then(|r| r.scrub())
+                    .is_err()
+                {
+                    self.restore_and_release(block);
+                    return None;
+                }
+            }
         }
-        self.stats.direct_map_unmaps.inc();
-        block.flush_tlb();
-        self.stats.tlb_flushes.inc();
         stats::add_elapsed(&self.stats.grow_ns, start);
 
-        let mut ub = KBox::write(slot, UnmappedBlock { block, buddy });
-        // A fresh block of at least `order` always has room.
-        let off = ub.buddy.alloc(order);
-        let base = ub.block.pfn();
-        let home = ub.block.pfn().nid();
-        let inserted = match self.pool(home) {
+        Some(KBox::write(slot, PoolBlock { block, buddy }))
+    }
+
+    /// Puts a new block into the pool of its node; gives it back if that fails.
+    fn add_block(&self, ub: KBox<PoolBlock>) -> bool {
+        let inserted = match self.pool(ub.block.pfn().nid()) {
             Some(pool) => pool.lock().insert(ub),
             None => Err(ub),
         };
         match inserted {
-            Ok(()) => off.map(|off| base.add(off)),
+            Ok(()) => true,
             Err(ub) => {
                 // Nobody else saw the block: give it back.
                 self.restore_and_release(KBox::into_inner(ub).block);
-                None
+                false
             }
         }
     }
 
-    /// Restores the direct map of a block and frees it to the page allocator. When the
-    /// state cannot be restored and verified, the block is leaked and counted instead.
+    /// Takes a new block and allocates 2^`order` pages from it. Sleeps.
+    fn grow(&self, nid: i32, gfp: bindings::gfp_t, order: u32) -> Option<Pfn> {
+        let mut ub = self.new_block(nid, gfp, order)?;
+        // A fresh block of at least `order` always has room.
+        let off = ub.buddy.alloc(order);
+        let base = ub.block.pfn();
+        self.add_block(ub).then_some(())?;
+        off.map(|off| base.add(off))
+    }
+
+    /// Converts blocks until node `nid` has `high` free pages or no block can be had.
+    /// Sleeps. Returns the number of blocks added.
+    pub(crate) fn refill(&self, nid: i32, high: usize) -> usize {
+        let mut added = 0;
+        while self.pool_pages(nid).free < high {
+            let Some(ub) = self.new_block(nid, bindings::__GFP_THISNODE, 0) else {
+                break;
+            };
+            if !self.add_block(ub) {
+                break;
+            }
+            added += 1;
+        }
+        if added > 0 {
+            self.stats.refills.inc();
+            self.stats.refill_blocks.add(added as u64);
+        }
+        added
+    }
+
+    /// Converts a block back to normal memory and frees it to the page allocator. When
+    /// its state cannot be restored and verified, the block is leaked and counted.
     fn restore_and_release(&self, block: Block) {
-        let ok = block.set_direct_map(0, block.nr_pages(), true).is_ok()
-            && (0..block.nr_pages()).all(|i| block.pfn().add(i).is_present());
+        let ok = match &self.kind {
+            Kind::Unmapped => {
+                block.set_direct_map(0, block.nr_pages(), true).is_ok()
+                    && (0..block.nr_pages()).all(|i| block.pfn().add(i).is_present())
+            }
+            Kind::Decrypted(backend) => {
+                backend.encrypt(&block).is_ok() && !backend.any_shared(&block)
+            }
+        };
         if !ok {
-            self.stats.leaked_blocks.inc();
-            self.stats.leaked_pages.add(block.nr_pages() as u64);
-            pr_err_once!(
-                "direct map of pfn {:#x} not restored, block leaked\n",
-                block.pfn().0
-            );
-            block.leak();
+            self.stats.conversion_failures.inc();
+            self.leak(block);
             return;
         }
-        self.stats.direct_map_restores.inc();
+        self.stats.reversions.inc();
         self.stats.blocks_released.inc();
         block.release();
+    }
+
+    /// Keeps a block whose state is unknown away from the page allocator for good.
+    fn leak(&self, block: Block) {
+        self.stats.leaked_blocks.inc();
+        self.stats.leaked_pages.add(block.nr_pages() as u64);
+        pr_err_once!(
+            "{}: state of pfn {:#x} unknown, block leaked\n",
+            self.kind.prefix(),
+            block.pfn().0
+        );
+        block.leak();
     }
 
     /// Frees 2^`order` pages at `pfn`. Any context.
@@ -461,29 +587,68 @@ impl UnmappedAllocator {
         if order > self.block_order {
             return Err(BadFree::BadOrder);
         }
-        // Our blocks live in the pool of their own node; look there without trusting the
-        // page otherwise.
-        for pool in self.nodes.iter() {
-            let mut pool = pool.lock();
-            if let Some(i) = pool.find(pfn) {
-                let b = &mut pool.blocks[i];
-                let off = pfn.0 - b.block.pfn().0;
-                return b.buddy.free(off, order).map_err(BadFree::Block);
-            }
-        }
-        Err(BadFree::NotOwned)
+        // Found by address in our own pools: the page itself is not trusted.
+        self.with_block(pfn, |b, off| {
+            b.buddy.check_used(off, order).map_err(BadFree::Block)?;
+            // Uncharge before the chunk can be scrubbed and handed to someone else.
+            pfn.memcg_uncharge(order);
+            b.buddy.free(off, order).map_err(BadFree::Block)
+        })
+        .unwrap_or(Err(BadFree::NotOwned))
     }
 
     /// The pages of a live allocation, for reading and writing them in tests.
     #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
     pub(crate) fn range_of(&self, pfn: Pfn, order: u32) -> Option<PageRange> {
+        self.with_block(pfn, |b, off| {
+            b.buddy.check_used(off, order).ok()?;
+            b.block.range(off, 1 << order).ok()
+        })
+        .flatten()
+    }
+
+    /// `len` bytes at `offset` of the live allocation at `pfn` of `order`, if its pages
+    /// are mapped (decrypted memory).
+    pub(crate) fn mapped(
+        &self,
+        pfn: Pfn,
+        order: u32,
+        offset: usize,
+        len: usize,
+    ) -> Option<MappedBytes> {
+        self.with_block(pfn, |b, off| {
+            b.buddy.check_used(off, order).ok()?;
+            b.block
+                .range(off, 1 << order)
+                .ok()?
+                .mapped(offset, len)
+                .ok()
+        })
+        .flatten()
+    }
+
+    /// Tags the pages of the live allocation at `pfn` of `order` (see [`Self::chunk_of`]).
+    pub(crate) fn set_tag(&self, pfn: Pfn, order: u32, tag: u16) {
+        self.with_block(pfn, |b, off| b.buddy.set_tag(off, order, tag));
+    }
+
+    /// The live allocation containing page `pfn`: its first page, order and tag.
+    pub(crate) fn chunk_of(&self, pfn: Pfn) -> Option<(Pfn, u32, u16)> {
+        self.with_block(pfn, |b, off| {
+            let (head, k) = b.buddy.used_chunk(off)?;
+            Some((b.block.pfn().add(head), k, b.buddy.tag(off)?))
+        })
+        .flatten()
+    }
+
+    /// Runs `f` on the block holding `pfn` and the page's offset in it, under the lock.
+    fn with_block<R>(&self, pfn: Pfn, f: impl FnOnce(&mut PoolBlock, usize) -> R) -> Option<R> {
         for pool in self.nodes.iter() {
-            let pool = pool.lock();
+            let mut pool = pool.lock();
             if let Some(i) = pool.find(pfn) {
-                let b = &pool.blocks[i];
+                let b = &mut pool.blocks[i];
                 let off = pfn.0 - b.block.pfn().0;
-                b.buddy.check_used(off, order).ok()?;
-                return b.block.range(off, 1 << order).ok();
+                return Some(f(b, off));
             }
         }
         None
@@ -539,6 +704,12 @@ impl UnmappedAllocator {
     /// Returns fully free blocks beyond `keep` per node to the page allocator. Sleeps.
     /// Returns the number of blocks released.
     pub(crate) fn shrink(&self, keep: usize) -> usize {
+        self.shrink_to(keep, 0)
+    }
+
+    /// Like [`Self::shrink`], but keeps at least `floor` free pages per node (the atomic
+    /// reserve).
+    pub(crate) fn shrink_to(&self, keep: usize, floor: usize) -> usize {
         let _maintenance = self.maintenance.lock();
         self.stats.shrink_calls.inc();
         let mut released = 0;
@@ -547,7 +718,10 @@ impl UnmappedAllocator {
                 let victim = {
                     let mut pool = pool.lock();
                     let empty = pool.blocks.iter().filter(|b| b.buddy.is_empty()).count();
-                    if empty <= keep {
+                    let free = pool.pages().free;
+                    let last = pool.blocks.iter().rev().find(|b| b.buddy.is_empty());
+                    let above_floor = last.is_some_and(|b| free >= floor + b.buddy.nr_pages());
+                    if empty <= keep || !above_floor {
                         None
                     } else {
                         pool.blocks
@@ -564,10 +738,44 @@ impl UnmappedAllocator {
         released
     }
 
-    /// Background work: scrub freed chunks, then trim the cache to its limit.
+    /// Background work: scrub freed chunks, refill the atomic reserve of every node
+    /// below its low watermark up to the high one, and trim the cache to its limit
+    /// without going below the reserve.
     pub(crate) fn trim(&self) {
         self.scrub_pending();
-        self.shrink(self.cache_blocks());
+        let (low, high) = self.watermarks();
+        if high > 0 {
+            for nid in 0..self.nodes.len() as i32 {
+                if sys::node_has_memory(nid) && self.pool_pages(nid).free < low.max(1) {
+                    self.refill(nid, high);
+                }
+            }
+        }
+        self.shrink_to(self.cache_blocks(), high);
+    }
+
+    /// The atomic reserve's watermarks in free pages per node: `(low, high)`.
+    pub(crate) fn watermarks(&self) -> (usize, usize) {
+        (
+            self.reserve_low.load(Relaxed),
+            self.reserve_high.load(Relaxed),
+        )
+    }
+
+    /// Sets the watermarks; `low <= high` is required.
+    pub(crate) fn set_watermarks(&self, low: usize, high: usize) -> Result {
+        if low > high {
+            return Err(EINVAL);
+        }
+        self.reserve_high.store(high, Relaxed);
+        self.reserve_low.store(low, Relaxed);
+        Ok(())
+    }
+
+    /// Whether node `nid` is below its low watermark.
+    fn reserve_low_on(&self, nid: i32) -> bool {
+        let low = self.reserve_low.load(Relaxed);
+        low > 0 && self.pool_pages(nid).free < low
     }
 
     /// Free pages that a shrink could return.
@@ -585,51 +793,63 @@ impl UnmappedAllocator {
             .sum()
     }
 
-    /// Writes the counters, one `name value` per line.
+    /// Writes the counters, one `name value` per line, prefixed with the kind.
     pub(crate) fn write_stats(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let k = self.kind.prefix();
         let s = &self.stats;
         for o in 0..=self.block_order {
-            writeln!(f, "unmapped_alloc_order{o} {}", s.allocs.at(o).get())?;
+            writeln!(f, "{k}_alloc_order{o} {}", s.allocs.at(o).get())?;
         }
         for o in 0..=self.block_order {
-            writeln!(f, "unmapped_free_order{o} {}", s.frees.at(o).get())?;
+            writeln!(f, "{k}_free_order{o} {}", s.frees.at(o).get())?;
         }
+        let (conversions, reversions) = match self.kind {
+            Kind::Unmapped => ("direct_map_unmaps", "direct_map_restores"),
+            Kind::Decrypted(_) => ("conversions_to_shared", "conversions_to_private"),
+        };
         let counters = [
-            ("unmapped_alloc_failures", &s.alloc_failures),
-            ("unmapped_atomic_failures", &s.atomic_failures),
-            ("unmapped_noscrub_allocs", &s.noscrub_allocs),
-            ("unmapped_blocks_taken", &s.blocks_taken),
-            ("unmapped_blocks_released", &s.blocks_released),
-            ("unmapped_fallback_blocks", &s.fallback_blocks),
-            ("unmapped_leaked_blocks", &s.leaked_blocks),
-            ("unmapped_leaked_pages", &s.leaked_pages),
-            ("unmapped_direct_map_unmaps", &s.direct_map_unmaps),
-            ("unmapped_direct_map_restores", &s.direct_map_restores),
-            ("unmapped_tlb_flushes", &s.tlb_flushes),
-            ("unmapped_scrubbed_pages", &s.scrubbed_pages),
-            ("unmapped_grow_ns", &s.grow_ns),
-            ("unmapped_scrub_ns", &s.scrub_ns),
-            ("unmapped_bad_frees", &s.bad_frees),
-            ("unmapped_bad_requests", &s.bad_requests),
-            ("unmapped_shrink_calls", &s.shrink_calls),
+            ("alloc_failures", &s.alloc_failures),
+            ("atomic_failures", &s.atomic_failures),
+            ("noscrub_allocs", &s.noscrub_allocs),
+            ("memcg_failures", &s.memcg_failures),
+            ("blocks_taken", &s.blocks_taken),
+            ("blocks_released", &s.blocks_released),
+            ("fallback_blocks", &s.fallback_blocks),
+            ("leaked_blocks", &s.leaked_blocks),
+            ("leaked_pages", &s.leaked_pages),
+            (conversions, &s.conversions),
+            (reversions, &s.reversions),
+            ("conversion_failures", &s.conversion_failures),
+            ("tlb_flushes", &s.tlb_flushes),
+            ("scrubbed_pages", &s.scrubbed_pages),
+            ("grow_ns", &s.grow_ns),
+            ("scrub_ns", &s.scrub_ns),
+            ("bad_frees", &s.bad_frees),
+            ("bad_requests", &s.bad_requests),
+            ("shrink_calls", &s.shrink_calls),
+            ("reserve_refills", &s.refills),
+            ("reserve_refill_blocks", &s.refill_blocks),
         ];
         for (name, c) in counters {
-            writeln!(f, "{name} {}", c.get())?;
+            writeln!(f, "{k}_{name} {}", c.get())?;
         }
-        writeln!(f, "unmapped_cache_blocks_limit {}", self.cache_blocks())?;
+        writeln!(f, "{k}_cache_blocks_limit {}", self.cache_blocks())?;
+        let (low, high) = self.watermarks();
+        writeln!(f, "{k}_reserve_low_pages {low}")?;
+        writeln!(f, "{k}_reserve_high_pages {high}")?;
         for nid in 0..self.nodes.len() as i32 {
             let p = self.pool_pages(nid);
-            writeln!(f, "unmapped_node{nid}_blocks {}", p.blocks)?;
-            writeln!(f, "unmapped_node{nid}_used_pages {}", p.used())?;
-            writeln!(f, "unmapped_node{nid}_cached_pages {}", p.free)?;
-            writeln!(f, "unmapped_node{nid}_dirty_pages {}", p.dirty)?;
+            writeln!(f, "{k}_node{nid}_blocks {}", p.blocks)?;
+            writeln!(f, "{k}_node{nid}_used_pages {}", p.used())?;
+            writeln!(f, "{k}_node{nid}_cached_pages {}", p.free)?;
+            writeln!(f, "{k}_node{nid}_dirty_pages {}", p.dirty)?;
         }
         Ok(())
     }
 }
 
 #[pinned_drop]
-impl PinnedDrop for UnmappedAllocator {
+impl PinnedDrop for PageAllocator {
     fn drop(self: Pin<&mut Self>) {
         // Only private instances (tests) are ever dropped. Blocks still in use cannot be
         // returned: leak them, with their direct map state as it is.
@@ -638,9 +858,7 @@ impl PinnedDrop for UnmappedAllocator {
         for pool in self.nodes.iter() {
             let mut pool = pool.lock();
             while let Some(ub) = pool.blocks.pop() {
-                self.stats.leaked_blocks.inc();
-                self.stats.leaked_pages.add(ub.block.nr_pages() as u64);
-                KBox::into_inner(ub).block.leak();
+                self.leak(KBox::into_inner(ub).block);
             }
         }
     }
@@ -660,14 +878,14 @@ mod tests {
     /// An allocation from a private instance, freed on drop: the test-side counterpart
     /// of `kernel::unmapped_alloc::UnmappedPages`.
     struct UnmappedPages {
-        alloc: Arc<UnmappedAllocator>,
+        alloc: Arc<PageAllocator>,
         pfn: Pfn,
         order: u32,
     }
 
     impl UnmappedPages {
         fn new_in(
-            alloc: &Arc<UnmappedAllocator>,
+            alloc: &Arc<PageAllocator>,
             nid: i32,
             gfp: bindings::gfp_t,
             order: u32,
@@ -704,15 +922,17 @@ mod tests {
         }
     }
 
-    fn private(cache_blocks: usize) -> Result<Arc<UnmappedAllocator>> {
-        UnmappedAllocator::new(Config {
+    fn private(cache_blocks: usize) -> Result<Arc<PageAllocator>> {
+        PageAllocator::new(Config {
+            kind: Kind::Unmapped,
             block_order: sys::pmd_order(),
             cache_blocks,
+            reserve: (0, 0),
             background: false,
         })
     }
 
-    fn alloc(a: &Arc<UnmappedAllocator>, order: u32) -> Result<UnmappedPages> {
+    fn alloc(a: &Arc<PageAllocator>, order: u32) -> Result<UnmappedPages> {
         UnmappedPages::new_in(a, NUMA_NO_NODE, K, order, true)
     }
 
@@ -721,15 +941,12 @@ mod tests {
     }
 
     /// Scrubs, shrinks to nothing, and checks that every block went back mapped.
-    fn drain_and_check(a: &UnmappedAllocator) {
+    fn drain_and_check(a: &PageAllocator) {
         a.scrub_pending();
         a.shrink(0);
         assert_eq!(a.total_pages(), PoolPages::default());
         assert_eq!(a.stats.blocks_released.get(), a.stats.blocks_taken.get());
-        assert_eq!(
-            a.stats.direct_map_restores.get(),
-            a.stats.blocks_taken.get()
-        );
+        assert_eq!(a.stats.reversions.get(), a.stats.blocks_taken.get());
         // Release verifies that every page is present again before freeing it.
         assert_eq!(a.stats.leaked_blocks.get(), 0);
     }
@@ -746,7 +963,7 @@ mod tests {
         }
         // One unmap call and one TLB flush per block, not per page.
         let blocks = a.stats.blocks_taken.get();
-        assert_eq!(a.stats.direct_map_unmaps.get(), blocks);
+        assert_eq!(a.stats.conversions.get(), blocks);
         assert_eq!(a.stats.tlb_flushes.get(), blocks);
         assert!(blocks <= 3);
         drop(live);
@@ -861,6 +1078,21 @@ mod tests {
     }
 
     #[test]
+    fn accounted_pages_uncharged_on_free() -> Result {
+        let a = private(0)?;
+        let p = UnmappedPages::new_in(&a, NUMA_NO_NODE, bindings::GFP_KERNEL_ACCOUNT, 2, true)?;
+        // KUnit runs in a kernel thread of the root cgroup, which is never charged; the
+        // 'make run' guest checks charging from a child cgroup.
+        assert!(!p.first().memcg_charged());
+        let pfn = p.first();
+        drop(p);
+        assert!(!pfn.memcg_charged());
+        assert_eq!(a.stats.memcg_failures.get(), 0);
+        drain_and_check(&a);
+        Ok(())
+    }
+
+    #[test]
     fn shrink_returns_free_blocks() -> Result {
         let a = private(8)?;
         let blocks = [alloc(&a, 9)?, alloc(&a, 9)?, alloc(&a, 9)?];
@@ -926,7 +1158,7 @@ mod tests {
         // Warm the pool in process context.
         drop(alloc(&a, 0)?);
         a.scrub_pending();
-        let unmaps = a.stats.direct_map_unmaps.get();
+        let unmaps = a.stats.conversions.get();
 
         let lock = KBox::pin_init(new_spinlock!(()), GFP_KERNEL)?;
         let irq_lock = KBox::pin_init(new_irq_spinlock!((), c"ua_test_irq_lock"), GFP_KERNEL)?;
@@ -940,7 +1172,7 @@ mod tests {
                 got.push_within_capacity(p).map_err(|_| ENOMEM)?;
             }
         }
-        assert_eq!(a.stats.direct_map_unmaps.get(), unmaps);
+        assert_eq!(a.stats.conversions.get(), unmaps);
         assert_eq!(a.stats.atomic_failures.get(), 1);
         drop(got);
         drain_and_check(&a);
@@ -950,7 +1182,7 @@ mod tests {
     /// Shared state of the concurrency test.
     #[pin_data]
     struct Stress {
-        alloc: Arc<UnmappedAllocator>,
+        alloc: Arc<PageAllocator>,
         #[pin]
         live: SpinLock<KVec<(usize, usize)>>,
         overlaps: Atomic<u32>,
@@ -1023,9 +1255,11 @@ mod tests {
 
     #[test]
     fn concurrent_alloc_free_no_page_twice() -> Result {
-        let a = UnmappedAllocator::new(Config {
+        let a = PageAllocator::new(Config {
+            kind: Kind::Unmapped,
             block_order: sys::pmd_order(),
             cache_blocks: 2,
+            reserve: (0, 0),
             background: true,
         })?;
         let workers = 2 * kernel::cpu::nr_cpu_ids();
@@ -1062,6 +1296,183 @@ mod tests {
         assert!(allocs > 0);
         // Maintenance is serialised, so this also waits for a background run in flight.
         drain_and_check(&a);
+        Ok(())
+    }
+}
+
+#[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+#[kernel::macros::kunit_tests(unmapped_alloc_decrypted_pages)]
+mod decrypted_tests {
+    use super::*;
+    use crate::backend::ModelBackend;
+    use kernel::bindings::{GFP_ATOMIC, GFP_KERNEL as K};
+
+    fn private(model: &Arc<ModelBackend>, cache_blocks: usize) -> Result<Arc<PageAllocator>> {
+        PageAllocator::new(Config {
+            kind: Kind::Decrypted(Backend::Model(model.clone())),
+            block_order: sys::pmd_order(),
+            cache_blocks,
+            reserve: (0, 0),
+            background: false,
+        })
+    }
+
+    fn shared(model: &ModelBackend, pfn: Pfn, order: u32) -> bool {
+        (0..1usize << order).all(|i| model.is_shared(pfn.add(i).0))
+    }
+
+    /// Frees all, shrinks, and checks that every page went back private.
+    fn drain_and_check(a: &PageAllocator, model: &ModelBackend) {
+        a.scrub_pending();
+        a.shrink(0);
+        assert_eq!(a.total_pages(), PoolPages::default());
+        let leaked = a.stats.leaked_pages.get() as usize;
+        // Only leaked blocks may still be shared; everything released is private.
+        assert_eq!(model.shared_pages(), leaked);
+        assert_eq!(
+            a.stats.blocks_released.get() + a.stats.leaked_blocks.get(),
+            a.stats.blocks_taken.get()
+        );
+    }
+
+    #[test]
+    fn pages_shared_zeroed_and_returned_private() -> Result {
+        let model = ModelBackend::new()?;
+        let a = private(&model, 0)?;
+        let mut live = KVec::new();
+        for order in 0..=a.max_order() {
+            let pfn = a.alloc(NUMA_NO_NODE, K, order, true).ok_or(ENOMEM)?;
+            assert!(shared(&model, pfn, order));
+            // Still in the direct map: decrypted, not unmapped.
+            assert!(pfn.is_present());
+            let r = a.range_of(pfn, order).ok_or(EINVAL)?;
+            assert_eq!(r.read_byte(0)?, 0);
+            assert_eq!(r.read_byte((sys::PAGE_SIZE << order) - 1)?, 0);
+            live.push((pfn, order), GFP_KERNEL)?;
+        }
+        for &(pfn, order) in live.iter() {
+            assert_eq!(a.free(pfn, order), Ok(()));
+        }
+        drain_and_check(&a, &model);
+        assert_eq!(model.shared_pages(), 0);
+        assert_eq!(a.stats.leaked_blocks.get(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn one_conversion_per_block() -> Result {
+        let model = ModelBackend::new()?;
+        let a = private(&model, 0)?;
+        let n = 4usize << a.max_order();
+        let mut live = KVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
+            live.push(a.alloc(NUMA_NO_NODE, K, 0, true).ok_or(ENOMEM)?, GFP_KERNEL)?;
+        }
+        let blocks = a.stats.blocks_taken.get();
+        // 2048 pages from 2 MiB blocks: 4 conversions, not 2048.
+        assert_eq!(a.stats.fallback_blocks.get(), 0);
+        assert_eq!(blocks, 4);
+        assert_eq!(model.decrypt_calls.load(Relaxed), blocks);
+        assert_eq!(a.stats.conversions.get(), blocks);
+        for &pfn in live.iter() {
+            assert_eq!(a.free(pfn, 0), Ok(()));
+        }
+        drain_and_check(&a, &model);
+        assert_eq!(model.encrypt_calls.load(Relaxed), blocks);
+        Ok(())
+    }
+
+    #[test]
+    fn failed_decrypt_leaks_block() -> Result {
+        let model = ModelBackend::new()?;
+        let a = private(&model, 0)?;
+        model.fail_nth(1);
+        assert!(a.alloc(NUMA_NO_NODE, K, 0, true).is_none());
+        assert_eq!(a.stats.conversion_failures.get(), 1);
+        assert_eq!(a.stats.leaked_blocks.get(), 1);
+        assert_eq!(a.stats.alloc_failures.get(), 1);
+        // The next attempt converts a new block and works.
+        let pfn = a.alloc(NUMA_NO_NODE, K, 0, true).ok_or(ENOMEM)?;
+        assert!(shared(&model, pfn, 0));
+        assert_eq!(a.free(pfn, 0), Ok(()));
+        drain_and_check(&a, &model);
+        // The leaked block stays shared in the model and was never released.
+        assert_eq!(model.shared_pages(), 512);
+        assert_eq!(a.stats.blocks_released.get(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn failed_encrypt_leaks_block() -> Result {
+        let model = ModelBackend::new()?;
+        let a = private(&model, 0)?;
+        let p1 = a.alloc(NUMA_NO_NODE, K, 9, true).ok_or(ENOMEM)?;
+        let p2 = a.alloc(NUMA_NO_NODE, K, 9, true).ok_or(ENOMEM)?;
+        assert_eq!(a.free(p1, 9), Ok(()));
+        assert_eq!(a.free(p2, 9), Ok(()));
+        a.scrub_pending();
+        // The first of the two re-encryptions fails: that block is leaked, still shared.
+        model.fail_nth(1);
+        assert_eq!(a.shrink(0), 2);
+        assert_eq!(a.stats.leaked_blocks.get(), 1);
+        assert_eq!(a.stats.blocks_released.get(), 1);
+        assert_eq!(a.stats.conversion_failures.get(), 1);
+        drain_and_check(&a, &model);
+        assert_eq!(model.shared_pages(), 512);
+        Ok(())
+    }
+
+    #[test]
+    fn atomic_never_converts() -> Result {
+        let model = ModelBackend::new()?;
+        let a = private(&model, 4)?;
+        assert!(a.alloc(NUMA_NO_NODE, GFP_ATOMIC, 0, true).is_none());
+        assert_eq!(model.decrypt_calls.load(Relaxed), 0);
+        assert_eq!(a.stats.atomic_failures.get(), 1);
+        let warm = a.alloc(NUMA_NO_NODE, K, 0, true).ok_or(ENOMEM)?;
+        let calls = model.decrypt_calls.load(Relaxed);
+        let lock = KBox::pin_init(new_irq_spinlock!((), c"ua_test_irq_lock"), GFP_KERNEL)?;
+        let mut got = KVec::with_capacity(32, GFP_KERNEL)?;
+        {
+            let _irqs_off = lock.lock();
+            for _ in 0..32 {
+                let pfn = a.alloc(NUMA_NO_NODE, GFP_ATOMIC, 0, true).ok_or(ENOMEM)?;
+                got.push_within_capacity(pfn).map_err(|_| ENOMEM)?;
+            }
+        }
+        assert_eq!(model.decrypt_calls.load(Relaxed), calls);
+        for &pfn in got.iter() {
+            assert!(shared(&model, pfn, 0));
+            assert_eq!(a.free(pfn, 0), Ok(()));
+        }
+        assert_eq!(a.free(warm, 0), Ok(()));
+        drain_and_check(&a, &model);
+        Ok(())
+    }
+
+    #[test]
+    fn wrong_kind_free_refused() -> Result {
+        let model = ModelBackend::new()?;
+        let d = private(&model, 0)?;
+        let u = PageAllocator::new(Config {
+            kind: Kind::Unmapped,
+            block_order: sys::pmd_order(),
+            cache_blocks: 0,
+            reserve: (0, 0),
+            background: false,
+        })?;
+        let dp = d.alloc(NUMA_NO_NODE, K, 0, true).ok_or(ENOMEM)?;
+        let up = u.alloc(NUMA_NO_NODE, K, 0, true).ok_or(ENOMEM)?;
+        assert_eq!(d.free(up, 0), Err(BadFree::NotOwned));
+        assert_eq!(u.free(dp, 0), Err(BadFree::NotOwned));
+        assert!(shared(&model, dp, 0));
+        assert!(!up.is_present());
+        assert_eq!(d.free(dp, 0), Ok(()));
+        assert_eq!(u.free(up, 0), Ok(()));
+        drain_and_check(&d, &model);
+        u.scrub_pending();
+        u.shrink(0);
+        assert_eq!(u.stats.leaked_blocks.get(), 0);
         Ok(())
     }
 }

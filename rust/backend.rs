@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Conversion of blocks between private (encrypted) and shared (decrypted) memory.
+//!
+//! Every conversion the decrypted allocator makes goes through a [`Backend`]:
+//!
+//! - [`Backend::Real`] calls `set_memory_decrypted()` / `set_memory_encrypted()`. In a
+//!   guest without memory encryption they succeed without doing anything.
+//! - [`Backend::Model`] records the state of every page in a [`ModelBackend`], so that
+//!   tests can check which pages are shared, and fails the Nth call on request.
+//!
+//! A failed call leaves the block's state unknown; the allocator then leaks the block.
+//! The model marks the pages of a failed call shared (the worst case), so that a leak
+//! that did not happen would show up as a shared page given back.
+
+use crate::sys::Block;
+use kernel::{
+    new_mutex,
+    prelude::*,
+    sync::{
+        atomic::{Atomic, Relaxed},
+        Arc, Mutex,
+    },
+};
+
+/// Where conversions go.
+pub(crate) enum Backend {
+    /// The architecture's `set_memory_decrypted()` / `set_memory_encrypted()`.
+    Real,
+    /// A model that records page states, for tests.
+    #[allow(dead_code)]
+    Model(Arc<ModelBackend>),
+}
+
+impl Backend {
+    /// Makes the whole block shared with the host.
+    pub(crate) fn decrypt(&self, block: &Block) -> Result {
+        match self {
+            Backend::Real => block.set_decrypted(0, block.nr_pages()),
+            Backend::Model(m) => m.convert(block, true),
+        }
+    }
+
+    /// Makes the whole block private again.
+    pub(crate) fn encrypt(&self, block: &Block) -> Result {
+        match self {
+            Backend::Real => block.set_encrypted(0, block.nr_pages()),
+            Backend::Model(m) => m.convert(block, false),
+        }
+    }
+
+    /// Whether any page of the block is known to be shared (the model knows; the
+    /// real backend trusts a successful `set_memory_encrypted()`).
+    pub(crate) fn any_shared(&self, block: &Block) -> bool {
+        match self {
+            Backend::Real => false,
+            Backend::Model(m) => (0..block.nr_pages()).any(|i| m.is_shared(block.pfn().add(i).0)),
+        }
+    }
+}
+
+/// Page states recorded by the model backend.
+#[pin_data]
+pub(crate) struct ModelBackend {
+    /// Shared ranges of frames, `(first, count)`.
+    #[pin]
+    shared: Mutex<KVec<(usize, usize)>>,
+    calls: Atomic<u64>,
+    fail_at: Atomic<u64>,
+    /// Successful calls that made memory shared.
+    pub(crate) decrypt_calls: Atomic<u64>,
+    /// Successful calls that made memory private.
+    pub(crate) encrypt_calls: Atomic<u64>,
+}
+
+#[allow(dead_code)]
+impl ModelBackend {
+    /// A model with every page private.
+    pub(crate) fn new() -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(Self {
+                shared <- new_mutex!(KVec::new()),
+                calls: Atomic::new(0),
+                fail_at: Atomic::new(0),
+                decrypt_calls: Atomic::new(0),
+                encrypt_calls: Atomic::new(0),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Makes the `n`th call from now fail (1 = the next one); 0 disables.
+    pub(crate) fn fail_nth(&self, n: u64) {
+        let base = self.calls.load(Relaxed);
+        self.fail_at
+            .store(if n == 0 { 0 } else { base + n }, Relaxed);
+    }
+
+    fn convert(&self, block: &Block, shared: bool) -> Result {
+        let call = self.calls.fetch_add(1, Relaxed) + 1;
+        let failed = self.fail_at.load(Relaxed) == call;
+        let (first, nr) = (block.pfn().0, block.nr_pages());
+        let mut ranges = self.shared.lock();
+        ranges.retain(|&mut (f, n)| f + n <= first || first + nr <= f);
+        if shared || failed {
+            ranges.push((first, nr), GFP_KERNEL)?;
+        }
+        if failed {
+            return Err(EIO);
+        }
+        let counter = if shared {
+            &self.decrypt_calls
+        } else {
+            &self.encrypt_calls
+        };
+        counter.add(1, Relaxed);
+        Ok(())
+    }
+
+    /// Whether frame `pfn` is shared.
+    pub(crate) fn is_shared(&self, pfn: usize) -> bool {
+        self.shared
+            .lock()
+            .iter()
+            .any(|&(f, n)| f <= pfn && pfn < f + n)
+    }
+
+    /// Number of shared pages.
+    pub(crate) fn shared_pages(&self) -> usize {
+        self.shared.lock().iter().map(|&(_, n)| n).sum()
+    }
+}

@@ -1,0 +1,955 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Object caches on decrypted memory: `kmalloc-decrypted-*` and dedicated caches.
+//!
+//! A slab is a chunk of 2^order decrypted pages from the decrypted [`PageAllocator`],
+//! tagged there with the id of its cache so that a bare pointer leads back to its cache,
+//! and carved into objects of the cache's size. Objects are aligned to their size up
+//! to a page, and to at least 256 bytes (the GICv3 ITS needs 256 B aligned ITTs).
+//!
+//! Each node has its own slab list under its own lock, so CPUs of different nodes
+//! never contend. Empty slabs beyond one per node go back to the page allocator,
+//! whose blocks are re-encrypted and returned when free. Atomic allocations never
+//! convert memory: new slabs then come from the page allocator's decrypted reserve.
+
+use crate::{
+    pages::PageAllocator,
+    stats::Counter,
+    sys::{self, new_irq_spinlock, IrqSpinLock, MappedBytes, Pfn, NUMA_NO_NODE, PAGE_SIZE},
+};
+use core::fmt;
+use kernel::{bindings, pr_warn_once, prelude::*, sync::Arc};
+
+/// Smallest object size and alignment.
+pub(crate) const MIN_SIZE: usize = 256;
+
+/// Object sizes of the `kmalloc-decrypted-*` caches.
+pub(crate) const KMALLOC_SIZES: [usize; 6] = [256, 512, 1024, 2048, 4096, 8192];
+
+/// Page allocator tag of allocations made directly for large `kmalloc_decrypted()`.
+pub(crate) const TAG_LARGE: u16 = 1;
+
+/// First tag given to caches.
+pub(crate) const TAG_FIRST_CACHE: u16 = 2;
+
+/// Most objects a slab holds (one bit each in a `u64`).
+const MAX_OBJS: usize = 64;
+
+/// One slab.
+struct Slab {
+    base: Pfn,
+    /// Bit `i` set: object `i` is free.
+    free: u64,
+}
+
+/// The slabs of a cache on one node, sorted by first frame.
+struct CacheNode {
+    slabs: KVec<Slab>,
+    /// A slab with free objects, where the next allocation looks first.
+    hint: usize,
+}
+
+impl CacheNode {
+    fn find(&self, pfn: Pfn, slab_pages: usize) -> Option<usize> {
+        let i = match self.slabs.binary_search_by_key(&pfn, |s| s.base) {
+            Ok(i) => i,
+            Err(0) => return None,
+            Err(i) => i - 1,
+        };
+        (pfn.0 < self.slabs[i].base.0 + slab_pages).then_some(i)
+    }
+}
+
+/// Counters of one cache.
+pub(crate) struct CacheStats {
+    /// Objects handed out.
+    pub(crate) allocs: Counter,
+    /// Objects freed.
+    pub(crate) frees: Counter,
+    /// Slabs created.
+    pub(crate) slabs_created: Counter,
+    /// Slabs given back to the page allocator.
+    pub(crate) slabs_freed: Counter,
+    /// Allocations that failed.
+    pub(crate) failures: Counter,
+    /// Allocations in atomic context that found no object and no reserve.
+    pub(crate) atomic_failures: Counter,
+    /// Frees refused.
+    pub(crate) bad_frees: Counter,
+}
+
+/// Why an object free was refused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum BadObjFree {
+    /// Not in any slab of this cache (another kind of memory, another cache).
+    NotOurs,
+    /// Inside a slab but not at the start of an object.
+    Interior,
+    /// The object is already free.
+    DoubleFree,
+}
+
+/// A cache of decrypted objects of one size.
+pub(crate) struct ObjCache {
+    name: KVec<u8>,
+    tag: u16,
+    size: usize,
+    slab_order: u32,
+    objs_per_slab: usize,
+    pages: Arc<PageAllocator>,
+    nodes: KVec<Pin<KBox<IrqSpinLock<CacheNode>>>>,
+    /// Event counters.
+    pub(crate) stats: CacheStats,
+}
+
+/// Object stride and slab order for objects of `size` aligned to `align`.
+pub(crate) fn geometry(size: usize, align: usize) -> Option<(usize, u32)> {
+    if size == 0 || !align.is_power_of_two() && align != 0 {
+        return None;
+    }
+    let align = align.max(MIN_SIZE);
+    // Aligned to its size up to a page: round up to a power of two below a page.
+    let stride = if size <= PAGE_SIZE {
+        size.next_power_of_two().max(align)
+    } else {
+        size.next_multiple_of(PAGE_SIZE.max(align))
+    };
+    if align > PAGE_SIZE && stride % align != 0 {
+        return None;
+    }
+    // At least four objects per slab, at most 64, slabs of at least four pages.
+    let mut order = 2u32;
+    while (PAGE_SIZE << order) / stride < 4 {
+        order += 1;
+    }
+    while (PAGE_SIZE << order) / stride > MAX_OBJS && order > 0 {
+        order -= 1;
+    }
+    (order <= sys::pmd_order()).then_some((stride, order))
+}
+
+impl ObjCache {
+    /// A cache of objects of `size` bytes aligned to `align` (0: the default) on the
+    /// decrypted memory of `pages`, identified there by `tag`.
+    pub(crate) fn new(
+        name: &[u8],
+        size: usize,
+        align: usize,
+        tag: u16,
+        pages: &Arc<PageAllocator>,
+    ) -> Result<Self> {
+        let (stride, slab_order) = geometry(size, align).ok_or(EINVAL)?;
+        let mut nodes = KVec::new();
+        for _ in 0..sys::nr_node_ids() {
+            nodes.push(
+                KBox::pin_init(
+                    new_irq_spinlock!(
+                        CacheNode {
+                            slabs: KVec::new(),
+                            hint: 0,
+                        },
+                        c"unmapped_alloc_cache_node"
+                    ),
+                    GFP_KERNEL,
+                )?,
+                GFP_KERNEL,
+            )?;
+        }
+        let mut n = KVec::new();
+        n.extend_from_slice(name, GFP_KERNEL)?;
+        Ok(Self {
+            name: n,
+            tag,
+            size: stride,
+            slab_order,
+            objs_per_slab: (PAGE_SIZE << slab_order) / stride,
+            pages: pages.clone(),
+            nodes,
+            stats: CacheStats {
+                allocs: Counter::new(),
+                frees: Counter::new(),
+                slabs_created: Counter::new(),
+                slabs_freed: Counter::new(),
+                failures: Counter::new(),
+                atomic_failures: Counter::new(),
+                bad_frees: Counter::new(),
+            },
+        })
+    }
+
+    /// Object size (and stride) in bytes.
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Alignment of every object.
+    pub(crate) fn align(&self) -> usize {
+        if self.size <= PAGE_SIZE {
+            self.size
+        } else {
+            PAGE_SIZE
+        }
+    }
+
+    /// Tag of the cache's slabs in the page allocator.
+    pub(crate) fn tag(&self) -> u16 {
+        self.tag
+    }
+
+    fn slab_pages(&self) -> usize {
+        1 << self.slab_order
+    }
+
+    fn node(&self, nid: i32) -> Option<&IrqSpinLock<CacheNode>> {
+        usize::try_from(nid)
+            .ok()
+            .and_then(|n| self.nodes.get(n))
+            .map(|n| &**n)
+    }
+
+    /// The bytes of object `i` of the slab at `base`, checked to be ours and mapped.
+    fn object(&self, base: Pfn, i: usize) -> Option<MappedBytes> {
+        self.pages
+            .mapped(base, self.slab_order, i * self.size, self.size)
+    }
+
+    /// Takes a free object from a slab of node `nid`.
+    fn take(&self, nid: i32) -> Option<(Pfn, usize)> {
+        let mut node = self.node(nid)?.lock();
+        let n = node.slabs.len();
+        let start = node.hint.min(n.saturating_sub(1));
+        let i = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| node.slabs[i].free != 0)?;
+        let slab = &mut node.slabs[i];
+        let obj = slab.free.trailing_zeros() as usize;
+        slab.free &= !(1u64 << obj);
+        let base = slab.base;
+        node.hint = i;
+        Some((base, obj))
+    }
+
+    /// Adds a new slab with object 0 taken.
+    fn grow(&self, nid: i32, gfp: bindings::gfp_t) -> Option<(Pfn, usize)> {
+        let base = self.pages.alloc(nid, gfp, self.slab_order, true)?;
+        self.pages.set_tag(base, self.slab_order, self.tag);
+        let all = if self.objs_per_slab == MAX_OBJS {
+            u64::MAX
+        } else {
+            (1u64 << self.objs_per_slab) - 1
+        };
+        let slab = Slab {
+            base,
+            free: all & !1,
+        };
+        let inserted = self.node(base.nid()).is_some_and(|node| {
+            let mut node = node.lock();
+            let i = match node.slabs.binary_search_by_key(&base, |s| s.base) {
+                Ok(i) | Err(i) => i,
+            };
+            if node.slabs.len() == node.slabs.capacity()
+                && node.slabs.reserve(8, GFP_ATOMIC).is_err()
+            {
+                return false;
+            }
+            let len = node.slabs.len();
+            if node.slabs.push_within_capacity(slab).is_err() {
+                return false;
+            }
+            node.slabs[i..=len].rotate_right(1);
+            node.hint = i;
+            true
+        });
+        if !inserted {
+            let _ = self.pages.free(base, self.slab_order);
+            return None;
+        }
+        self.stats.slabs_created.inc();
+        Some((base, 0))
+    }
+
+    /// Allocates an object on node `nid`; zeroed when `gfp` has `__GFP_ZERO`. Returns its
+    /// direct map address.
+    pub(crate) fn alloc(&self, nid: i32, gfp: bindings::gfp_t) -> Option<usize> {
+        let nid = if nid == NUMA_NO_NODE {
+            sys::local_node()
+        } else {
+            nid
+        };
+        let nodes = self.nodes.len() as i32;
+        let thisnode = gfp & bindings::__GFP_THISNODE != 0;
+        let got = self.take(nid).or_else(|| self.grow(nid, gfp)).or_else(|| {
+            // Another node's free objects before failing.
+            (0..nodes)
+                .filter(|&n| n != nid && !thisnode)
+                .find_map(|n| self.take(n))
+        });
+        let Some((base, i)) = got else {
+            if sys::gfp_allows_blocking(gfp) {
+                self.stats.failures.inc();
+            } else {
+                self.stats.atomic_failures.inc();
+            }
+            return None;
+        };
+        if gfp & bindings::__GFP_ZERO != 0 {
+            self.object(base, i)?.zero();
+        }
+        self.stats.allocs.inc();
+        Some(base.virt() + i * self.size)
+    }
+
+    /// Frees the object at `addr`. Any context. Bad pointers change nothing.
+    pub(crate) fn free(&self, addr: usize) -> core::result::Result<(), BadObjFree> {
+        let r = self.free_inner(addr);
+        match r {
+            Ok(()) => self.stats.frees.inc(),
+            Err(e) => {
+                self.stats.bad_frees.inc();
+                pr_warn_once!(
+                    "{}: refused to free {:#x}: {:?}\n",
+                    core::str::from_utf8(&self.name).unwrap_or("?"),
+                    addr,
+                    e
+                );
+            }
+        }
+        r
+    }
+
+    fn free_inner(&self, addr: usize) -> core::result::Result<(), BadObjFree> {
+        let pfn = Pfn::of_virt(addr).ok_or(BadObjFree::NotOurs)?;
+        let (head, _, tag) = self.pages.chunk_of(pfn).ok_or(BadObjFree::NotOurs)?;
+        if tag != self.tag {
+            return Err(BadObjFree::NotOurs);
+        }
+        let empty = {
+            let mut node = self.node(head.nid()).ok_or(BadObjFree::NotOurs)?.lock();
+            let i = node
+                .find(head, self.slab_pages())
+                .ok_or(BadObjFree::NotOurs)?;
+            let offset = addr - head.virt();
+            if offset % self.size != 0 || offset / self.size >= self.objs_per_slab {
+                return Err(BadObjFree::Interior);
+            }
+            let bit = 1u64 << (offset / self.size);
+            let full = (1u128 << self.objs_per_slab) - 1;
+            let slab = &mut node.slabs[i];
+            if slab.free & bit != 0 {
+                return Err(BadObjFree::DoubleFree);
+            }
+            slab.free |= bit;
+            let is_empty = u128::from(slab.free) & full == full;
+            node.hint = i;
+            // Keep one empty slab per node; give further ones back.
+            let empties = node
+                .slabs
+                .iter()
+                .filter(|s| u128::from(s.free) & full == full)
+                .count();
+            if is_empty && empties > 1 {
+                let base = node.slabs[i].base;
+                let _ = node.slabs.remove(i);
+                node.hint = 0;
+                Some(base)
+            } else {
+                None
+            }
+        };
+        if let Some(base) = empty {
+            // Ours and tagged: the page allocator cannot refuse it.
+            let _ = self.pages.free(base, self.slab_order);
+            self.stats.slabs_freed.inc();
+        }
+        Ok(())
+    }
+
+    /// Gives every empty slab back to the page allocator.
+    pub(crate) fn shrink(&self) -> usize {
+        let mut freed = 0;
+        let full = (1u128 << self.objs_per_slab) - 1;
+        for node in self.nodes.iter() {
+            loop {
+                let victim = {
+                    let mut node = node.lock();
+                    let i = node
+                        .slabs
+                        .iter()
+                        .position(|s| u128::from(s.free) & full == full);
+                    i.and_then(|i| node.slabs.remove(i).ok()).map(|s| {
+                        node.hint = 0;
+                        s.base
+                    })
+                };
+                let Some(base) = victim else { break };
+                let _ = self.pages.free(base, self.slab_order);
+                self.stats.slabs_freed.inc();
+                freed += 1;
+            }
+        }
+        freed
+    }
+
+    /// Active and total objects, and slabs, over all nodes.
+    pub(crate) fn usage(&self) -> (usize, usize, usize) {
+        let mut slabs = 0;
+        let mut free = 0;
+        for node in self.nodes.iter() {
+            let node = node.lock();
+            slabs += node.slabs.len();
+            free += node
+                .slabs
+                .iter()
+                .map(|s| s.free.count_ones() as usize)
+                .sum::<usize>();
+        }
+        let total = slabs * self.objs_per_slab;
+        (total - free, total, slabs)
+    }
+
+    /// Writes the cache's line of the `caches` table.
+    pub(crate) fn write_row(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (active, total, slabs) = self.usage();
+        writeln!(
+            f,
+            "{:<24} {:>8} {:>6} {:>8} {:>8} {:>6} {:>6}",
+            core::str::from_utf8(&self.name).unwrap_or("?"),
+            self.size,
+            self.align(),
+            active,
+            total,
+            slabs,
+            slabs << self.slab_order
+        )
+    }
+}
+
+/// The `kmalloc-decrypted-*` caches and large allocations on one decrypted page allocator.
+pub(crate) struct KmallocDecrypted {
+    pages: Arc<PageAllocator>,
+    caches: KVec<ObjCache>,
+    /// Large allocations served as pages.
+    pub(crate) large_allocs: Counter,
+    /// Large allocations freed.
+    pub(crate) large_frees: Counter,
+    /// `kfree_decrypted()` calls refused.
+    pub(crate) bad_frees: Counter,
+}
+
+impl KmallocDecrypted {
+    /// The caches on `pages`, which must be a decrypted page allocator.
+    pub(crate) fn new(pages: &Arc<PageAllocator>) -> Result<Self> {
+        let mut caches = KVec::new();
+        for (i, &size) in KMALLOC_SIZES.iter().enumerate() {
+            let mut name = KVec::new();
+            name.extend_from_slice(b"kmalloc-decrypted-", GFP_KERNEL)?;
+            let label: &[u8] = match size {
+                256 => b"256",
+                512 => b"512",
+                1024 => b"1k",
+                2048 => b"2k",
+                4096 => b"4k",
+                _ => b"8k",
+            };
+            name.extend_from_slice(label, GFP_KERNEL)?;
+            caches.push(
+                ObjCache::new(&name, size, 0, TAG_FIRST_CACHE + i as u16, pages)?,
+                GFP_KERNEL,
+            )?;
+        }
+        Ok(Self {
+            pages: pages.clone(),
+            caches,
+            large_allocs: Counter::new(),
+            large_frees: Counter::new(),
+            bad_frees: Counter::new(),
+        })
+    }
+
+    /// The page allocator underneath.
+    pub(crate) fn pages(&self) -> &Arc<PageAllocator> {
+        &self.pages
+    }
+
+    /// The caches, smallest first.
+    pub(crate) fn caches(&self) -> &[ObjCache] {
+        &self.caches
+    }
+
+    fn large_order(size: usize) -> u32 {
+        size.div_ceil(PAGE_SIZE)
+            .next_power_of_two()
+            .trailing_zeros()
+    }
+
+    /// Allocates `size` bytes of decrypted memory, aligned to at least 256 bytes and to
+    /// the size class up to a page. Returns the direct map address.
+    pub(crate) fn alloc(&self, size: usize, nid: i32, gfp: bindings::gfp_t) -> Option<usize> {
+        if size == 0 {
+            return None;
+        }
+        if let Some(c) = self.caches.iter().find(|c| c.size() >= size) {
+            return c.alloc(nid, gfp);
+        }
+        let order = Self::large_order(size);
+        if order > self.pages.max_order() {
+            pr_warn_once!("kmalloc_decrypted: {} bytes is too large\n", size);
+            return None;
+        }
+        // Decrypted pages are always zero when handed out.
+        let pfn = self.pages.alloc(nid, gfp, order, true)?;
+        self.pages.set_tag(pfn, order, TAG_LARGE);
+        self.large_allocs.inc();
+        Some(pfn.virt())
+    }
+
+    /// Frees memory from [`Self::alloc`]. Anything else is refused, reported once and
+    /// left alone.
+    pub(crate) fn free(&self, addr: usize) -> core::result::Result<(), BadObjFree> {
+        let r = self.free_inner(addr);
+        if let Err(e) = r {
+            self.bad_frees.inc();
+            pr_warn_once!("kfree_decrypted: refused {:#x}: {:?}\n", addr, e);
+        }
+        r
+    }
+
+    fn free_inner(&self, addr: usize) -> core::result::Result<(), BadObjFree> {
+        let pfn = Pfn::of_virt(addr).ok_or(BadObjFree::NotOurs)?;
+        let (head, order, tag) = self.pages.chunk_of(pfn).ok_or(BadObjFree::NotOurs)?;
+        if tag == TAG_LARGE {
+            if head.virt() != addr {
+                return Err(BadObjFree::Interior);
+            }
+            self.pages
+                .free(head, order)
+                .map_err(|_| BadObjFree::DoubleFree)?;
+            self.large_frees.inc();
+            return Ok(());
+        }
+        let cache = self
+            .caches
+            .iter()
+            .find(|c| c.tag() == tag)
+            .ok_or(BadObjFree::NotOurs)?;
+        cache.free(addr)
+    }
+
+    /// Usable size of the live allocation at `addr`.
+    pub(crate) fn usable_size(&self, addr: usize) -> Option<usize> {
+        let (head, order, tag) = self.pages.chunk_of(Pfn::of_virt(addr)?)?;
+        if tag == TAG_LARGE {
+            return (head.virt() == addr).then_some(PAGE_SIZE << order);
+        }
+        self.caches
+            .iter()
+            .find(|c| c.tag() == tag)
+            .map(|c| c.size())
+    }
+
+    /// Gives empty slabs back, then lets the page allocator return free blocks.
+    pub(crate) fn shrink(&self) {
+        for c in self.caches.iter() {
+            c.shrink();
+        }
+        self.pages.scrub_pending();
+        self.pages.shrink(0);
+    }
+
+    /// Writes the `caches` table with its header.
+    pub(crate) fn write_caches(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<24} {:>8} {:>6} {:>8} {:>8} {:>6} {:>6}",
+            "# name", "objsize", "align", "active", "total", "slabs", "pages"
+        )?;
+        for c in self.caches.iter() {
+            c.write_row(f)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the object counters, one `name value` per line.
+    pub(crate) fn write_stats(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.caches.iter() {
+            let n = core::str::from_utf8(&c.name).unwrap_or("?");
+            let (active, total, slabs) = c.usage();
+            writeln!(f, "{n}_active_objs {active}")?;
+            writeln!(f, "{n}_total_objs {total}")?;
+            writeln!(f, "{n}_slabs {slabs}")?;
+            writeln!(f, "{n}_allocs {}", c.stats.allocs.get())?;
+            writeln!(f, "{n}_frees {}", c.stats.frees.get())?;
+            writeln!(f, "{n}_atomic_failures {}", c.stats.atomic_failures.get())?;
+        }
+        writeln!(
+            f,
+            "kmalloc_decrypted_large_allocs {}",
+            self.large_allocs.get()
+        )?;
+        writeln!(
+            f,
+            "kmalloc_decrypted_large_frees {}",
+            self.large_frees.get()
+        )?;
+        writeln!(f, "kmalloc_decrypted_bad_frees {}", self.bad_frees.get())
+    }
+}
+
+#[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+#[kernel::macros::kunit_tests(unmapped_alloc_decrypted_objects)]
+mod tests {
+    use super::*;
+    use crate::{
+        backend::{Backend, ModelBackend},
+        pages::{Config, Kind},
+        testutil::Rng,
+    };
+    use kernel::{
+        bindings::{__GFP_ZERO, GFP_ATOMIC, GFP_KERNEL as K},
+        new_spinlock,
+        sync::{
+            atomic::{Atomic, Relaxed},
+            Completion, SpinLock,
+        },
+        time::{delay::fsleep, Delta},
+        workqueue::{self, impl_has_work, new_work, Work, WorkItem},
+    };
+
+    fn instance(
+        model: &Arc<ModelBackend>,
+        reserve: (usize, usize),
+        background: bool,
+    ) -> Result<KmallocDecrypted> {
+        let pages = PageAllocator::new(Config {
+            kind: Kind::Decrypted(Backend::Model(model.clone())),
+            block_order: sys::pmd_order(),
+            cache_blocks: 0,
+            reserve,
+            background,
+        })?;
+        KmallocDecrypted::new(&pages)
+    }
+
+    fn all_shared(model: &ModelBackend, addr: usize, len: usize) -> bool {
+        let first = Pfn::of_virt(addr).map_or(0, |p| p.0);
+        let last = Pfn::of_virt(addr + len - 1).map_or(0, |p| p.0);
+        first != 0 && (first..=last).all(|pfn| model.is_shared(pfn))
+    }
+
+    /// Frees nothing itself: shrinks and checks that all memory went back private.
+    fn check_all_returned(k: &KmallocDecrypted, model: &ModelBackend) {
+        k.pages().set_watermarks(0, 0).unwrap_or(());
+        k.shrink();
+        let p = k.pages();
+        assert_eq!(p.total_pages().held, 0);
+        assert_eq!(
+            p.stats.blocks_released.get() + p.stats.leaked_blocks.get(),
+            p.stats.blocks_taken.get()
+        );
+        assert_eq!(model.shared_pages(), p.stats.leaked_pages.get() as usize);
+        for c in k.caches() {
+            assert_eq!(c.usage(), (0, 0, 0));
+        }
+    }
+
+    #[test]
+    fn classes_aligned_sized_and_shared() -> Result {
+        let model = ModelBackend::new()?;
+        let k = instance(&model, (0, 0), false)?;
+        let sizes = [
+            1usize, 100, 256, 257, 512, 1000, 1024, 1500, 2048, 3000, 4096, 8192,
+        ];
+        let mut live = KVec::new();
+        for &size in sizes.iter() {
+            let addr = k.alloc(size, NUMA_NO_NODE, K | __GFP_ZERO).ok_or(ENOMEM)?;
+            let class = size.next_power_of_two().max(MIN_SIZE);
+            assert_eq!(k.usable_size(addr), Some(class));
+            assert_eq!(addr % class.min(PAGE_SIZE), 0);
+            assert_eq!(addr % MIN_SIZE, 0);
+            assert!(all_shared(&model, addr, class));
+            live.push(addr, GFP_KERNEL)?;
+        }
+        // Page-sized requests are decrypted pages.
+        for &size in [8193usize, 16384, 65536].iter() {
+            let addr = k.alloc(size, NUMA_NO_NODE, K).ok_or(ENOMEM)?;
+            let usable = k.usable_size(addr).ok_or(EINVAL)?;
+            assert_eq!(usable, size.next_power_of_two());
+            assert_eq!(addr % PAGE_SIZE, 0);
+            assert!(all_shared(&model, addr, usable));
+            live.push(addr, GFP_KERNEL)?;
+        }
+        assert_eq!(k.large_allocs.get(), 3);
+        for &addr in live.iter() {
+            assert_eq!(k.free(addr), Ok(()));
+        }
+        check_all_returned(&k, &model);
+        Ok(())
+    }
+
+    #[test]
+    fn zeroed_objects() -> Result {
+        let model = ModelBackend::new()?;
+        let k = instance(&model, (0, 0), false)?;
+        let c = &k.caches()[1];
+        // Dirty an object, free it, get it back zeroed.
+        let a = c.alloc(NUMA_NO_NODE, K).ok_or(ENOMEM)?;
+        let (head, order, _) = k
+            .pages()
+            .chunk_of(Pfn::of_virt(a).ok_or(EINVAL)?)
+            .ok_or(EINVAL)?;
+        let obj = k
+            .pages()
+            .mapped(head, order, a - head.virt(), c.size())
+            .ok_or(EFAULT)?;
+        obj.write(7, 0xee)?;
+        assert_eq!(c.free(a), Ok(()));
+        let b = c.alloc(NUMA_NO_NODE, K | __GFP_ZERO).ok_or(ENOMEM)?;
+        assert_eq!(b, a);
+        assert_eq!(obj.read(7), Some(0));
+        assert_eq!(c.free(b), Ok(()));
+        check_all_returned(&k, &model);
+        Ok(())
+    }
+
+    #[test]
+    fn conversions_bounded_by_blocks() -> Result {
+        let model = ModelBackend::new()?;
+        let k = instance(&model, (0, 0), false)?;
+        let mut rng = Rng::new(2024);
+        let mut live = KVec::with_capacity(4000, GFP_KERNEL)?;
+        for _ in 0..4000 {
+            let size = 256 + rng.below(8192 - 256 + 1) as usize;
+            live.push(k.alloc(size, NUMA_NO_NODE, K).ok_or(ENOMEM)?, GFP_KERNEL)?;
+        }
+        let p = k.pages();
+        let held = p.total_pages().held;
+        let calls = model.decrypt_calls.load(Relaxed);
+        // One conversion per 2 MiB block, and only as many blocks as the slabs need.
+        assert_eq!(calls, p.stats.blocks_taken.get());
+        assert_eq!(p.stats.fallback_blocks.get(), 0);
+        assert_eq!(held as u64, calls * 512);
+        assert!(calls as usize <= p.total_pages().used().div_ceil(512) + 2);
+        rng.shuffle(&mut live);
+        for &addr in live.iter() {
+            assert_eq!(k.free(addr), Ok(()));
+        }
+        check_all_returned(&k, &model);
+        assert_eq!(model.encrypt_calls.load(Relaxed), calls);
+        Ok(())
+    }
+
+    #[test]
+    fn failed_conversions_leak_and_fail_cleanly() -> Result {
+        let model = ModelBackend::new()?;
+        let k = instance(&model, (0, 0), false)?;
+        model.fail_nth(1);
+        assert_eq!(k.alloc(300, NUMA_NO_NODE, K), None);
+        assert_eq!(k.pages().stats.leaked_blocks.get(), 1);
+        assert_eq!(k.caches()[1].stats.failures.get(), 1);
+        let a = k.alloc(300, NUMA_NO_NODE, K).ok_or(ENOMEM)?;
+        assert!(all_shared(&model, a, 512));
+        assert_eq!(k.free(a), Ok(()));
+        // The re-encryption at shrink time fails too: leaked, never released.
+        model.fail_nth(1);
+        k.shrink();
+        assert_eq!(k.pages().stats.leaked_blocks.get(), 2);
+        assert_eq!(k.pages().stats.blocks_released.get(), 0);
+        check_all_returned(&k, &model);
+        assert_eq!(model.shared_pages(), 1024);
+        Ok(())
+    }
+
+    #[test]
+    fn atomic_from_reserve_then_refilled() -> Result {
+        let model = ModelBackend::new()?;
+        let (low, high) = (256, 512);
+        let k = instance(&model, (low, high), true)?;
+        let nid = sys::local_node();
+        k.pages().refill(nid, high);
+        let calls = model.decrypt_calls.load(Relaxed);
+        assert!(k.pages().pool_pages(nid).free >= high);
+
+        let spin = KBox::pin_init(new_spinlock!(()), GFP_KERNEL)?;
+        let irq = KBox::pin_init(new_irq_spinlock!((), c"ua_test_irq_lock"), GFP_KERNEL)?;
+        let mut objs = KVec::with_capacity(64, GFP_KERNEL)?;
+        let mut pages = KVec::with_capacity(320, GFP_KERNEL)?;
+        {
+            let _spin = spin.lock();
+            let _irqs_off = irq.lock();
+            // Bounce buffers of a virtio-like device.
+            for _ in 0..64 {
+                let a = k.alloc(1536, nid, GFP_ATOMIC).ok_or(ENOMEM)?;
+                objs.push_within_capacity(a).map_err(|_| ENOMEM)?;
+            }
+            // Drain the reserve below its low watermark.
+            while k.pages().pool_pages(nid).free >= low {
+                let pfn = k.pages().alloc(nid, GFP_ATOMIC, 0, true).ok_or(ENOMEM)?;
+                pages.push_within_capacity(pfn).map_err(|_| ENOMEM)?;
+            }
+        }
+        assert_eq!(model.decrypt_calls.load(Relaxed), calls);
+        for c in k.caches() {
+            assert_eq!(c.stats.atomic_failures.get(), 0);
+        }
+        // The background work brings the reserve back to the high watermark.
+        let mut waited = 0;
+        while k.pages().pool_pages(nid).free < high && waited < 500 {
+            fsleep(Delta::from_millis(10));
+            waited += 1;
+        }
+        assert!(k.pages().pool_pages(nid).free >= high);
+        assert!(model.decrypt_calls.load(Relaxed) > calls);
+        assert!(k.pages().stats.refills.get() >= 1);
+        for &a in objs.iter() {
+            assert_eq!(k.free(a), Ok(()));
+        }
+        for &pfn in pages.iter() {
+            assert_eq!(k.pages().free(pfn, 0), Ok(()));
+        }
+        check_all_returned(&k, &model);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_frees_detected_without_change() -> Result {
+        let model = ModelBackend::new()?;
+        let k = instance(&model, (0, 0), false)?;
+        let a = k.alloc(512, NUMA_NO_NODE, K).ok_or(ENOMEM)?;
+        let big = k.alloc(16384, NUMA_NO_NODE, K).ok_or(ENOMEM)?;
+        let other = KBox::new([0u8; 512], GFP_KERNEL)?;
+        let other_addr = core::ptr::from_ref::<[u8; 512]>(&*other) as usize;
+        assert_eq!(k.free(other_addr), Err(BadObjFree::NotOurs));
+        assert_eq!(k.free(a + 256), Err(BadObjFree::Interior));
+        assert_eq!(k.free(big + PAGE_SIZE), Err(BadObjFree::Interior));
+        assert_eq!(k.free(0x10), Err(BadObjFree::NotOurs));
+        assert_eq!(k.caches()[1].usage().0, 1);
+        assert_eq!(k.free(a), Ok(()));
+        assert_eq!(k.free(a), Err(BadObjFree::DoubleFree));
+        assert_eq!(k.free(big), Ok(()));
+        assert_eq!(k.free(big), Err(BadObjFree::NotOurs));
+        assert_eq!(k.bad_frees.get(), 6);
+        // A dedicated cache refuses objects of another cache.
+        let itt = ObjCache::new(b"its-itt", 768, 256, 100, k.pages())?;
+        assert_eq!(itt.size(), 1024);
+        let o = itt.alloc(NUMA_NO_NODE, K).ok_or(ENOMEM)?;
+        assert_eq!(o % 1024, 0);
+        let x = k.alloc(1000, NUMA_NO_NODE, K).ok_or(ENOMEM)?;
+        assert_eq!(itt.free(x), Err(BadObjFree::NotOurs));
+        assert_eq!(k.free(o), Err(BadObjFree::NotOurs));
+        assert_eq!(itt.free(o), Ok(()));
+        assert_eq!(k.free(x), Ok(()));
+        itt.shrink();
+        check_all_returned(&k, &model);
+        Ok(())
+    }
+
+    /// Shared state of the concurrency test.
+    #[pin_data]
+    struct Stress {
+        k: KmallocDecrypted,
+        #[pin]
+        live: SpinLock<KVec<(usize, usize)>>,
+        overlaps: Atomic<u32>,
+        failures: Atomic<u32>,
+        remaining: Atomic<u32>,
+        #[pin]
+        done: Completion,
+    }
+
+    #[pin_data]
+    struct StressWorker {
+        shared: Arc<Stress>,
+        seed: u64,
+        #[pin]
+        work: Work<StressWorker>,
+    }
+
+    impl_has_work! {
+        impl HasWork<Self> for StressWorker { self.work }
+    }
+
+    impl WorkItem for StressWorker {
+        type Pointer = Arc<StressWorker>;
+
+        fn run(this: Arc<StressWorker>) {
+            let s = &this.shared;
+            let mut rng = Rng::new(this.seed);
+            let mut mine: KVec<(usize, usize)> = KVec::new();
+            for _ in 0..600 {
+                if mine.len() < 32 && (mine.is_empty() || rng.below(2) == 0) {
+                    let size = KMALLOC_SIZES[rng.below(6) as usize] - rng.below(200) as usize;
+                    let Some(a) = s.k.alloc(size, NUMA_NO_NODE, K) else {
+                        s.failures.add(1, Relaxed);
+                        continue;
+                    };
+                    let span = (a, a + size);
+                    let mut live = s.live.lock();
+                    if live.iter().any(|&(x, y)| span.0 < y && x < span.1) {
+                        s.overlaps.add(1, Relaxed);
+                    }
+                    if live.push(span, kernel::alloc::flags::GFP_ATOMIC).is_err()
+                        || mine.push(span, kernel::alloc::flags::GFP_ATOMIC).is_err()
+                    {
+                        s.failures.add(1, Relaxed);
+                    }
+                } else {
+                    let i = rng.below(mine.len() as u32) as usize;
+                    if let Ok((a, _)) = mine.remove(i) {
+                        s.live.lock().retain(|&mut (x, _)| x != a);
+                        if s.k.free(a).is_err() {
+                            s.failures.add(1, Relaxed);
+                        }
+                    }
+                }
+            }
+            for (a, _) in mine.drain_all() {
+                s.live.lock().retain(|&mut (x, _)| x != a);
+                if s.k.free(a).is_err() {
+                    s.failures.add(1, Relaxed);
+                }
+            }
+            if s.remaining.fetch_sub(1, Relaxed) == 1 {
+                s.done.complete_all();
+            }
+        }
+    }
+
+    #[test]
+    fn concurrent_mixed_sizes_no_object_twice() -> Result {
+        let model = ModelBackend::new()?;
+        let k = instance(&model, (0, 0), true)?;
+        let workers = 2 * kernel::cpu::nr_cpu_ids();
+        let shared = Arc::pin_init(
+            pin_init!(Stress {
+                k,
+                live <- new_spinlock!(KVec::new()),
+                overlaps: Atomic::new(0),
+                failures: Atomic::new(0),
+                remaining: Atomic::new(workers),
+                done <- Completion::new(),
+            }),
+            GFP_KERNEL,
+        )?;
+        for w in 0..workers {
+            let s = shared.clone();
+            let worker = Arc::pin_init(
+                pin_init!(StressWorker {
+                    shared: s,
+                    seed: u64::from(w) * 7 + 1,
+                    work <- new_work!("unmapped_alloc_obj_stress"),
+                }),
+                GFP_KERNEL,
+            )?;
+            let _ = workqueue::system_unbound().enqueue(worker);
+        }
+        shared.done.wait_for_completion();
+        assert_eq!(shared.overlaps.load(Relaxed), 0);
+        assert_eq!(shared.failures.load(Relaxed), 0);
+        let allocs: u64 = shared.k.caches().iter().map(|c| c.stats.allocs.get()).sum();
+        let frees: u64 = shared.k.caches().iter().map(|c| c.stats.frees.get()).sum();
+        assert_eq!(allocs, frees);
+        assert!(allocs > 1000);
+        check_all_returned(&shared.k, &model);
+        Ok(())
+    }
+}
