@@ -7,6 +7,7 @@
 #include <linux/gfp.h>
 #include <linux/memcontrol.h>
 #include <linux/mm.h>
+#include <linux/preempt.h>
 #include <linux/slab.h>
 #include <linux/shrinker.h>
 #include <linux/spinlock.h>
@@ -41,6 +42,11 @@ long ua_virt_to_pfn(unsigned long addr)
 	return PHYS_PFN(__pa(addr));
 }
 
+bool ua_pfn_valid(unsigned long pfn)
+{
+	return pfn_valid(pfn);
+}
+
 int ua_pfn_to_nid(unsigned long pfn)
 {
 	return page_to_nid(pfn_to_page(pfn));
@@ -69,6 +75,12 @@ struct page *ua_alloc_pages_node(int nid, gfp_t gfp, unsigned int order)
 bool ua_gfp_allows_blocking(gfp_t gfp)
 {
 	return gfpflags_allow_blocking(gfp);
+}
+
+/* Whether the caller may not sleep (needs CONFIG_PREEMPT_COUNT to see locks). */
+bool ua_in_atomic(void)
+{
+	return !preemptible();
 }
 
 /*

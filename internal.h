@@ -24,11 +24,13 @@ struct page *ua_pfn_to_page(unsigned long pfn);
 unsigned long ua_pfn_to_virt(unsigned long pfn);
 long ua_virt_to_pfn(unsigned long addr);
 int ua_pfn_to_nid(unsigned long pfn);
+bool ua_pfn_valid(unsigned long pfn);
 int ua_numa_node_id(void);
 bool ua_node_has_memory(int nid);
 void ua_flush_tlb_kernel_range(unsigned long start, unsigned long end);
 struct page *ua_alloc_pages_node(int nid, gfp_t gfp, unsigned int order);
 bool ua_gfp_allows_blocking(gfp_t gfp);
+bool ua_in_atomic(void);
 void *ua_vmap_pfns(unsigned long pfn, unsigned int nr);
 unsigned int ua_pmd_order(void);
 

@@ -71,6 +71,8 @@ pub(crate) struct ModelBackend {
     pub(crate) decrypt_calls: Atomic<u64>,
     /// Successful calls that made memory private.
     pub(crate) encrypt_calls: Atomic<u64>,
+    /// Calls made in atomic context, where a real conversion could not sleep.
+    pub(crate) atomic_calls: Atomic<u64>,
 }
 
 #[allow(dead_code)]
@@ -84,6 +86,7 @@ impl ModelBackend {
                 fail_at: Atomic::new(0),
                 decrypt_calls: Atomic::new(0),
                 encrypt_calls: Atomic::new(0),
+                atomic_calls: Atomic::new(0),
             }),
             GFP_KERNEL,
         )
@@ -97,6 +100,9 @@ impl ModelBackend {
     }
 
     fn convert(&self, block: &Block, shared: bool) -> Result {
+        if crate::sys::in_atomic() {
+            self.atomic_calls.add(1, Relaxed);
+        }
         let call = self.calls.fetch_add(1, Relaxed) + 1;
         let failed = self.fail_at.load(Relaxed) == call;
         let (first, nr) = (block.pfn().0, block.nr_pages());

@@ -642,16 +642,18 @@ impl PageAllocator {
     }
 
     /// Runs `f` on the block holding `pfn` and the page's offset in it, under the lock.
+    ///
+    /// A block never spans nodes and lives in the pool of its node, so only that pool is
+    /// searched; frames without a `struct page` are nobody's.
     fn with_block<R>(&self, pfn: Pfn, f: impl FnOnce(&mut PoolBlock, usize) -> R) -> Option<R> {
-        for pool in self.nodes.iter() {
-            let mut pool = pool.lock();
-            if let Some(i) = pool.find(pfn) {
-                let b = &mut pool.blocks[i];
-                let off = pfn.0 - b.block.pfn().0;
-                return Some(f(b, off));
-            }
+        if !pfn.is_valid() {
+            return None;
         }
-        None
+        let mut pool = self.pool(pfn.nid())?.lock();
+        let i = pool.find(pfn)?;
+        let b = &mut pool.blocks[i];
+        let off = pfn.0 - b.block.pfn().0;
+        Some(f(b, off))
     }
 
     /// Schedules background scrubbing and trimming.
@@ -1428,6 +1430,7 @@ mod decrypted_tests {
         let a = private(&model, 4)?;
         assert!(a.alloc(NUMA_NO_NODE, GFP_ATOMIC, 0, true).is_none());
         assert_eq!(model.decrypt_calls.load(Relaxed), 0);
+        assert_eq!(model.atomic_calls.load(Relaxed), 0);
         assert_eq!(a.stats.atomic_failures.get(), 1);
         let warm = a.alloc(NUMA_NO_NODE, K, 0, true).ok_or(ENOMEM)?;
         let calls = model.decrypt_calls.load(Relaxed);

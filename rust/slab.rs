@@ -787,7 +787,9 @@ mod tests {
                 pages.push_within_capacity(pfn).map_err(|_| ENOMEM)?;
             }
         }
-        assert_eq!(model.decrypt_calls.load(Relaxed), calls);
+        // The background refill may already run on another CPU; the atomic
+        // allocations themselves never converted anything.
+        assert_eq!(model.atomic_calls.load(Relaxed), 0);
         for c in k.caches() {
             assert_eq!(c.stats.atomic_failures.get(), 0);
         }

@@ -69,6 +69,12 @@ impl Pfn {
         Self(self.0 + n)
     }
 
+    /// Whether the frame has a `struct page` (memory the kernel manages).
+    pub(crate) fn is_valid(self) -> bool {
+        // SAFETY: `pfn_valid()` accepts any number.
+        unsafe { bindings::ua_pfn_valid(self.0) }
+    }
+
     /// NUMA node of the frame, which must be a valid memory frame.
     pub(crate) fn nid(self) -> i32 {
         // SAFETY: Every `Pfn` the component handles comes from the page allocator, so its
@@ -136,6 +142,12 @@ pub(crate) fn gfp_allows_blocking(gfp: bindings::gfp_t) -> bool {
 pub(crate) fn register_shrinker() -> Result {
     // SAFETY: Called once at initialisation; the callbacks are defined in the crate root.
     to_result(unsafe { bindings::ua_register_shrinker() })
+}
+
+/// Whether the caller runs in atomic context (a lock held, interrupts off).
+pub(crate) fn in_atomic() -> bool {
+    // SAFETY: No requirements.
+    unsafe { bindings::ua_in_atomic() }
 }
 
 /// 2^order contiguous pages owned by the component.

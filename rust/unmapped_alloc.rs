@@ -32,6 +32,24 @@ module! {
     authors: ["unmapped_alloc developers"],
     description: "Allocator for unmapped and decrypted memory",
     license: "GPL",
+    params: {
+        unmapped_cache_blocks: u32 {
+            default: 4,
+            description: "Free unmapped blocks kept per node",
+        },
+        decrypted_cache_blocks: u32 {
+            default: 4,
+            description: "Free decrypted blocks kept per node",
+        },
+        decrypted_reserve_low: u32 {
+            default: 256,
+            description: "Atomic reserve of decrypted pages per node: refill below this",
+        },
+        decrypted_reserve_high: u32 {
+            default: 512,
+            description: "Atomic reserve of decrypted pages per node: refill up to this",
+        },
+    },
 }
 
 /// The system-wide unmapped page allocator, set up at boot.
@@ -74,9 +92,24 @@ struct UnmappedAllocModule {
 
 impl kernel::Module for UnmappedAllocModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        let decrypted_kind = Kind::Decrypted(backend::Backend::Real);
-        if !GLOBAL.populate(PageAllocator::new(Config::default_global(Kind::Unmapped))?)
-            || !DECRYPTED.populate(PageAllocator::new(Config::default_global(decrypted_kind))?)
+        let mut unmapped_config = Config::default_global(Kind::Unmapped);
+        unmapped_config.cache_blocks = *module_parameters::unmapped_cache_blocks.value() as usize;
+        let mut decrypted_config = Config::default_global(Kind::Decrypted(backend::Backend::Real));
+        decrypted_config.cache_blocks = *module_parameters::decrypted_cache_blocks.value() as usize;
+        let low = *module_parameters::decrypted_reserve_low.value() as usize;
+        let high = *module_parameters::decrypted_reserve_high.value() as usize;
+        if low <= high {
+            decrypted_config.reserve = (low, high);
+        } else {
+            pr_err!(
+                "decrypted_reserve_low {} above decrypted_reserve_high {}: using {:?}\n",
+                low,
+                high,
+                decrypted_config.reserve
+            );
+        }
+        if !GLOBAL.populate(PageAllocator::new(unmapped_config)?)
+            || !DECRYPTED.populate(PageAllocator::new(decrypted_config)?)
         {
             return Err(EBUSY);
         }

@@ -37,6 +37,8 @@ for m in unmapped_alloc_sample unmapped_alloc_rust_sample; do
 done
 section "stats with the samples loaded (non-zero counters)"
 nonzero
+section "decrypted caches with the samples loaded"
+cat "$D/caches"
 before=$(kmem)
 for m in unmapped_alloc_rust_sample unmapped_alloc_sample; do
 	rmmod $m || status=fail
@@ -45,6 +47,8 @@ echo "memcg 'kernel' after unloading: $(( $(kmem) - before )) bytes"
 sleep 1
 section "stats after unloading (freed pages scrubbed; blocks above the cache limit returned)"
 nonzero
+section "decrypted caches after unloading"
+cat "$D/caches"
 echo
 echo "ua-run: $status"
 echo "ua-run: end"
