@@ -191,3 +191,4 @@ EXPORT_SYMBOL_GPL(kmem_cache_create_decrypted);
 EXPORT_SYMBOL_GPL(kmem_cache_alloc_decrypted);
 EXPORT_SYMBOL_GPL(kmem_cache_free_decrypted);
 EXPORT_SYMBOL_GPL(kmem_cache_destroy_decrypted);
+EXPORT_SYMBOL_GPL(unmapped_alloc_page_state);

@@ -30,6 +30,48 @@ pub(crate) enum PageState {
     Scrubbing(u8),
 }
 
+impl PageState {
+    fn order(self) -> Option<u8> {
+        match self {
+            PageState::None => None,
+            PageState::Used(k) | PageState::Dirty(k) | PageState::Scrubbing(k) => Some(k),
+        }
+    }
+}
+
+/// Whether a chunk may go from state `from` to state `to`.
+///
+/// The life of a chunk: free (`None`) -> `Used` (allocated) -> `Dirty` (freed) ->
+/// `Scrubbing` -> free again; `Dirty` -> `Used` for users that opt out of scrubbing;
+/// `Scrubbing` -> `Dirty` when a scrub could not be done. The order never changes
+/// while a chunk is out of the free lists.
+pub(crate) fn transition_allowed(from: PageState, to: PageState) -> bool {
+    use PageState::*;
+    let same_order = match (from.order(), to.order()) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    };
+    same_order
+        && matches!(
+            (from, to),
+            (None, Used(_))
+                | (Dirty(_), Used(_))
+                | (Used(_), Dirty(_))
+                | (Dirty(_), Scrubbing(_))
+                | (Scrubbing(_), None)
+                | (Scrubbing(_), Dirty(_))
+        )
+}
+
+/// A state change that the state machine does not allow.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct IllegalTransition {
+    /// The current state.
+    pub(crate) from: PageState,
+    /// The refused new state.
+    pub(crate) to: PageState,
+}
+
 /// Why a free was refused.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum FreeError {
@@ -160,7 +202,8 @@ impl Buddy {
             self.set_free(j, i + 1, true);
         }
         let off = i << k;
-        self.state[off] = PageState::Used(k as u8);
+        // Free chunk heads are `None`: allowed by construction.
+        let _ = self.set_state(off, PageState::Used(k as u8));
         self.nr_free -= 1 << k;
         Some(off)
     }
@@ -170,7 +213,7 @@ impl Buddy {
         let off = (0..self.nr_pages())
             .step_by(1 << k)
             .find(|&off| self.state[off] == PageState::Dirty(k as u8))?;
-        self.state[off] = PageState::Used(k as u8);
+        self.set_state(off, PageState::Used(k as u8)).ok()?;
         self.nr_dirty -= 1 << k;
         Some(off)
     }
@@ -188,10 +231,10 @@ impl Buddy {
 
     /// The chunk in use that contains page `page`: its offset and order.
     pub(crate) fn used_chunk(&self, page: usize) -> Option<(usize, u32)> {
-        (0..=self.order).find_map(|k| {
-            let off = page & !((1usize << k) - 1);
-            (self.state.get(off) == Some(&PageState::Used(k as u8))).then_some((off, k))
-        })
+        match self.chunk_state(page)? {
+            (off, PageState::Used(k)) => Some((off, u32::from(k))),
+            _ => None,
+        }
     }
 
     /// Tags every page of the chunk in use at `off` of order `k`.
@@ -210,7 +253,8 @@ impl Buddy {
     pub(crate) fn free(&mut self, off: usize, k: u32) -> core::result::Result<(), FreeError> {
         self.check_used(off, k)?;
         self.tags[off..off + (1 << k)].fill(0);
-        self.state[off] = PageState::Dirty(k as u8);
+        self.set_state(off, PageState::Dirty(k as u8))
+            .map_err(|_| FreeError::NotAllocated)?;
         self.nr_dirty += 1 << k;
         Ok(())
     }
@@ -224,16 +268,17 @@ impl Buddy {
             PageState::Dirty(k) => Some((off, u32::from(*k))),
             _ => None,
         })?;
-        self.state[off] = PageState::Scrubbing(k as u8);
+        self.set_state(off, PageState::Scrubbing(k as u8)).ok()?;
         Some((off, k))
     }
 
     /// Puts a scrubbed chunk (claimed by [`Buddy::claim_dirty`]) back, merging buddies.
     pub(crate) fn scrubbed(&mut self, off: usize, k: u32) {
-        if self.state[off] != PageState::Scrubbing(k as u8) {
+        if self.state.get(off) != Some(&PageState::Scrubbing(k as u8))
+            || self.set_state(off, PageState::None).is_err()
+        {
             return;
         }
-        self.state[off] = PageState::None;
         self.nr_dirty -= 1 << k;
         self.nr_free += 1 << k;
         let (mut k, mut i) = (k, off >> k);
@@ -247,9 +292,40 @@ impl Buddy {
 
     /// Returns a claimed chunk to the dirty state (its scrub could not be done).
     pub(crate) fn unclaim(&mut self, off: usize, k: u32) {
-        if self.state[off] == PageState::Scrubbing(k as u8) {
-            self.state[off] = PageState::Dirty(k as u8);
+        if self.state.get(off) == Some(&PageState::Scrubbing(k as u8)) {
+            let _ = self.set_state(off, PageState::Dirty(k as u8));
         }
+    }
+
+    /// Changes the state of the chunk whose first page is `off`, if the state machine
+    /// allows it (see [`transition_allowed`]); otherwise nothing changes.
+    pub(crate) fn set_state(
+        &mut self,
+        off: usize,
+        to: PageState,
+    ) -> core::result::Result<(), IllegalTransition> {
+        let from = *self.state.get(off).ok_or(IllegalTransition {
+            from: PageState::None,
+            to,
+        })?;
+        let aligned = to.order().is_none_or(|k| off % (1usize << k) == 0);
+        // A page inside another chunk that is not free has no state of its own.
+        let inside_other = self.chunk_state(off).is_some_and(|(head, _)| head != off);
+        if !aligned || inside_other || !transition_allowed(from, to) {
+            return Err(IllegalTransition { from, to });
+        }
+        self.state[off] = to;
+        Ok(())
+    }
+
+    /// The chunk that is not free (used, dirty or being scrubbed) containing page
+    /// `page`: its first page and state.
+    pub(crate) fn chunk_state(&self, page: usize) -> Option<(usize, PageState)> {
+        (0..=self.order).find_map(|k| {
+            let off = page & !((1usize << k) - 1);
+            let s = *self.state.get(off)?;
+            (s.order() == Some(k as u8)).then_some((off, s))
+        })
     }
 
     /// Number of free chunks of each order (index = order), for checks and debugfs.
@@ -360,6 +436,36 @@ mod tests {
         b.scrubbed(off, 2);
         assert_eq!(b.free(off, 2), Err(FreeError::NotAllocated));
         assert!(b.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn illegal_transitions_refused() -> Result {
+        use PageState::*;
+        let mut b = Buddy::new(9, GFP_KERNEL)?;
+        let off = b.alloc(3).ok_or(ENOMEM)?;
+        // Straight back to free without scrubbing, another order, a misaligned head,
+        // scrubbing a chunk in use: all refused, nothing changes.
+        for (at, to) in [
+            (off, None),
+            (off, Dirty(2)),
+            (off, Scrubbing(3)),
+            (off + 1, Used(0)),
+            (off + 8, Dirty(3)),
+            (off + 4, Used(3)),
+        ] {
+            let from = b.state[at];
+            assert_eq!(b.set_state(at, to), Err(IllegalTransition { from, to }));
+            assert_eq!(b.state[at], from);
+        }
+        assert_eq!(b.chunk_state(off + 5), Some((off, Used(3))));
+        // The legal path is accepted.
+        assert_eq!(b.set_state(off, Dirty(3)), Ok(()));
+        assert_eq!(b.set_state(off, Scrubbing(3)), Ok(()));
+        assert_eq!(b.set_state(off, None), Ok(()));
+        assert!(transition_allowed(None, Used(9)));
+        assert!(!transition_allowed(Used(1), Used(1)));
+        assert!(!transition_allowed(Dirty(1), None));
         Ok(())
     }
 

@@ -319,3 +319,35 @@ impl Drop for DecryptedBuf {
         unsafe { bindings::kfree_decrypted(self.ptr.as_ptr().cast()) };
     }
 }
+
+/// What `mm/unmapped_alloc` knows of a page, see [`page_state`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PageState {
+    /// Not a page of the component.
+    NotOwned,
+    /// Unmapped from the direct map, free in a cached block.
+    UnmappedFree,
+    /// Unmapped, handed out.
+    UnmappedUsed,
+    /// Decrypted (shared with the host), free.
+    SharedFree,
+    /// Decrypted, handed out.
+    SharedUsed,
+    /// In a block whose state is unknown after a failed conversion.
+    Leaked,
+}
+
+/// The component's record of the page with frame number `pfn`.
+pub fn page_state(pfn: usize) -> PageState {
+    // SAFETY: Any frame number is accepted; the lookup checks `pfn_valid()` before it
+    // touches a `struct page`, and only compares the pointer otherwise.
+    let state = unsafe { bindings::unmapped_alloc_page_state(bindings::ua_pfn_to_page(pfn)) };
+    match state {
+        bindings::unmapped_page_state_UNMAPPED_PAGE_FREE => PageState::UnmappedFree,
+        bindings::unmapped_page_state_UNMAPPED_PAGE_USED => PageState::UnmappedUsed,
+        bindings::unmapped_page_state_SHARED_PAGE_FREE => PageState::SharedFree,
+        bindings::unmapped_page_state_SHARED_PAGE_USED => PageState::SharedUsed,
+        bindings::unmapped_page_state_UNMAPPED_ALLOC_PAGE_LEAKED => PageState::Leaked,
+        _ => PageState::NotOwned,
+    }
+}

@@ -24,7 +24,7 @@
 
 use crate::{
     backend::Backend,
-    buddy::{Buddy, FreeError},
+    buddy::{Buddy, FreeError, PageState},
     stats::{self, PageStats, MAX_ORDER},
     sys::{self, new_irq_spinlock, Block, IrqSpinLock, MappedBytes, PageRange, Pfn, NUMA_NO_NODE},
 };
@@ -119,6 +119,19 @@ impl PoolPages {
     }
 }
 
+/// What an allocator instance knows of a page.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Ownership {
+    /// Not in any block of the instance.
+    NotOwned,
+    /// In a block, free (cached, or freed and waiting to be scrubbed).
+    Free,
+    /// Handed out to a user.
+    Used,
+    /// In a block whose state became unknown; never to be used again.
+    Leaked,
+}
+
 /// Why a free was refused.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum BadFree {
@@ -188,6 +201,9 @@ pub(crate) struct PageAllocator {
     reserve_low: Atomic<usize>,
     reserve_high: Atomic<usize>,
     background: bool,
+    /// Leaked blocks, `(first frame, pages)`, so that their pages can still be told.
+    #[pin]
+    leaked: IrqSpinLock<KVec<(Pfn, usize)>>,
     /// Serialises scrubbing and shrinking (background work, allocations that sleep,
     /// the shrinker), so that a caller that drains sees all chunks settled.
     #[pin]
@@ -240,6 +256,7 @@ impl PageAllocator {
                 reserve_low: Atomic::new(config.reserve.0),
                 reserve_high: Atomic::new(config.reserve.1),
                 background: config.background,
+                leaked <- new_irq_spinlock!(KVec::new(), c"unmapped_alloc_leaked"),
                 maintenance <- new_mutex!(()),
                 stats: PageStats::new(),
                 work <- new_work!("PageAllocator::work"),
@@ -555,6 +572,11 @@ impl PageAllocator {
             self.kind.prefix(),
             block.pfn().0
         );
+        // Best effort: the counters above stay right if the record cannot grow.
+        let _ = self
+            .leaked
+            .lock()
+            .push((block.pfn(), block.nr_pages()), GFP_ATOMIC);
         block.leak();
     }
 
@@ -630,6 +652,33 @@ impl PageAllocator {
     /// Tags the pages of the live allocation at `pfn` of `order` (see [`Self::chunk_of`]).
     pub(crate) fn set_tag(&self, pfn: Pfn, order: u32, tag: u16) {
         self.with_block(pfn, |b, off| b.buddy.set_tag(off, order, tag));
+    }
+
+    /// The state of page `pfn` in this instance.
+    pub(crate) fn ownership(&self, pfn: Pfn) -> Ownership {
+        let leaked = self
+            .leaked
+            .lock()
+            .iter()
+            .any(|&(first, n)| first <= pfn && pfn.0 < first.0 + n);
+        if leaked {
+            return Ownership::Leaked;
+        }
+        self.with_block(pfn, |b, off| match b.buddy.chunk_state(off) {
+            Some((_, PageState::Used(_))) => Ownership::Used,
+            _ => Ownership::Free,
+        })
+        .unwrap_or(Ownership::NotOwned)
+    }
+
+    /// Pages in leaked blocks of node `nid`.
+    pub(crate) fn leaked_pages_on(&self, nid: i32) -> usize {
+        self.leaked
+            .lock()
+            .iter()
+            .filter(|(first, _)| first.is_valid() && first.nid() == nid)
+            .map(|&(_, n)| n)
+            .sum()
     }
 
     /// The live allocation containing page `pfn`: its first page, order and tag.
@@ -1396,8 +1445,19 @@ mod decrypted_tests {
         // The next attempt converts a new block and works.
         let pfn = a.alloc(NUMA_NO_NODE, K, 0, true).ok_or(ENOMEM)?;
         assert!(shared(&model, pfn, 0));
+        assert_eq!(a.ownership(pfn), Ownership::Used);
+        assert_eq!(a.ownership(pfn.add(1)), Ownership::Free);
         assert_eq!(a.free(pfn, 0), Ok(()));
+        assert_eq!(a.ownership(pfn), Ownership::Free);
         drain_and_check(&a, &model);
+        assert_eq!(a.ownership(pfn), Ownership::NotOwned);
+        let total_leaked: usize = (0..sys::nr_node_ids() as i32)
+            .map(|n| a.leaked_pages_on(n))
+            .sum();
+        assert_eq!(total_leaked, 512);
+        let first = a.leaked.lock()[0].0;
+        assert_eq!(a.ownership(first), Ownership::Leaked);
+        assert_eq!(a.ownership(first.add(511)), Ownership::Leaked);
         // The leaked block stays shared in the model and was never released.
         assert_eq!(model.shared_pages(), 512);
         assert_eq!(a.stats.blocks_released.get(), 1);

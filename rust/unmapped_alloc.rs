@@ -22,7 +22,7 @@ mod sys;
 mod testutil;
 
 use kernel::{bindings, debugfs, ffi, prelude::*, sync::Arc, sync::SetOnce};
-use pages::{Config, Kind, PageAllocator};
+use pages::{Config, Kind, Ownership, PageAllocator};
 use slab::{KmallocDecrypted, ObjCache};
 use sys::Pfn;
 
@@ -350,6 +350,27 @@ pub extern "C" fn kmem_cache_destroy_decrypted(cache: *mut bindings::kmem_cache_
     }
 }
 
+/// C API: `unmapped_alloc_page_state()`, see `include/linux/unmapped_alloc.h`.
+#[no_mangle]
+pub extern "C" fn unmapped_alloc_page_state(
+    page: *const bindings::page,
+) -> bindings::unmapped_page_state {
+    let pfn = Pfn::of_page(page);
+    let state = |a: Result<&'static Arc<PageAllocator>>| {
+        a.map_or(Ownership::NotOwned, |a| a.ownership(pfn))
+    };
+    match (state(global()), state(decrypted())) {
+        (Ownership::Leaked, _) | (_, Ownership::Leaked) => {
+            bindings::unmapped_page_state_UNMAPPED_ALLOC_PAGE_LEAKED
+        }
+        (Ownership::Free, _) => bindings::unmapped_page_state_UNMAPPED_PAGE_FREE,
+        (Ownership::Used, _) => bindings::unmapped_page_state_UNMAPPED_PAGE_USED,
+        (_, Ownership::Free) => bindings::unmapped_page_state_SHARED_PAGE_FREE,
+        (_, Ownership::Used) => bindings::unmapped_page_state_SHARED_PAGE_USED,
+        _ => bindings::unmapped_page_state_UNMAPPED_PAGE_NOT_OWNED,
+    }
+}
+
 fn instances() -> impl Iterator<Item = &'static Arc<PageAllocator>> {
     [global(), decrypted()].into_iter().flatten()
 }
@@ -377,6 +398,7 @@ pub extern "C" fn unmapped_alloc_shrink(_nr_to_scan: ffi::c_ulong) -> ffi::c_ulo
 #[kernel::macros::kunit_tests(unmapped_alloc_real_backend)]
 mod tests {
     use super::*;
+    use crate::sys::Block;
     use kernel::bindings::{__GFP_ZERO, GFP_KERNEL};
 
     fn present(addr: usize) -> bool {
@@ -431,6 +453,14 @@ mod tests {
             assert!(!up.add(i).is_present());
             assert!(dp.add(i).is_present());
         }
+        assert_eq!(
+            unmapped_alloc_page_state(u),
+            bindings::unmapped_page_state_UNMAPPED_PAGE_USED
+        );
+        assert_eq!(
+            unmapped_alloc_page_state(d),
+            bindings::unmapped_page_state_SHARED_PAGE_USED
+        );
         // Each kind refuses the other's pages.
         let (ub, db) = (
             global()?.stats.bad_frees.get(),
@@ -442,6 +472,16 @@ mod tests {
         assert_eq!(decrypted()?.stats.bad_frees.get(), db + 1);
         unmapped_free(u, 3);
         free_decrypted_pages(d, 3);
+        assert_eq!(
+            unmapped_alloc_page_state(d),
+            bindings::unmapped_page_state_SHARED_PAGE_FREE
+        );
+        let other = Block::alloc(sys::NUMA_NO_NODE, GFP_KERNEL, 0).ok_or(ENOMEM)?;
+        assert_eq!(
+            unmapped_alloc_page_state(other.pfn().page()),
+            bindings::unmapped_page_state_UNMAPPED_PAGE_NOT_OWNED
+        );
+        other.release();
         Ok(())
     }
 }

@@ -162,6 +162,33 @@ void kmem_cache_free_decrypted(struct kmem_cache_decrypted *cache,
 			       const void *obj);
 void kmem_cache_destroy_decrypted(struct kmem_cache_decrypted *cache);
 
+/**
+ * enum unmapped_page_state - what unmapped_alloc knows of a page
+ * @UNMAPPED_PAGE_NOT_OWNED: not a page of the component
+ * @UNMAPPED_PAGE_FREE: unmapped from the direct map, free in a cached block
+ * @UNMAPPED_PAGE_USED: unmapped, handed out by unmapped_alloc()
+ * @SHARED_PAGE_FREE: decrypted, free in a cached block or the atomic reserve
+ * @SHARED_PAGE_USED: decrypted, handed out (pages or slab objects)
+ * @UNMAPPED_ALLOC_PAGE_LEAKED: in a block whose conversion failed; its state
+ *	is unknown and it is never used or freed again
+ */
+enum unmapped_page_state {
+	UNMAPPED_PAGE_NOT_OWNED,
+	UNMAPPED_PAGE_FREE,
+	UNMAPPED_PAGE_USED,
+	SHARED_PAGE_FREE,
+	SHARED_PAGE_USED,
+	UNMAPPED_ALLOC_PAGE_LEAKED,
+};
+
+/**
+ * unmapped_alloc_page_state() - the component's record of a page
+ * @page: any page
+ *
+ * Any context. The record is the one the frees are validated against.
+ */
+enum unmapped_page_state unmapped_alloc_page_state(const struct page *page);
+
 /* Largest order served: one PMD-sized block. */
 #define UNMAPPED_ALLOC_MAX_ORDER	(PMD_SHIFT - PAGE_SHIFT)
 
