@@ -160,6 +160,45 @@ impl Kind {
     }
 }
 
+/// One run of the atomic reserve refill.
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct RefillEvent {
+    /// Time of the run, in nanoseconds since the instance was created.
+    pub(crate) time_ns: i64,
+    /// Node refilled.
+    pub(crate) nid: i32,
+    /// Free pages before and after.
+    pub(crate) before: usize,
+    pub(crate) after: usize,
+    /// Blocks converted.
+    pub(crate) blocks: usize,
+}
+
+/// Refill runs remembered for debugfs.
+pub(crate) const REFILL_HISTORY: usize = 8;
+
+/// The last [`REFILL_HISTORY`] refill runs, oldest first once full.
+#[derive(Default)]
+pub(crate) struct RefillHistory {
+    events: [RefillEvent; REFILL_HISTORY],
+    next: usize,
+    count: usize,
+}
+
+impl RefillHistory {
+    fn record(&mut self, e: RefillEvent) {
+        self.events[self.next] = e;
+        self.next = (self.next + 1) % REFILL_HISTORY;
+        self.count = (self.count + 1).min(REFILL_HISTORY);
+    }
+
+    /// The remembered runs, oldest first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &RefillEvent> {
+        let start = (self.next + REFILL_HISTORY - self.count) % REFILL_HISTORY;
+        (0..self.count).map(move |i| &self.events[(start + i) % REFILL_HISTORY])
+    }
+}
+
 /// Tunables of an allocator instance.
 pub(crate) struct Config {
     /// What the memory is converted to.
@@ -201,6 +240,11 @@ pub(crate) struct PageAllocator {
     reserve_low: Atomic<usize>,
     reserve_high: Atomic<usize>,
     background: bool,
+    /// When the instance was created, the origin of [`RefillEvent::time_ns`].
+    created: Instant<Monotonic>,
+    /// Recent refills of the atomic reserve.
+    #[pin]
+    history: IrqSpinLock<RefillHistory>,
     /// Leaked blocks, `(first frame, pages)`, so that their pages can still be told.
     #[pin]
     leaked: IrqSpinLock<KVec<(Pfn, usize)>>,
@@ -256,6 +300,8 @@ impl PageAllocator {
                 reserve_low: Atomic::new(config.reserve.0),
                 reserve_high: Atomic::new(config.reserve.1),
                 background: config.background,
+                created: Instant::<Monotonic>::now(),
+                history <- new_irq_spinlock!(RefillHistory::default(), c"unmapped_alloc_history"),
                 leaked <- new_irq_spinlock!(KVec::new(), c"unmapped_alloc_leaked"),
                 maintenance <- new_mutex!(()),
                 stats: PageStats::new(),
@@ -276,7 +322,6 @@ impl PageAllocator {
     }
 
     /// Sets the number of fully free blocks kept per node.
-    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
     pub(crate) fn set_cache_blocks(&self, n: usize) {
         self.cache_blocks.store(n, Relaxed);
     }
@@ -524,6 +569,7 @@ impl PageAllocator {
     /// Converts blocks until node `nid` has `high` free pages or no block can be had.
     /// Sleeps. Returns the number of blocks added.
     pub(crate) fn refill(&self, nid: i32, high: usize) -> usize {
+        let before = self.pool_pages(nid).free;
         let mut added = 0;
         while self.pool_pages(nid).free < high {
             let Some(ub) = self.new_block(nid, bindings::__GFP_THISNODE, 0) else {
@@ -537,6 +583,13 @@ impl PageAllocator {
         if added > 0 {
             self.stats.refills.inc();
             self.stats.refill_blocks.add(added as u64);
+            self.history.lock().record(RefillEvent {
+                time_ns: self.created.elapsed().as_nanos(),
+                nid,
+                before,
+                after: self.pool_pages(nid).free,
+                blocks: added,
+            });
         }
         added
     }
@@ -669,6 +722,26 @@ impl PageAllocator {
             _ => Ownership::Free,
         })
         .unwrap_or(Ownership::NotOwned)
+    }
+
+    /// Calls `f` on each remembered refill run, oldest first.
+    pub(crate) fn for_each_refill(
+        &self,
+        mut f: impl FnMut(&RefillEvent) -> fmt::Result,
+    ) -> fmt::Result {
+        let history = self.history.lock();
+        let r = history.iter().try_for_each(&mut f);
+        r
+    }
+
+    /// Number of node ids the instance has pools for.
+    pub(crate) fn nr_nodes(&self) -> i32 {
+        self.nodes.len() as i32
+    }
+
+    /// The prefix of the kind in counter names (`unmapped` or `decrypted`).
+    pub(crate) fn kind_name(&self) -> &'static str {
+        self.kind.prefix()
     }
 
     /// Pages in leaked blocks of node `nid`.

@@ -14,6 +14,7 @@
 
 mod backend;
 mod buddy;
+mod debugfs;
 mod pages;
 mod slab;
 mod stats;
@@ -21,7 +22,8 @@ mod sys;
 #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
 mod testutil;
 
-use kernel::{bindings, debugfs, ffi, prelude::*, sync::Arc, sync::SetOnce};
+use debugfs::Globals;
+use kernel::{bindings, ffi, prelude::*, sync::Arc, sync::SetOnce};
 use pages::{Config, Kind, Ownership, PageAllocator};
 use slab::{KmallocDecrypted, ObjCache};
 use sys::Pfn;
@@ -76,18 +78,8 @@ fn kmalloc() -> Result<&'static KmallocDecrypted> {
     KMALLOC.as_ref().ok_or(ENODEV)
 }
 
-/// The global instances, for debugfs.
-#[derive(Clone, Copy)]
-struct Globals {
-    unmapped: &'static PageAllocator,
-    decrypted: &'static PageAllocator,
-    kmalloc: &'static KmallocDecrypted,
-}
-
 struct UnmappedAllocModule {
-    _stats: Pin<KBox<debugfs::File<Globals>>>,
-    _caches: Pin<KBox<debugfs::File<Globals>>>,
-    _dir: debugfs::Dir,
+    _debugfs: debugfs::Files,
 }
 
 impl kernel::Module for UnmappedAllocModule {
@@ -131,25 +123,9 @@ impl kernel::Module for UnmappedAllocModule {
             }
         }
         sys::register_shrinker()?;
-        let dir = debugfs::Dir::new(c"unmapped_alloc");
-        let stats = KBox::pin_init(
-            dir.read_callback_file(c"stats", globals, &|g, f| {
-                g.unmapped.write_stats(f)?;
-                g.decrypted.write_stats(f)?;
-                g.kmalloc.write_stats(f)
-            }),
-            GFP_KERNEL,
-        )?;
-        let caches = KBox::pin_init(
-            dir.read_callback_file(c"caches", globals, &|g, f| g.kmalloc.write_caches(f)),
-            GFP_KERNEL,
-        )?;
+        let files = debugfs::create(globals)?;
         pr_info!("ready, blocks of order {}\n", alloc.max_order());
-        Ok(Self {
-            _stats: stats,
-            _caches: caches,
-            _dir: dir,
-        })
+        Ok(Self { _debugfs: files })
     }
 }
 

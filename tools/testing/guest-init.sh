@@ -49,6 +49,20 @@ section "stats after unloading (freed pages scrubbed; blocks above the cache lim
 nonzero
 section "decrypted caches after unloading"
 cat "$D/caches"
+section "nodes"
+cat "$D/nodes"
+section "reserve: a bad write is refused, a good one applies"
+if echo "low=900 high=100" >"$D/reserve" 2>/dev/null; then
+	echo "FAIL: low above high was accepted"
+	status=fail
+else
+	echo "low=900 high=100 refused"
+fi
+echo "low=128 high=640" >"$D/reserve" || status=fail
+cat "$D/reserve"
+section "shrink: all free cached memory back (the background work then refills the decrypted reserve)"
+echo 1 >"$D/shrink" || status=fail
+cat "$D/nodes"
 echo
 echo "ua-run: $status"
 echo "ua-run: end"
