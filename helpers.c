@@ -9,6 +9,7 @@
 #include <linux/mm.h>
 #include <linux/preempt.h>
 #include <linux/slab.h>
+#include <linux/reboot.h>
 #include <linux/shrinker.h>
 #include <linux/spinlock.h>
 #include <linux/topology.h>
@@ -170,6 +171,26 @@ int ua_register_shrinker(void)
 	s->seeks = DEFAULT_SEEKS;
 	shrinker_register(s);
 	return 0;
+}
+
+/*
+ * Reboot, power off, and kexec (kernel_kexec() runs the reboot notifiers)
+ * must not leave memory shared with the host behind the next kernel's back.
+ */
+static int ua_reboot_notify(struct notifier_block *nb, unsigned long action,
+			    void *data)
+{
+	unmapped_alloc_unshare_all();
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block ua_reboot_nb = {
+	.notifier_call = ua_reboot_notify,
+};
+
+int ua_register_reboot_notifier(void)
+{
+	return register_reboot_notifier(&ua_reboot_nb);
 }
 
 /*

@@ -42,9 +42,11 @@ int ua_memcg_charge(unsigned long pfn, gfp_t gfp, unsigned int order);
 void ua_memcg_uncharge(unsigned long pfn, unsigned int order);
 bool ua_memcg_charged(unsigned long pfn);
 int ua_register_shrinker(void);
+int ua_register_reboot_notifier(void);
 
-/* Defined in Rust, called by the shrinker. */
+/* Defined in Rust, called by the shrinker and the reboot notifier. */
 unsigned long unmapped_alloc_reclaimable(void);
 unsigned long unmapped_alloc_shrink(unsigned long nr_to_scan);
+void unmapped_alloc_unshare_all(void);
 
 #endif /* _MM_UNMAPPED_ALLOC_INTERNAL_H */

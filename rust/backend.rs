@@ -13,7 +13,7 @@
 //! The model marks the pages of a failed call shared (the worst case), so that a leak
 //! that did not happen would show up as a shared page given back.
 
-use crate::sys::Block;
+use crate::sys::PageRange;
 use kernel::{
     new_mutex,
     prelude::*,
@@ -33,28 +33,28 @@ pub(crate) enum Backend {
 }
 
 impl Backend {
-    /// Makes the whole block shared with the host.
-    pub(crate) fn decrypt(&self, block: &Block) -> Result {
+    /// Makes the pages shared with the host.
+    pub(crate) fn decrypt(&self, r: &PageRange) -> Result {
         match self {
-            Backend::Real => block.set_decrypted(0, block.nr_pages()),
-            Backend::Model(m) => m.convert(block, true),
+            Backend::Real => r.set_decrypted(),
+            Backend::Model(m) => m.convert(r, true),
         }
     }
 
-    /// Makes the whole block private again.
-    pub(crate) fn encrypt(&self, block: &Block) -> Result {
+    /// Makes the pages private again.
+    pub(crate) fn encrypt(&self, r: &PageRange) -> Result {
         match self {
-            Backend::Real => block.set_encrypted(0, block.nr_pages()),
-            Backend::Model(m) => m.convert(block, false),
+            Backend::Real => r.set_encrypted(),
+            Backend::Model(m) => m.convert(r, false),
         }
     }
 
-    /// Whether any page of the block is known to be shared (the model knows; the
-    /// real backend trusts a successful `set_memory_encrypted()`).
-    pub(crate) fn any_shared(&self, block: &Block) -> bool {
+    /// Whether any page is known to be shared (the model knows; the real backend
+    /// trusts a successful `set_memory_encrypted()`).
+    pub(crate) fn any_shared(&self, r: &PageRange) -> bool {
         match self {
             Backend::Real => false,
-            Backend::Model(m) => (0..block.nr_pages()).any(|i| m.is_shared(block.pfn().add(i).0)),
+            Backend::Model(m) => (0..r.nr_pages()).any(|i| m.is_shared(r.pfn().add(i).0)),
         }
     }
 }
@@ -99,13 +99,13 @@ impl ModelBackend {
             .store(if n == 0 { 0 } else { base + n }, Relaxed);
     }
 
-    fn convert(&self, block: &Block, shared: bool) -> Result {
+    fn convert(&self, r: &PageRange, shared: bool) -> Result {
         if crate::sys::in_atomic() {
             self.atomic_calls.add(1, Relaxed);
         }
         let call = self.calls.fetch_add(1, Relaxed) + 1;
         let failed = self.fail_at.load(Relaxed) == call;
-        let (first, nr) = (block.pfn().0, block.nr_pages());
+        let (first, nr) = (r.pfn().0, r.nr_pages());
         let mut ranges = self.shared.lock();
         ranges.retain(|&mut (f, n)| f + n <= first || first + nr <= f);
         if shared || failed {

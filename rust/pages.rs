@@ -44,6 +44,8 @@ use kernel::{
 struct PoolBlock {
     block: Block,
     buddy: Buddy,
+    /// Its state became unknown while in use: it is never released.
+    leaked: bool,
 }
 
 /// The blocks of one node, sorted by first frame.
@@ -91,7 +93,7 @@ impl NodePool {
             p.held += b.buddy.nr_pages();
             p.free += b.buddy.nr_free();
             p.dirty += b.buddy.nr_dirty();
-            p.free_blocks += usize::from(b.buddy.is_empty());
+            p.free_blocks += usize::from(b.buddy.is_empty() && !b.leaked);
         }
         p
     }
@@ -239,6 +241,8 @@ pub(crate) struct PageAllocator {
     cache_blocks: Atomic<usize>,
     reserve_low: Atomic<usize>,
     reserve_high: Atomic<usize>,
+    /// Set by [`PageAllocator::unshare_all`]: nothing is handed out or converted again.
+    shut_down: Atomic<bool>,
     background: bool,
     /// When the instance was created, the origin of [`RefillEvent::time_ns`].
     created: Instant<Monotonic>,
@@ -299,6 +303,7 @@ impl PageAllocator {
                 cache_blocks: Atomic::new(config.cache_blocks),
                 reserve_low: Atomic::new(config.reserve.0),
                 reserve_high: Atomic::new(config.reserve.1),
+                shut_down: Atomic::new(false),
                 background: config.background,
                 created: Instant::<Monotonic>::now(),
                 history <- new_irq_spinlock!(RefillHistory::default(), c"unmapped_alloc_history"),
@@ -363,6 +368,10 @@ impl PageAllocator {
         order: u32,
         scrub: bool,
     ) -> Option<Pfn> {
+        if self.shut_down.load(Relaxed) {
+            self.stats.alloc_failures.inc();
+            return None;
+        }
         if order > self.block_order {
             self.stats.bad_requests.inc();
             pr_warn_once!(
@@ -459,6 +468,9 @@ impl PageAllocator {
     /// Takes a new block of at least 2^`order` pages, converts it and sets up its
     /// metadata. Sleeps.
     fn new_block(&self, nid: i32, gfp: bindings::gfp_t, order: u32) -> Option<KBox<PoolBlock>> {
+        if self.shut_down.load(Relaxed) {
+            return None;
+        }
         // Unmapped blocks are zeroed while still mapped; decrypted ones after conversion.
         let zero = match self.kind {
             Kind::Unmapped => bindings::__GFP_ZERO,
@@ -516,7 +528,7 @@ impl PageAllocator {
                 self.stats.tlb_flushes.inc();
             }
             Kind::Decrypted(backend) => {
-                if backend.decrypt(&block).is_err() {
+                if block.whole().and_then(|r| backend.decrypt(&r)).is_err() {
                     // The state of the pages is unknown: they must never be reused.
                     self.stats.conversion_failures.inc();
                     self.leak(block);
@@ -537,13 +549,28 @@ impl PageAllocator {
         }
         stats::add_elapsed(&self.stats.grow_ns, start);
 
-        Some(KBox::write(slot, PoolBlock { block, buddy }))
+        Some(KBox::write(
+            slot,
+            PoolBlock {
+                block,
+                buddy,
+                leaked: false,
+            },
+        ))
     }
 
-    /// Puts a new block into the pool of its node; gives it back if that fails.
+    /// Puts a new block into the pool of its node; gives it back if that fails or the
+    /// instance was shut down meanwhile.
     fn add_block(&self, ub: KBox<PoolBlock>) -> bool {
         let inserted = match self.pool(ub.block.pfn().nid()) {
-            Some(pool) => pool.lock().insert(ub),
+            Some(pool) => {
+                let mut pool = pool.lock();
+                if self.shut_down.load(Relaxed) {
+                    Err(ub)
+                } else {
+                    pool.insert(ub)
+                }
+            }
             None => Err(ub),
         };
         match inserted {
@@ -602,9 +629,9 @@ impl PageAllocator {
                 block.set_direct_map(0, block.nr_pages(), true).is_ok()
                     && (0..block.nr_pages()).all(|i| block.pfn().add(i).is_present())
             }
-            Kind::Decrypted(backend) => {
-                backend.encrypt(&block).is_ok() && !backend.any_shared(&block)
-            }
+            Kind::Decrypted(backend) => block
+                .whole()
+                .is_ok_and(|r| backend.encrypt(&r).is_ok() && !backend.any_shared(&r)),
         };
         if !ok {
             self.stats.conversion_failures.inc();
@@ -841,16 +868,17 @@ impl PageAllocator {
             loop {
                 let victim = {
                     let mut pool = pool.lock();
-                    let empty = pool.blocks.iter().filter(|b| b.buddy.is_empty()).count();
+                    let releasable = |b: &&KBox<PoolBlock>| b.buddy.is_empty() && !b.leaked;
+                    let empty = pool.blocks.iter().filter(releasable).count();
                     let free = pool.pages().free;
-                    let last = pool.blocks.iter().rev().find(|b| b.buddy.is_empty());
+                    let last = pool.blocks.iter().rev().find(releasable);
                     let above_floor = last.is_some_and(|b| free >= floor + b.buddy.nr_pages());
                     if empty <= keep || !above_floor {
                         None
                     } else {
                         pool.blocks
                             .iter()
-                            .rposition(|b| b.buddy.is_empty())
+                            .rposition(|b| b.buddy.is_empty() && !b.leaked)
                             .and_then(|i| pool.blocks.remove(i).ok())
                     }
                 };
@@ -860,6 +888,62 @@ impl PageAllocator {
             }
         }
         released
+    }
+
+    /// Prepares for reboot or kexec: the next kernel must not find memory shared behind
+    /// its back, nor free memory missing from its direct map.
+    ///
+    /// Stops all allocation, returns every free block to the page allocator converted
+    /// back, and converts the blocks still in use back to private in place (decrypted
+    /// kind; unmapped blocks in use stay with their users). Sleeps. Returns the blocks
+    /// converted back and the failures (those blocks are recorded as leaked).
+    pub(crate) fn unshare_all(&self) -> (usize, usize) {
+        self.shut_down.store(true, Relaxed);
+        self.scrub_pending();
+        let released_before = self.stats.blocks_released.get();
+        let failures_before = self.stats.conversion_failures.get();
+        self.shrink_to(0, 0);
+        let mut done = (self.stats.blocks_released.get() - released_before) as usize;
+        let mut failed = (self.stats.conversion_failures.get() - failures_before) as usize;
+        let Kind::Decrypted(backend) = &self.kind else {
+            return (done, failed);
+        };
+        let _maintenance = self.maintenance.lock();
+        for pool in self.nodes.iter() {
+            let mut i = 0;
+            loop {
+                // One block at a time: the conversion sleeps, the pool lock does not.
+                let range = {
+                    let pool = pool.lock();
+                    match pool.blocks.get(i) {
+                        Some(b) => b.block.whole().ok(),
+                        None => break,
+                    }
+                };
+                i += 1;
+                let Some(range) = range else { continue };
+                if backend.encrypt(&range).is_ok() && !backend.any_shared(&range) {
+                    self.stats.reversions.inc();
+                    done += 1;
+                } else {
+                    self.stats.conversion_failures.inc();
+                    self.stats.leaked_blocks.inc();
+                    self.stats.leaked_pages.add(range.nr_pages() as u64);
+                    {
+                        let mut p = pool.lock();
+                        if let Some(i) = p.find(range.pfn()) {
+                            p.blocks[i].leaked = true;
+                        }
+                    }
+                    let _ = self
+                        .leaked
+                        .lock()
+                        .push((range.pfn(), range.nr_pages()), GFP_ATOMIC);
+                    failed += 1;
+                }
+            }
+        }
+        (done, failed)
     }
 
     /// Background work: scrub freed chunks, refill the atomic reserve of every node
@@ -982,7 +1066,13 @@ impl PinnedDrop for PageAllocator {
         for pool in self.nodes.iter() {
             let mut pool = pool.lock();
             while let Some(ub) = pool.blocks.pop() {
-                self.leak(KBox::into_inner(ub).block);
+                let ub = KBox::into_inner(ub);
+                if ub.leaked {
+                    // Counted when it was leaked.
+                    ub.block.leak();
+                } else {
+                    self.leak(ub.block);
+                }
             }
         }
     }
@@ -1583,6 +1673,73 @@ mod decrypted_tests {
         }
         assert_eq!(a.free(warm, 0), Ok(()));
         drain_and_check(&a, &model);
+        Ok(())
+    }
+
+    #[test]
+    fn unshare_all_leaves_nothing_shared() -> Result {
+        let model = ModelBackend::new()?;
+        let d = private(&model, 4)?;
+        let u = PageAllocator::new(Config {
+            kind: Kind::Unmapped,
+            block_order: sys::pmd_order(),
+            cache_blocks: 4,
+            reserve: (0, 0),
+            background: false,
+        })?;
+        // Decrypted: three blocks, one in use, two free (cached).
+        let used = d.alloc(NUMA_NO_NODE, K, 9, true).ok_or(ENOMEM)?;
+        let small = d.alloc(NUMA_NO_NODE, K, 0, true).ok_or(ENOMEM)?;
+        let spare = d.alloc(NUMA_NO_NODE, K, 9, true).ok_or(ENOMEM)?;
+        assert_eq!(d.free(spare, 9), Ok(()));
+        assert_eq!(d.free(small, 0), Ok(()));
+        d.scrub_pending();
+        assert_eq!(model.shared_pages(), 3 * 512);
+        // Unmapped: one block in use, one free.
+        let kept = u.alloc(NUMA_NO_NODE, K, 9, true).ok_or(ENOMEM)?;
+        let gone = u.alloc(NUMA_NO_NODE, K, 9, true).ok_or(ENOMEM)?;
+        assert_eq!(u.free(gone, 9), Ok(()));
+
+        assert_eq!(d.unshare_all(), (3, 0));
+        assert_eq!(model.shared_pages(), 0);
+        assert_eq!(u.unshare_all(), (1, 0));
+        // The free block went back mapped (the release verifies every page is present
+        // before freeing it; afterwards DEBUG_PAGEALLOC may unmap free pages again).
+        assert_eq!(u.ownership(gone), Ownership::NotOwned);
+        assert_eq!(u.stats.blocks_released.get(), 1);
+        assert_eq!(u.stats.leaked_blocks.get(), 0);
+        assert!(!kept.is_present());
+
+        // Shut down: nothing is handed out any more; frees still work.
+        assert!(d.alloc(NUMA_NO_NODE, K, 0, true).is_none());
+        assert!(u.alloc(NUMA_NO_NODE, K, 0, true).is_none());
+        assert_eq!(d.refill(sys::local_node(), 512), 0);
+        assert_eq!(d.free(used, 9), Ok(()));
+        assert_eq!(u.free(kept, 9), Ok(()));
+        d.scrub_pending();
+        u.scrub_pending();
+        d.shrink(0);
+        u.shrink(0);
+        assert_eq!(d.total_pages().held, 0);
+        assert_eq!(u.total_pages().held, 0);
+        assert_eq!(model.shared_pages(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn unshare_all_failure_is_leaked() -> Result {
+        let model = ModelBackend::new()?;
+        let d = private(&model, 4)?;
+        let a = d.alloc(NUMA_NO_NODE, K, 9, true).ok_or(ENOMEM)?;
+        let b = d.alloc(NUMA_NO_NODE, K, 9, true).ok_or(ENOMEM)?;
+        model.fail_nth(1);
+        assert_eq!(d.unshare_all(), (1, 1));
+        assert_eq!(model.shared_pages(), 512);
+        let leaked = if model.is_shared(a.0) { a } else { b };
+        assert_eq!(d.ownership(leaked), Ownership::Leaked);
+        assert_eq!(d.stats.leaked_blocks.get(), 1);
+        assert_eq!(d.free(a, 9), Ok(()));
+        assert_eq!(d.free(b, 9), Ok(()));
         Ok(())
     }
 

@@ -150,6 +150,12 @@ pub(crate) fn in_atomic() -> bool {
     unsafe { bindings::ua_in_atomic() }
 }
 
+/// Registers the reboot notifier that runs `unmapped_alloc_unshare_all()`.
+pub(crate) fn register_reboot_notifier() -> Result {
+    // SAFETY: Called once at initialisation; the callback is defined in the crate root.
+    to_result(unsafe { bindings::ua_register_reboot_notifier() })
+}
+
 /// 2^order contiguous pages owned by the component.
 ///
 /// # Invariants
@@ -197,11 +203,6 @@ impl Block {
         pfn >= self.pfn && pfn.0 < self.pfn.0 + self.nr_pages()
     }
 
-    fn vaddr(&self) -> usize {
-        // SAFETY: `pfn_to_kaddr` is arithmetic on the direct map base.
-        unsafe { bindings::ua_pfn_to_virt(self.pfn.0) }
-    }
-
     /// Refuses ranges outside of the block: the pages there are not ours.
     fn check_range(&self, first: usize, nr: usize) -> Result {
         if nr == 0
@@ -227,28 +228,14 @@ impl Block {
 
     /// Flushes the TLB for the direct map range of the whole block.
     pub(crate) fn flush_tlb(&self) {
-        let start = self.vaddr();
+        let start = self.pfn.virt();
         // SAFETY: Flushing a kernel range has no memory safety requirements.
         unsafe { bindings::ua_flush_tlb_kernel_range(start, start + (self.nr_pages() * PAGE_SIZE)) }
     }
 
-    /// Marks pages `first..first + nr` shared with the host (decrypted).
-    pub(crate) fn set_decrypted(&self, first: usize, nr: usize) -> Result {
-        self.check_range(first, nr)?;
-        // SAFETY: The block owns the pages; their contents become visible to the host,
-        // which is what the caller asks for.
-        to_result(unsafe {
-            bindings::set_memory_decrypted(self.vaddr() + first * PAGE_SIZE, nr as i32)
-        })
-    }
-
-    /// Marks pages `first..first + nr` private (encrypted) again.
-    pub(crate) fn set_encrypted(&self, first: usize, nr: usize) -> Result {
-        self.check_range(first, nr)?;
-        // SAFETY: The block owns the pages.
-        to_result(unsafe {
-            bindings::set_memory_encrypted(self.vaddr() + first * PAGE_SIZE, nr as i32)
-        })
+    /// A token for all pages of the block.
+    pub(crate) fn whole(&self) -> Result<PageRange> {
+        self.range(0, self.nr_pages())
     }
 
     /// A token for pages `first..first + nr` of the block, valid as long as the caller
@@ -281,6 +268,28 @@ pub(crate) struct PageRange {
 }
 
 impl PageRange {
+    /// First frame.
+    pub(crate) fn pfn(&self) -> Pfn {
+        self.pfn
+    }
+
+    /// Number of pages.
+    pub(crate) fn nr_pages(&self) -> usize {
+        self.nr
+    }
+
+    /// Marks the pages shared with the host (decrypted).
+    pub(crate) fn set_decrypted(&self) -> Result {
+        // SAFETY: The range owner asks for its pages to become visible to the host.
+        to_result(unsafe { bindings::set_memory_decrypted(self.pfn.virt(), self.nr as i32) })
+    }
+
+    /// Marks the pages private (encrypted) again.
+    pub(crate) fn set_encrypted(&self) -> Result {
+        // SAFETY: The range owner converts its own pages.
+        to_result(unsafe { bindings::set_memory_encrypted(self.pfn.virt(), self.nr as i32) })
+    }
+
     /// Zeroes the pages: through the direct map where they are mapped (decrypted
     /// pages), otherwise through a temporary mapping (unmapped pages), which may sleep.
     pub(crate) fn scrub(&self) -> Result {
@@ -557,8 +566,9 @@ mod tests {
     #[test]
     fn decrypt_and_encrypt_range() -> Result {
         let b = Block::alloc(NUMA_NO_NODE, GFP_KERNEL, 2).ok_or(ENOMEM)?;
-        assert_eq!(b.set_decrypted(0, 4), Ok(()));
-        assert_eq!(b.set_encrypted(0, 4), Ok(()));
+        let r = b.range(0, 4)?;
+        assert_eq!(r.set_decrypted(), Ok(()));
+        assert_eq!(r.set_encrypted(), Ok(()));
         assert!(all_present(&b, true));
         b.release();
         Ok(())

@@ -123,6 +123,7 @@ impl kernel::Module for UnmappedAllocModule {
             }
         }
         sys::register_shrinker()?;
+        sys::register_reboot_notifier()?;
         let files = debugfs::create(globals)?;
         pr_info!("ready, blocks of order {}\n", alloc.max_order());
         Ok(Self { _debugfs: files })
@@ -344,6 +345,19 @@ pub extern "C" fn unmapped_alloc_page_state(
         (_, Ownership::Free) => bindings::unmapped_page_state_SHARED_PAGE_FREE,
         (_, Ownership::Used) => bindings::unmapped_page_state_SHARED_PAGE_USED,
         _ => bindings::unmapped_page_state_UNMAPPED_PAGE_NOT_OWNED,
+    }
+}
+
+/// Reboot notifier: convert everything back before the next kernel takes over.
+#[no_mangle]
+pub extern "C" fn unmapped_alloc_unshare_all() {
+    for a in instances() {
+        let (done, failed) = a.unshare_all();
+        pr_info!(
+            "unshare-all: {} blocks converted back, {} failed\n",
+            done,
+            failed
+        );
     }
 }
 
