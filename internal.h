@@ -49,4 +49,9 @@ unsigned long unmapped_alloc_reclaimable(void);
 unsigned long unmapped_alloc_shrink(unsigned long nr_to_scan);
 void unmapped_alloc_unshare_all(void);
 
+/* A probe on unmapped_alloc_pages that counts hits, for the KUnit suite. */
+int ua_trace_probe_register(void);
+int ua_trace_probe_unregister(void);
+int ua_trace_probe_hits(void);
+
 #endif /* _MM_UNMAPPED_ALLOC_INTERNAL_H */

@@ -26,7 +26,10 @@ use crate::{
     backend::Backend,
     buddy::{Buddy, FreeError, PageState},
     stats::{self, PageStats, MAX_ORDER},
-    sys::{self, new_irq_spinlock, Block, IrqSpinLock, MappedBytes, PageRange, Pfn, NUMA_NO_NODE},
+    sys::{
+        self, new_irq_spinlock, trace, Block, IrqSpinLock, MappedBytes, PageRange, Pfn,
+        NUMA_NO_NODE,
+    },
 };
 use core::fmt;
 use kernel::{
@@ -154,6 +157,14 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
+    /// The kind's number in trace events.
+    fn trace_id(&self) -> i32 {
+        match self {
+            Kind::Unmapped => 0,
+            Kind::Decrypted(_) => 1,
+        }
+    }
+
     fn prefix(&self) -> &'static str {
         match self {
             Kind::Unmapped => "unmapped",
@@ -415,7 +426,10 @@ impl PageAllocator {
             self.kick();
         }
         match pfn {
-            Some(_) => self.stats.allocs.at(order).inc(),
+            Some(pfn) => {
+                self.stats.allocs.at(order).inc();
+                trace::pages(self.kind.trace_id(), pfn.0, order, gfp);
+            }
             None => self.stats.alloc_failures.inc(),
         }
         pfn
@@ -516,9 +530,19 @@ impl PageAllocator {
                 return None;
             }
         };
+        let converted = match &self.kind {
+            Kind::Unmapped => block.set_direct_map(0, block.nr_pages(), false),
+            Kind::Decrypted(backend) => block.whole().and_then(|r| backend.decrypt(&r)),
+        };
+        trace::block_convert(
+            self.kind.trace_id(),
+            block.pfn().0,
+            block.order(),
+            converted.err().map_or(0, |e| e.to_errno()),
+        );
         match &self.kind {
             Kind::Unmapped => {
-                if block.set_direct_map(0, block.nr_pages(), false).is_err() {
+                if converted.is_err() {
                     self.stats.conversion_failures.inc();
                     self.restore_and_release(block);
                     return None;
@@ -527,8 +551,8 @@ impl PageAllocator {
                 block.flush_tlb();
                 self.stats.tlb_flushes.inc();
             }
-            Kind::Decrypted(backend) => {
-                if block.whole().and_then(|r| backend.decrypt(&r)).is_err() {
+            Kind::Decrypted(_) => {
+                if converted.is_err() {
                     // The state of the pages is unknown: they must never be reused.
                     self.stats.conversion_failures.inc();
                     self.leak(block);
@@ -633,6 +657,12 @@ impl PageAllocator {
                 .whole()
                 .is_ok_and(|r| backend.encrypt(&r).is_ok() && !backend.any_shared(&r)),
         };
+        trace::block_release(
+            self.kind.trace_id(),
+            block.pfn().0,
+            block.order(),
+            if ok { 0 } else { EIO.to_errno() },
+        );
         if !ok {
             self.stats.conversion_failures.inc();
             self.leak(block);
@@ -670,6 +700,7 @@ impl PageAllocator {
         match r {
             Ok(()) => {
                 self.stats.frees.at(order).inc();
+                trace::free_pages(self.kind.trace_id(), pfn.0, order);
                 self.kick();
             }
             Err(e) => {
@@ -1185,6 +1216,18 @@ mod tests {
             assert_eq!(a.stats.allocs.at(order).get(), 1);
             assert_eq!(a.stats.frees.at(order).get(), 1);
         }
+        drain_and_check(&a);
+        Ok(())
+    }
+
+    #[test]
+    fn allocation_tracepoint_fires() -> Result {
+        let a = private(0)?;
+        let probe = sys::trace::PagesProbe::new()?;
+        let pages = [alloc(&a, 0)?, alloc(&a, 2)?, alloc(&a, 5)?];
+        assert!(probe.hits() >= 3);
+        drop(probe);
+        drop(pages);
         drain_and_check(&a);
         Ok(())
     }

@@ -15,7 +15,7 @@
 use crate::{
     pages::PageAllocator,
     stats::Counter,
-    sys::{self, new_irq_spinlock, IrqSpinLock, MappedBytes, Pfn, NUMA_NO_NODE, PAGE_SIZE},
+    sys::{self, new_irq_spinlock, trace, IrqSpinLock, MappedBytes, Pfn, NUMA_NO_NODE, PAGE_SIZE},
 };
 use core::fmt;
 use kernel::{bindings, pr_warn_once, prelude::*, sync::Arc};
@@ -489,7 +489,9 @@ impl KmallocDecrypted {
             return None;
         }
         if let Some(c) = self.caches.iter().find(|c| c.size() >= size) {
-            return c.alloc(nid, gfp);
+            let addr = c.alloc(nid, gfp)?;
+            trace::kmalloc(addr, size, c.size(), gfp);
+            return Some(addr);
         }
         let order = Self::large_order(size);
         if order > self.pages.max_order() {
@@ -500,6 +502,7 @@ impl KmallocDecrypted {
         let pfn = self.pages.alloc(nid, gfp, order, true)?;
         self.pages.set_tag(pfn, order, TAG_LARGE);
         self.large_allocs.inc();
+        trace::kmalloc(pfn.virt(), size, PAGE_SIZE << order, gfp);
         Some(pfn.virt())
     }
 
@@ -507,9 +510,12 @@ impl KmallocDecrypted {
     /// left alone.
     pub(crate) fn free(&self, addr: usize) -> core::result::Result<(), BadObjFree> {
         let r = self.free_inner(addr);
-        if let Err(e) = r {
-            self.bad_frees.inc();
-            pr_warn_once!("kfree_decrypted: refused {:#x}: {:?}\n", addr, e);
+        match r {
+            Ok(()) => trace::kfree(addr),
+            Err(e) => {
+                self.bad_frees.inc();
+                pr_warn_once!("kfree_decrypted: refused {:#x}: {:?}\n", addr, e);
+            }
         }
         r
     }

@@ -12,6 +12,11 @@ status=ok
 section() { echo; echo "--- $*"; }
 nonzero() { grep -v ' 0$' "$D/stats"; }
 
+mount -t tracefs tracefs /sys/kernel/tracing
+T=/sys/kernel/tracing
+echo 1 >$T/events/unmapped_alloc/enable
+echo 4096 >$T/buffer_size_kb
+
 echo "ua-run: begin"
 section "unmapped_alloc stats at boot (non-zero counters)"
 nonzero
@@ -49,6 +54,14 @@ section "stats after unloading (freed pages scrubbed; blocks above the cache lim
 nonzero
 section "decrypted caches after unloading"
 cat "$D/caches"
+section "trace events recorded while the samples ran (events/unmapped_alloc)"
+echo 0 >$T/events/unmapped_alloc/enable
+for e in unmapped_alloc_block_convert unmapped_alloc_block_release \
+	unmapped_alloc_pages unmapped_free_pages kmalloc_decrypted kfree_decrypted; do
+	echo "$e $(grep -c " $e:" $T/trace)"
+done
+grep -m 3 ' kmalloc_decrypted:' $T/trace | sed 's/^ *//'
+grep -m 2 ' unmapped_alloc_block_convert:' $T/trace | sed 's/^ *//'
 section "nodes"
 cat "$D/nodes"
 section "reserve: a bad write is refused, a good one applies"

@@ -68,20 +68,31 @@ SRC
 	rm -rf "$apt/pkg" "$UA_KSRC" && mv "$UA_KSRC.tmp" "$UA_KSRC"
 }
 
-# Apply the hook patches once, then copy the component into mm/unmapped_alloc.
+# Apply the hook patches, then copy the component into mm/unmapped_alloc. A
+# copy of every applied patch is kept in the tree, so that a patch changed or
+# removed in the repository is reverse-applied before the new version goes in.
 place_component() {
-	local stamp=$UA_KSRC/.unmapped_alloc-patched
-	local p
+	local store=$UA_KSRC/.unmapped_alloc-patches
+	local p name
+	mkdir -p "$store"
+	for p in $(ls -r "$store"/*.patch 2>/dev/null); do
+		name=$(basename "$p")
+		cmp -s "$p" "$UA_ROOT/patches/$name" && continue
+		stage "reverting old $name"
+		patch -d "$UA_KSRC" -p1 -R --quiet <"$p" || die "cannot revert $name"
+		rm "$p"
+	done
 	for p in "$UA_ROOT"/patches/*.patch; do
 		[ -e "$p" ] || continue
-		grep -qxF "$(basename "$p")" "$stamp" 2>/dev/null && continue
-		stage "applying $(basename "$p")"
-		patch -d "$UA_KSRC" -p1 --forward --quiet <"$p" || die "patch $(basename "$p") does not apply"
-		basename "$p" >>"$stamp"
+		name=$(basename "$p")
+		[ -e "$store/$name" ] && continue
+		stage "applying $name"
+		patch -d "$UA_KSRC" -p1 --forward --quiet <"$p" || die "patch $name does not apply"
+		cp "$p" "$store/$name"
 	done
 	rsync -a --delete --exclude=.git --exclude=.cache --exclude=.ci \
 		"$UA_ROOT/" "$UA_KSRC/mm/unmapped_alloc/"
-	rsync -a "$UA_ROOT/include/linux/" "$UA_KSRC/include/linux/"
+	rsync -a "$UA_ROOT/include/" "$UA_KSRC/include/"
 }
 
 mkdir -p "$UA_CACHE/logs"
