@@ -6,53 +6,14 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/gfp.h>
-#include <linux/io.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/unmapped_alloc.h>
 #include <linux/vmalloc.h>
 
 #define NR_SECRETS 64
-#define NR_ITTS 48
 
 static struct page *secrets[NR_SECRETS];
-static void *itts[NR_ITTS];
-
-/*
- * Interrupt translation tables the way the GICv3 ITS driver of a
- * confidential guest needs them: shared with the host, 256 B to 8 KiB,
- * 256 B aligned.
- */
-static int alloc_itts(void)
-{
-	phys_addr_t phys;
-	unsigned int i;
-
-	for (i = 0; i < NR_ITTS; i++) {
-		size_t size = 256 << (i % 6);
-
-		itts[i] = kzalloc_decrypted(size, GFP_KERNEL);
-		if (!itts[i])
-			return -ENOMEM;
-		if (!IS_ALIGNED((unsigned long)itts[i], 256) ||
-		    ksize_decrypted(itts[i]) < size) {
-			pr_err("ITT %u of %zu bytes misaligned or short\n", i, size);
-			return -EINVAL;
-		}
-	}
-	phys = virt_to_phys(itts[0]);
-	pr_info("%d ITTs of 256 B..8 KiB shared with the host, first at phys %pa\n",
-		NR_ITTS, &phys);
-	return 0;
-}
-
-static void free_itts(void)
-{
-	unsigned int i;
-
-	for (i = 0; i < NR_ITTS; i++)
-		kfree_decrypted(itts[i]);
-}
 
 /* Write through a private mapping: the direct map has no entry for it. */
 static int fill_secret(struct page *page, u8 val)
@@ -97,13 +58,6 @@ static int __init unmapped_alloc_sample_init(void)
 			page_to_pfn(page), page_to_nid(page));
 		unmapped_free(page, order);
 	}
-
-	ret = alloc_itts();
-	if (ret) {
-		free_itts();
-		i = NR_SECRETS;
-		goto free;
-	}
 	return 0;
 free:
 	while (i--)
@@ -115,10 +69,9 @@ static void __exit unmapped_alloc_sample_exit(void)
 {
 	unsigned int i;
 
-	free_itts();
 	for (i = 0; i < NR_SECRETS; i++)
 		unmapped_free(secrets[i], 0);
-	pr_info("secret pages and ITTs freed\n");
+	pr_info("secret pages freed\n");
 }
 
 module_init(unmapped_alloc_sample_init);
