@@ -68,7 +68,11 @@ impl kernel::Module for VirtioLike {
             q.in_flight.clear();
             drop(q);
             if burst == 0 {
-                pr_info!("first burst of {} x {} B bounce buffers sent\n", BURST, PACKET);
+                pr_info!(
+                    "first burst of {} x {} B bounce buffers sent\n",
+                    BURST,
+                    PACKET
+                );
             }
         }
         let q = queue.lock();
