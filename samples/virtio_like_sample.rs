@@ -8,7 +8,6 @@
 use kernel::{
     new_spinlock,
     prelude::*,
-    sync::SpinLock,
     unmapped_alloc::{DecryptedBuf, DecryptedPages},
 };
 
