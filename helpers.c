@@ -213,3 +213,9 @@ EXPORT_SYMBOL_GPL(kmem_cache_alloc_decrypted);
 EXPORT_SYMBOL_GPL(kmem_cache_free_decrypted);
 EXPORT_SYMBOL_GPL(kmem_cache_destroy_decrypted);
 EXPORT_SYMBOL_GPL(unmapped_alloc_page_state);
+EXPORT_SYMBOL_GPL(unmapped_alloc_read_counters);
+EXPORT_SYMBOL_GPL(unmapped_alloc_drain);
+EXPORT_SYMBOL_GPL(unmapped_alloc_set_reserve);
+#if IS_ENABLED(CONFIG_UNMAPPED_ALLOC_BENCH)
+EXPORT_SYMBOL_GPL(unmapped_alloc_set_sim_delay);
+#endif

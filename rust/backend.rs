@@ -32,11 +32,25 @@ pub(crate) enum Backend {
     Model(Arc<ModelBackend>),
 }
 
+/// Extra microseconds every real conversion takes (benchmarks only, see
+/// `unmapped_alloc_set_sim_delay()`).
+pub(crate) static SIM_DELAY_US: Atomic<u32> = Atomic::new(0);
+
+fn sim_delay() {
+    let us = SIM_DELAY_US.load(Relaxed);
+    if us > 0 {
+        kernel::time::delay::fsleep(kernel::time::Delta::from_micros(i64::from(us)));
+    }
+}
+
 impl Backend {
     /// Makes the pages shared with the host.
     pub(crate) fn decrypt(&self, r: &PageRange) -> Result {
         match self {
-            Backend::Real => r.set_decrypted(),
+            Backend::Real => {
+                sim_delay();
+                r.set_decrypted()
+            }
             Backend::Model(m) => m.convert(r, true),
         }
     }
@@ -44,7 +58,10 @@ impl Backend {
     /// Makes the pages private again.
     pub(crate) fn encrypt(&self, r: &PageRange) -> Result {
         match self {
-            Backend::Real => r.set_encrypted(),
+            Backend::Real => {
+                sim_delay();
+                r.set_encrypted()
+            }
             Backend::Model(m) => m.convert(r, false),
         }
     }

@@ -475,6 +475,14 @@ pub(crate) fn c_name<'a>(name: *const kernel::ffi::c_char) -> Result<&'a [u8]> {
     Ok(unsafe { kernel::str::CStr::from_char_ptr(name) }.to_bytes())
 }
 
+/// Stores `value` through a pointer a C caller passed for it (ignored if NULL).
+pub(crate) fn write_out<T>(dst: *mut T, value: T) {
+    if !dst.is_null() {
+        // SAFETY: C callers pass a valid, writable pointer to a `T` or NULL.
+        unsafe { dst.write(value) };
+    }
+}
+
 /// Runs `f` on the object behind a handle made by `KBox::into_raw()` for C (the
 /// `struct kmem_cache_decrypted *` of the C API).
 pub(crate) fn with_cache<T, R>(

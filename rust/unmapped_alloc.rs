@@ -361,6 +361,62 @@ pub extern "C" fn unmapped_alloc_unshare_all() {
     }
 }
 
+/// C API: `unmapped_alloc_read_counters()`, see `include/linux/unmapped_alloc.h`.
+#[no_mangle]
+pub extern "C" fn unmapped_alloc_read_counters(c: *mut bindings::unmapped_alloc_counters) {
+    let (Ok(u), Ok(d), Ok(k)) = (global(), decrypted(), kmalloc()) else {
+        return;
+    };
+    let (up, dp) = (u.total_pages(), d.total_pages());
+    let atomic = u.stats.atomic_failures.get()
+        + d.stats.atomic_failures.get()
+        + k.caches()
+            .iter()
+            .map(|c| c.stats.atomic_failures.get())
+            .sum::<u64>();
+    let counters = bindings::unmapped_alloc_counters {
+        unmapped_conversions: u.stats.conversions.get(),
+        unmapped_reversions: u.stats.reversions.get(),
+        unmapped_tlb_flushes: u.stats.tlb_flushes.get(),
+        unmapped_held_pages: up.held as u64,
+        unmapped_used_pages: up.used() as u64,
+        decrypted_conversions: d.stats.conversions.get(),
+        decrypted_reversions: d.stats.reversions.get(),
+        decrypted_held_pages: dp.held as u64,
+        decrypted_used_pages: dp.used() as u64,
+        atomic_failures: atomic,
+    };
+    sys::write_out(c, counters);
+}
+
+/// C API: `unmapped_alloc_drain()`, see `include/linux/unmapped_alloc.h`.
+#[no_mangle]
+pub extern "C" fn unmapped_alloc_drain() {
+    if let (Ok(u), Ok(d), Ok(k)) = (global(), decrypted(), kmalloc()) {
+        debugfs::shrink_all(&Globals {
+            unmapped: u,
+            decrypted: d,
+            kmalloc: k,
+        });
+    }
+}
+
+/// C API: `unmapped_alloc_set_reserve()`, see `include/linux/unmapped_alloc.h`.
+#[no_mangle]
+pub extern "C" fn unmapped_alloc_set_reserve(low: ffi::c_ulong, high: ffi::c_ulong) -> ffi::c_int {
+    match decrypted().and_then(|d| d.set_watermarks(low, high)) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// C API: `unmapped_alloc_set_sim_delay()` (benchmarks only).
+#[cfg(any(CONFIG_UNMAPPED_ALLOC_BENCH = "y", CONFIG_UNMAPPED_ALLOC_BENCH = "m"))]
+#[no_mangle]
+pub extern "C" fn unmapped_alloc_set_sim_delay(us: ffi::c_uint) {
+    backend::SIM_DELAY_US.store(us, kernel::sync::atomic::Relaxed);
+}
+
 fn instances() -> impl Iterator<Item = &'static Arc<PageAllocator>> {
     [global(), decrypted()].into_iter().flatten()
 }

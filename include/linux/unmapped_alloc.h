@@ -11,6 +11,7 @@
 #define _LINUX_UNMAPPED_ALLOC_H
 
 #include <linux/gfp_types.h>
+#include <linux/kconfig.h>
 #include <linux/types.h>
 
 struct page;
@@ -188,6 +189,67 @@ enum unmapped_page_state {
  * Any context. The record is the one the frees are validated against.
  */
 enum unmapped_page_state unmapped_alloc_page_state(const struct page *page);
+
+/**
+ * struct unmapped_alloc_counters - a snapshot of the component's counters
+ * @unmapped_conversions: blocks removed from the direct map (one call each)
+ * @unmapped_reversions: blocks whose direct map was restored
+ * @unmapped_tlb_flushes: TLB flushes issued
+ * @unmapped_held_pages: pages held in unmapped blocks
+ * @unmapped_used_pages: unmapped pages handed out
+ * @decrypted_conversions: set_memory_decrypted() calls
+ * @decrypted_reversions: set_memory_encrypted() calls
+ * @decrypted_held_pages: pages held in decrypted blocks
+ * @decrypted_used_pages: decrypted pages handed out (slabs included)
+ * @atomic_failures: allocations in atomic context that found no memory
+ */
+struct unmapped_alloc_counters {
+	u64 unmapped_conversions;
+	u64 unmapped_reversions;
+	u64 unmapped_tlb_flushes;
+	u64 unmapped_held_pages;
+	u64 unmapped_used_pages;
+	u64 decrypted_conversions;
+	u64 decrypted_reversions;
+	u64 decrypted_held_pages;
+	u64 decrypted_used_pages;
+	u64 atomic_failures;
+};
+
+/**
+ * unmapped_alloc_read_counters() - take a snapshot of the counters
+ * @c: filled in
+ *
+ * For monitoring and benchmarks; debugfs shows the same and more.
+ */
+void unmapped_alloc_read_counters(struct unmapped_alloc_counters *c);
+
+/**
+ * unmapped_alloc_drain() - give all free cached memory back
+ *
+ * Empty slabs, free blocks and the atomic reserve are converted back and
+ * returned to the page allocator, like writing to the debugfs file
+ * "shrink". May sleep.
+ */
+void unmapped_alloc_drain(void);
+
+/**
+ * unmapped_alloc_set_reserve() - set the decrypted atomic reserve
+ * @low: refill when a node has fewer free decrypted pages
+ * @high: refill up to this many
+ *
+ * Return: 0, or -EINVAL if @low is above @high.
+ */
+int unmapped_alloc_set_reserve(unsigned long low, unsigned long high);
+
+#if IS_ENABLED(CONFIG_UNMAPPED_ALLOC_BENCH)
+/*
+ * Benchmarks only: make every set_memory_decrypted/encrypted() call of the
+ * real backend take @us microseconds more, standing in for the hypercall of
+ * a confidential guest.
+ */
+void unmapped_alloc_set_sim_delay(unsigned int us);
+#endif
 
 /* Largest order served: one PMD-sized block. */
 #define UNMAPPED_ALLOC_MAX_ORDER	(PMD_SHIFT - PAGE_SHIFT)

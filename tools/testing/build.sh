@@ -11,7 +11,7 @@ start=$(date +%s)
 mkdir -p "$UA_BUILD"
 logged "$UA_CACHE/logs/build.log" python3 "$UA_KSRC/tools/testing/kunit/kunit.py" build \
 	--arch=x86_64 --build_dir="$UA_BUILD" \
-	--kunitconfig="$UA_ROOT/tools/testing/kunitconfig" \
+	--kunitconfig="${UA_KUNITCONFIG:-$UA_ROOT/tools/testing/kunitconfig}" \
 	--make_options "LLVM=$UA_LLVM" ${UA_MAKE_OPTIONS:+--make_options "$UA_MAKE_OPTIONS"} \
 	--jobs="$UA_JOBS"
 stage "kernel built in $(($(date +%s) - start)) s"

@@ -23,6 +23,6 @@ fi
 stage "checkpatch"
 # The exports of the Rust-defined C API cannot follow their definitions.
 "$UA_KSRC/scripts/checkpatch.pl" --no-tree --quiet --strict --ignore EXPORT_SYMBOL --file \
-	helpers.c internal.h include/linux/unmapped_alloc.h samples/*.c || rc=1
+	helpers.c trace.c internal.h include/linux/unmapped_alloc.h samples/*.c bench/*.c || rc=1
 [ $rc = 0 ] && stage "all checks clean"
 exit $rc

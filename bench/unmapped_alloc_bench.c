@@ -1,0 +1,627 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Benchmark of unmapped_alloc against what the kernel does today, run by
+ * 'make bench' in one boot. It is built in (the direct map and TLB calls
+ * of the secretmem baseline are not available to modules) and started by
+ * writing "real" or "sim <us>" to /sys/kernel/debug/unmapped_alloc_bench.
+ * Every workload runs against every allocator that can serve it; each
+ * result is one line
+ *
+ *   ua-bench,<run>,<workload>,<allocator>,key=value,...
+ *
+ * on the console, which the host turns into a table and a CSV file.
+ *
+ * Allocators:
+ *   kmalloc     plain kmalloc()/alloc_pages(): no conversion, the lower bound
+ *   per-alloc   alloc_pages() + set_memory_decrypted() per allocation,
+ *               set_memory_encrypted() on free (the pre-gen_pool ITS scheme)
+ *   its-genpool the ITS scheme of Linux 7.2: set_memory_decrypted() per page
+ *               feeding a gen_pool; pages are never given back
+ *   secretmem   alloc_page() + set_direct_map_invalid_noflush() +
+ *               flush_tlb_kernel_range() per page, restored on free
+ *   component   this component
+ *
+ * Counts (conversions, flushes, direct map splits, pages) do not depend on
+ * the machine; times under QEMU TCG are only meaningful as ratios within
+ * one run. With "sim <us>", every set_memory_{en,de}crypted() call of
+ * every allocator takes that much longer, standing in for a hypercall.
+ */
+#define pr_fmt(fmt) "ua-bench: " fmt
+
+#include <linux/completion.h>
+#include <linux/debugfs.h>
+#include <linux/delay.h>
+#include <linux/genalloc.h>
+#include <linux/gfp.h>
+#include <linux/mm.h>
+#include <linux/init.h>
+#include <linux/mutex.h>
+#include <linux/prandom.h>
+#include <linux/set_memory.h>
+#include <linux/slab.h>
+#include <linux/sort.h>
+#include <linux/spinlock.h>
+#include <linux/unmapped_alloc.h>
+#include <linux/vmstat.h>
+#include <linux/uaccess.h>
+#include <linux/workqueue.h>
+#include <asm/tlbflush.h>
+
+/* Extra microseconds per set_memory_{en,de}crypted() call, and the run's label. */
+static unsigned int sim_delay_us;
+static const char *run = "real";
+
+#define ITS_ALLOCS	10000
+#define VIRTIO_BURSTS	100
+#define VIRTIO_BURST	32
+#define VIRTIO_SIZE	1536
+#define UNMAPPED_BYTES	(64UL << 20)
+#define CHURN_OPS	20000
+
+/* What one allocator did in one workload. */
+struct result {
+	u64 conversions;	/* set_memory_*() or direct map calls */
+	u64 flushes;		/* TLB flushes */
+	u64 splits;		/* direct map 2M and 1G splits */
+	u64 peak_pages;		/* pages held at the peak of the live set */
+	u64 left_pages;		/* pages still held after free (+ shrink) */
+	u64 atomic_failures;
+	u64 ns;			/* median ns of an alloc plus a free */
+	u64 ops;
+};
+
+/* Counters of the baselines' own conversions and flushes. */
+static u64 base_conversions, base_flushes;
+
+static int set_decrypted(void *addr, int pages)
+{
+	base_conversions++;
+	if (sim_delay_us)
+		udelay(sim_delay_us);
+	return set_memory_decrypted((unsigned long)addr, pages);
+}
+
+static int set_encrypted(void *addr, int pages)
+{
+	base_conversions++;
+	if (sim_delay_us)
+		udelay(sim_delay_us);
+	return set_memory_encrypted((unsigned long)addr, pages);
+}
+
+static u64 direct_map_splits(void)
+{
+	unsigned long ev[NR_VM_EVENT_ITEMS];
+
+	all_vm_events(ev);
+	return ev[DIRECT_MAP_LEVEL2_SPLIT] + ev[DIRECT_MAP_LEVEL3_SPLIT];
+}
+
+static u64 slab_pages(void)
+{
+	return global_node_page_state_pages(NR_SLAB_UNRECLAIMABLE_B);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	u64 x = *(const u64 *)a, y = *(const u64 *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static u64 median(u64 *v, unsigned int n)
+{
+	if (!n)
+		return 0;
+	sort(v, n, sizeof(*v), cmp_u64, NULL);
+	return v[n / 2];
+}
+
+static void report(const char *workload, const char *alloc, struct result *r)
+{
+	pr_info("ua-bench,%s,%s,%s,conversions=%llu,flushes=%llu,splits=%llu,peak_pages=%llu,left_pages=%llu,atomic_failures=%llu,median_ns=%llu,ops=%llu\n",
+		run, workload, alloc, r->conversions, r->flushes, r->splits,
+		r->peak_pages, r->left_pages, r->atomic_failures, r->ns,
+		r->ops);
+}
+
+/* ---- the ITS 7.2 gen_pool scheme, as in irq-gic-v3-its.c ---- */
+
+static struct gen_pool *its_pool;
+static u64 its_pool_pages;
+
+static void *its_alloc(size_t size, gfp_t gfp)
+{
+	struct page *page;
+	unsigned long addr;
+
+	if (size >= PAGE_SIZE) {
+		page = alloc_pages(gfp | __GFP_ZERO, get_order(size));
+		if (!page)
+			return NULL;
+		if (set_decrypted(page_address(page), 1 << get_order(size)))
+			return NULL;	/* state unknown: leaked */
+		return page_address(page);
+	}
+	do {
+		addr = gen_pool_alloc(its_pool, size);
+		if (addr)
+			break;
+		/* Refilling converts memory: impossible in atomic context. */
+		if (!gfpflags_allow_blocking(gfp))
+			return NULL;
+		page = alloc_page(gfp | __GFP_ZERO);
+		if (!page || set_decrypted(page_address(page), 1))
+			return NULL;
+		its_pool_pages++;
+		gen_pool_add(its_pool, (unsigned long)page_address(page),
+			     PAGE_SIZE, NUMA_NO_NODE);
+	} while (!addr);
+	return (void *)addr;
+}
+
+static void its_free(void *addr, size_t size)
+{
+	if (size >= PAGE_SIZE) {
+		if (!set_encrypted(addr, 1 << get_order(size)))
+			free_pages((unsigned long)addr, get_order(size));
+		return;
+	}
+	gen_pool_free(its_pool, (unsigned long)addr, size);
+}
+
+/* ---- a conversion per allocation ---- */
+
+static void *per_alloc(size_t size, gfp_t gfp)
+{
+	unsigned int order = get_order(size);
+	struct page *page;
+
+	/* Converting may sleep: not possible in atomic context. */
+	if (!gfpflags_allow_blocking(gfp))
+		return NULL;
+	page = alloc_pages(gfp | __GFP_ZERO, order);
+	if (!page)
+		return NULL;
+	if (set_decrypted(page_address(page), 1 << order))
+		return NULL;
+	return page_address(page);
+}
+
+static void per_free(void *addr, size_t size)
+{
+	unsigned int order = get_order(size);
+
+	if (!set_encrypted(addr, 1 << order))
+		free_pages((unsigned long)addr, order);
+}
+
+/* ---- object allocators behind one interface ---- */
+
+enum obj_alloc { OBJ_KMALLOC, OBJ_PER_ALLOC, OBJ_ITS, OBJ_COMPONENT, OBJ_NR };
+static const char *const obj_name[OBJ_NR] = {
+	"kmalloc", "per-alloc", "its-genpool", "component"
+};
+
+static void *obj_alloc(enum obj_alloc a, size_t size, gfp_t gfp)
+{
+	switch (a) {
+	case OBJ_KMALLOC:
+		return kmalloc(size, gfp);
+	case OBJ_PER_ALLOC:
+		return per_alloc(size, gfp);
+	case OBJ_ITS:
+		return its_alloc(size, gfp);
+	default:
+		return kmalloc_decrypted(size, gfp);
+	}
+}
+
+static void obj_free(enum obj_alloc a, void *p, size_t size)
+{
+	switch (a) {
+	case OBJ_KMALLOC:
+		kfree(p);
+		break;
+	case OBJ_PER_ALLOC:
+		per_free(p, size);
+		break;
+	case OBJ_ITS:
+		its_free(p, size);
+		break;
+	default:
+		kfree_decrypted(p);
+	}
+}
+
+/*
+ * Pages kmalloc or the component use for the live set: slab pages, or the
+ * component's decrypted pages in use (slabs and large objects). With @held,
+ * the component's pages held in blocks, free ones included.
+ */
+static u64 obj_pages(enum obj_alloc a, u64 slab_base, bool held)
+{
+	struct unmapped_alloc_counters c;
+
+	if (a == OBJ_KMALLOC)
+		return slab_pages() - slab_base;
+	unmapped_alloc_read_counters(&c);
+	return held ? c.decrypted_held_pages : c.decrypted_used_pages;
+}
+
+static u64 component_conversions(void)
+{
+	struct unmapped_alloc_counters c;
+
+	unmapped_alloc_read_counters(&c);
+	return c.decrypted_conversions + c.decrypted_reversions;
+}
+
+static u64 conversions(enum obj_alloc a)
+{
+	return a == OBJ_COMPONENT ? component_conversions() : base_conversions;
+}
+
+/* ---- workload: ITS-like ---- */
+
+static void workload_its(void)
+{
+	size_t *sizes = kvmalloc_array(ITS_ALLOCS, sizeof(*sizes), GFP_KERNEL);
+	void **objs = kvmalloc_array(ITS_ALLOCS, sizeof(*objs), GFP_KERNEL);
+	u64 *t_alloc = kvmalloc_array(ITS_ALLOCS, sizeof(u64), GFP_KERNEL);
+	u64 *t_free = kvmalloc_array(ITS_ALLOCS, sizeof(u64), GFP_KERNEL);
+	struct rnd_state rnd;
+	enum obj_alloc a;
+	unsigned int i;
+
+	if (!sizes || !objs || !t_alloc || !t_free)
+		goto out;
+	prandom_seed_state(&rnd, 42);
+	for (i = 0; i < ITS_ALLOCS; i++)
+		sizes[i] = 256 + prandom_u32_state(&rnd) % (8192 - 256 + 1);
+
+	for (a = 0; a < OBJ_NR; a++) {
+		struct result r = {};
+		u64 conv0 = conversions(a), slab0 = slab_pages(), t, pages = 0;
+
+		its_pool_pages = 0;
+		for (i = 0; i < ITS_ALLOCS; i++) {
+			t = ktime_get_ns();
+			objs[i] = obj_alloc(a, sizes[i], GFP_KERNEL);
+			t_alloc[i] = ktime_get_ns() - t;
+			if (!objs[i])
+				break;
+			if (a == OBJ_PER_ALLOC || (a == OBJ_ITS && sizes[i] >= PAGE_SIZE))
+				pages += 1 << get_order(sizes[i]);
+		}
+		r.ops = i;
+		r.peak_pages = a == OBJ_KMALLOC || a == OBJ_COMPONENT ?
+			obj_pages(a, slab0, false) : pages + its_pool_pages;
+		while (i--) {
+			t = ktime_get_ns();
+			obj_free(a, objs[i], sizes[i]);
+			t_free[i] = ktime_get_ns() - t;
+			if (a == OBJ_ITS && sizes[i] >= PAGE_SIZE)
+				pages -= 1 << get_order(sizes[i]);
+		}
+		if (a == OBJ_COMPONENT)
+			unmapped_alloc_drain();
+		r.left_pages = a == OBJ_KMALLOC || a == OBJ_COMPONENT ?
+			obj_pages(a, slab0, true) :
+			a == OBJ_ITS ? its_pool_pages : 0;
+		r.conversions = conversions(a) - conv0;
+		r.ns = median(t_alloc, r.ops) + median(t_free, r.ops);
+		report("its", obj_name[a], &r);
+	}
+out:
+	kvfree(sizes);
+	kvfree(objs);
+	kvfree(t_alloc);
+	kvfree(t_free);
+}
+
+/* ---- workload: virtio-like bursts in atomic context ---- */
+
+static DEFINE_SPINLOCK(tx_lock);
+
+static void workload_virtio(void)
+{
+	u64 *t = kvmalloc_array(VIRTIO_BURSTS * VIRTIO_BURST, sizeof(u64),
+				GFP_KERNEL);
+	void *burst[VIRTIO_BURST];
+	unsigned long flags;
+	enum obj_alloc a;
+	unsigned int b, i, n;
+
+	if (!t)
+		return;
+	for (a = 0; a < OBJ_NR; a++) {
+		struct unmapped_alloc_counters c0, c1;
+		struct result r = {};
+		u64 conv0 = conversions(a);
+
+		unmapped_alloc_read_counters(&c0);
+		for (b = 0, n = 0; b < VIRTIO_BURSTS; b++) {
+			spin_lock_irqsave(&tx_lock, flags);
+			for (i = 0; i < VIRTIO_BURST; i++) {
+				u64 s = ktime_get_ns();
+
+				burst[i] = obj_alloc(a, VIRTIO_SIZE, GFP_ATOMIC);
+				if (!burst[i]) {
+					r.atomic_failures++;
+					continue;
+				}
+				memset(burst[i], 0x5a, 64);
+				obj_free(a, burst[i], VIRTIO_SIZE);
+				t[n++] = ktime_get_ns() - s;
+			}
+			spin_unlock_irqrestore(&tx_lock, flags);
+		}
+		unmapped_alloc_read_counters(&c1);
+		r.ops = n;
+		r.ns = median(t, n);
+		r.conversions = conversions(a) - conv0;
+		if (a == OBJ_COMPONENT)
+			r.atomic_failures += c1.atomic_failures - c0.atomic_failures;
+		report("virtio", obj_name[a], &r);
+	}
+	kvfree(t);
+}
+
+/* ---- workload: unmapped pages ---- */
+
+/*
+ * The component runs before the secretmem scheme, so that it cannot profit
+ * from direct map splits the per-page scheme leaves behind.
+ */
+enum page_alloc { PG_PLAIN, PG_COMPONENT, PG_SECRETMEM, PG_NR };
+static const char *const pg_name[PG_NR] = { "kmalloc", "component", "secretmem" };
+
+static struct page *pg_alloc(enum page_alloc a, unsigned int order)
+{
+	struct page *page;
+	unsigned long addr;
+	unsigned int i;
+
+	switch (a) {
+	case PG_PLAIN:
+		return alloc_pages(GFP_KERNEL, order);
+	case PG_SECRETMEM:
+		page = alloc_pages(GFP_KERNEL | __GFP_ZERO, order);
+		if (!page)
+			return NULL;
+		for (i = 0; i < (1U << order); i++) {
+			base_conversions++;
+			set_direct_map_invalid_noflush(page + i);
+		}
+		addr = (unsigned long)page_address(page);
+		flush_tlb_kernel_range(addr, addr + (PAGE_SIZE << order));
+		base_flushes++;
+		return page;
+	default:
+		return unmapped_alloc(GFP_KERNEL, order);
+	}
+}
+
+static void pg_free(enum page_alloc a, struct page *page, unsigned int order)
+{
+	unsigned int i;
+
+	switch (a) {
+	case PG_PLAIN:
+		__free_pages(page, order);
+		break;
+	case PG_SECRETMEM:
+		for (i = 0; i < (1U << order); i++) {
+			base_conversions++;
+			set_direct_map_default_noflush(page + i);
+		}
+		__free_pages(page, order);
+		break;
+	default:
+		unmapped_free(page, order);
+	}
+}
+
+static void workload_unmapped(const char *name, bool mixed)
+{
+	unsigned long max = UNMAPPED_BYTES >> PAGE_SHIFT;
+	struct page **pages = kvmalloc_array(max, sizeof(*pages), GFP_KERNEL);
+	u8 *orders = kvmalloc_array(max, 1, GFP_KERNEL);
+	u64 *t = kvmalloc_array(max, sizeof(u64), GFP_KERNEL);
+	struct rnd_state rnd;
+	enum page_alloc a;
+
+	if (!pages || !orders || !t)
+		goto out;
+	for (a = 0; a < PG_NR; a++) {
+		struct unmapped_alloc_counters c0, c1;
+		unsigned long held = 0, n = 0, i;
+		struct result r = {};
+		u64 conv0 = base_conversions, fl0 = base_flushes;
+		u64 split0 = direct_map_splits();
+
+		prandom_seed_state(&rnd, 7);
+		unmapped_alloc_read_counters(&c0);
+		while (held < max) {
+			unsigned int order = mixed ? prandom_u32_state(&rnd) % 5 : 0;
+			u64 s = ktime_get_ns();
+
+			if (held + (1UL << order) > max)
+				order = 0;
+			pages[n] = pg_alloc(a, order);
+			t[n] = ktime_get_ns() - s;
+			if (!pages[n])
+				break;
+			orders[n++] = order;
+			held += 1UL << order;
+		}
+		unmapped_alloc_read_counters(&c1);
+		r.peak_pages = a == PG_COMPONENT ? c1.unmapped_held_pages : held;
+		for (i = 0; i < n; i++)
+			pg_free(a, pages[i], orders[i]);
+		if (a == PG_COMPONENT) {
+			unmapped_alloc_drain();
+			unmapped_alloc_read_counters(&c1);
+			r.conversions = c1.unmapped_conversions + c1.unmapped_reversions -
+					c0.unmapped_conversions - c0.unmapped_reversions;
+			r.flushes = c1.unmapped_tlb_flushes - c0.unmapped_tlb_flushes;
+			r.left_pages = c1.unmapped_held_pages;
+		} else {
+			r.conversions = base_conversions - conv0;
+			r.flushes = base_flushes - fl0;
+		}
+		r.splits = direct_map_splits() - split0;
+		r.ops = n;
+		r.ns = median(t, n);
+		report(name, pg_name[a], &r);
+	}
+out:
+	kvfree(pages);
+	kvfree(orders);
+	kvfree(t);
+}
+
+/* ---- workload: small object churn, one CPU and all CPUs ---- */
+
+struct churn {
+	struct work_struct work;
+	enum obj_alloc a;
+	u64 ns;
+	unsigned int ops;
+	struct completion *done;
+	atomic_t *left;
+};
+
+static void churn_run(enum obj_alloc a, unsigned int ops, u64 *ns_per_op)
+{
+	u64 start = ktime_get_ns();
+	unsigned int i;
+	void *p;
+
+	for (i = 0; i < ops; i++) {
+		p = obj_alloc(a, 256, GFP_KERNEL);
+		if (!p)
+			break;
+		obj_free(a, p, 256);
+	}
+	*ns_per_op = i ? (ktime_get_ns() - start) / i : 0;
+}
+
+static void churn_work(struct work_struct *w)
+{
+	struct churn *c = container_of(w, struct churn, work);
+
+	churn_run(c->a, c->ops, &c->ns);
+	if (atomic_dec_and_test(c->left))
+		complete(c->done);
+}
+
+static void workload_churn(void)
+{
+	struct churn *per_cpu_work;
+	enum obj_alloc a;
+	int cpu, ncpus = num_online_cpus();
+
+	per_cpu_work = kcalloc(nr_cpu_ids, sizeof(*per_cpu_work), GFP_KERNEL);
+	if (!per_cpu_work)
+		return;
+	for (a = 0; a < OBJ_NR; a++) {
+		DECLARE_COMPLETION_ONSTACK(done);
+		atomic_t left = ATOMIC_INIT(ncpus);
+		struct result r = {};
+		u64 conv0 = conversions(a), sum = 0;
+
+		churn_run(a, CHURN_OPS, &r.ns);
+		r.ops = CHURN_OPS;
+		r.conversions = conversions(a) - conv0;
+		report("churn-1cpu", obj_name[a], &r);
+
+		conv0 = conversions(a);
+		for_each_online_cpu(cpu) {
+			struct churn *c = &per_cpu_work[cpu];
+
+			c->a = a;
+			c->ops = CHURN_OPS;
+			c->done = &done;
+			c->left = &left;
+			INIT_WORK(&c->work, churn_work);
+			queue_work_on(cpu, system_unbound_wq, &c->work);
+		}
+		wait_for_completion(&done);
+		for_each_online_cpu(cpu)
+			sum += per_cpu_work[cpu].ns;
+		memset(&r, 0, sizeof(r));
+		r.ns = sum / ncpus;
+		r.ops = (u64)CHURN_OPS * ncpus;
+		r.conversions = conversions(a) - conv0;
+		report("churn-allcpu", obj_name[a], &r);
+	}
+	kfree(per_cpu_work);
+}
+
+static void bench_run(void)
+{
+	unmapped_alloc_set_sim_delay(sim_delay_us);
+	pr_info("run %s: sim_delay_us=%u, %d CPUs\n", run, sim_delay_us,
+		num_online_cpus());
+
+	/*
+	 * The reserve is for the atomic workload; elsewhere it would hide
+	 * what is returned.
+	 */
+	unmapped_alloc_set_reserve(0, 0);
+	unmapped_alloc_drain();
+	workload_its();
+	workload_unmapped("unmapped-64M-order0", false);
+	workload_unmapped("unmapped-64M-mixed", true);
+	workload_churn();
+	unmapped_alloc_set_reserve(256, 512);
+	/* Let the background work fill the reserve before the bursts. */
+	msleep(200);
+	workload_virtio();
+
+	unmapped_alloc_set_sim_delay(0);
+	pr_info("run %s done\n", run);
+}
+
+static DEFINE_MUTEX(bench_lock);
+
+static ssize_t bench_write(struct file *file, const char __user *ubuf,
+			   size_t len, loff_t *ppos)
+{
+	char buf[32];
+	unsigned int us = 0;
+
+	if (len >= sizeof(buf))
+		return -EINVAL;
+	if (copy_from_user(buf, ubuf, len))
+		return -EFAULT;
+	buf[len] = '\0';
+	if (sysfs_streq(buf, "real"))
+		us = 0;
+	else if (sscanf(buf, "sim %u", &us) != 1 || !us || us > 1000)
+		return -EINVAL;
+
+	mutex_lock(&bench_lock);
+	sim_delay_us = us;
+	run = us ? "sim-coco" : "real";
+	bench_run();
+	mutex_unlock(&bench_lock);
+	return len;
+}
+
+static const struct file_operations bench_fops = {
+	.write = bench_write,
+};
+
+static int __init bench_init(void)
+{
+	/* 256 B granules: ITTs are 256 B aligned. */
+	its_pool = gen_pool_create(8, NUMA_NO_NODE);
+	if (!its_pool)
+		return -ENOMEM;
+	debugfs_create_file("unmapped_alloc_bench", 0200, NULL, NULL, &bench_fops);
+	return 0;
+}
+late_initcall(bench_init);

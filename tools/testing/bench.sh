@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# make bench: one boot of a kernel built like the test kernel but without its
+# bug detectors (KASAN, lockdep, DEBUG_VM, DEBUG_PAGEALLOC would distort the
+# baselines; generic KASAN cannot be switched off at boot). It runs every workload against
+# the component and the baselines, twice (real cost, simulated CoCo cost);
+# prints the tables and writes .cache/bench/results.csv and results.md.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+# A kernel of its own, without the test kernel's bug detectors.
+export UA_BUILD=$UA_CACHE/build-bench
+export UA_KUNITCONFIG=$UA_ROOT/tools/testing/bench.kunitconfig
+"$UA_ROOT/tools/testing/build.sh"
+[ -x /bin/busybox ] || die "busybox-static is missing: apt-get install busybox-static"
+
+stage "making the bench initramfs"
+root=$UA_CACHE/bench-initramfs
+rm -rf "$root" && mkdir -p "$root"/{bin,dev,proc,sys}
+cp /bin/busybox "$root/bin/busybox"
+cp "$UA_ROOT/tools/testing/bench-init.sh" "$root/init"
+chmod +x "$root/init"
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$UA_CACHE/bench-initramfs.cpio.gz"
+
+out=$UA_CACHE/bench
+mkdir -p "$out"
+log=$out/console.log
+stage "running the benchmark under QEMU/TCG (console: $log)"
+start=$(date +%s)
+# debug_pagealloc maps the direct map with 4 KiB pages; the splits are only
+# visible with large pages.
+UA_QEMU_TIMEOUT=${UA_QEMU_TIMEOUT:-1200} "$UA_ROOT/tools/testing/qemu.sh" "$log" \
+	"kunit.enable=0 debug_pagealloc=off quiet" "$UA_CACHE/bench-initramfs.cpio.gz"
+stage "benchmark finished in $(($(date +%s) - start)) s"
+grep -q 'ua-bench-guest: ok' "$log" || die "the benchmark did not complete (see $log)"
+python3 "$UA_ROOT/tools/testing/bench_report.py" "$log" "$out"
