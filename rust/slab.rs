@@ -323,6 +323,12 @@ impl ObjCache {
         if tag != self.tag {
             return Err(BadObjFree::NotOurs);
         }
+        self.free_in_slab(addr, head)
+    }
+
+    /// Frees the object at `addr` of the slab whose first page is `head`, which the
+    /// caller found tagged with this cache.
+    fn free_in_slab(&self, addr: usize, head: Pfn) -> core::result::Result<(), BadObjFree> {
         let empty = {
             let mut node = self.node(head.nid()).ok_or(BadObjFree::NotOurs)?.lock();
             let i = node
@@ -342,12 +348,14 @@ impl ObjCache {
             let is_empty = u128::from(slab.free) & full == full;
             node.hint = i;
             // Keep one empty slab per node; give further ones back.
-            let empties = node
-                .slabs
-                .iter()
-                .filter(|s| u128::from(s.free) & full == full)
-                .count();
-            if is_empty && empties > 1 {
+            if is_empty
+                && node
+                    .slabs
+                    .iter()
+                    .filter(|s| u128::from(s.free) & full == full)
+                    .nth(1)
+                    .is_some()
+            {
                 let base = node.slabs[i].base;
                 let _ = node.slabs.remove(i);
                 node.hint = 0;
@@ -538,7 +546,12 @@ impl KmallocDecrypted {
             .iter()
             .find(|c| c.tag() == tag)
             .ok_or(BadObjFree::NotOurs)?;
-        cache.free(addr)
+        let r = cache.free_in_slab(addr, head);
+        match r {
+            Ok(()) => cache.stats.frees.inc(),
+            Err(_) => cache.stats.bad_frees.inc(),
+        }
+        r
     }
 
     /// Usable size of the live allocation at `addr`.

@@ -36,16 +36,17 @@ for run in dict.fromkeys(r["run"] for r in rows):
              "sim-coco": "simulated CoCo cost: 5 us per set_memory_*() call"}.get(run, run)
     lines += [f"### Run: {title}", "",
               "| workload | allocator | conversions | TLB flushes | direct map splits | "
-              "peak pages | pages left | atomic failures | median ns | ratio to kmalloc |",
+              "peak pages | pages returned | atomic failures | median ns | ratio to kmalloc |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in (r for r in rows if r["run"] == run):
         base = get(run, r["workload"], "kmalloc")
         ratio = (f"{r['median_ns'] / base['median_ns']:.2f}"
                  if base and base["median_ns"] and r["ops"] else "n/a")
         ns = r["median_ns"] if r["ops"] else "n/a"
+        returned = max(0, r["peak_pages"] - r["left_pages"])
         lines.append(f"| {r['workload']} | {r['allocator']} | {r['conversions']} | "
                      f"{r['flushes']} | {r['splits']} | {r['peak_pages']} | "
-                     f"{r['left_pages']} | {r['atomic_failures']} | {ns} | {ratio} |")
+                     f"{returned} | {r['atomic_failures']} | {ns} | {ratio} |")
     lines.append("")
 
 targets = []
