@@ -1113,11 +1113,13 @@ impl PinnedDrop for PageAllocator {
 #[kernel::macros::kunit_tests(unmapped_alloc_pages)]
 mod tests {
     use super::*;
-    use crate::{buddy::FreeError, testutil::Rng};
+    use crate::{
+        buddy::FreeError,
+        testutil::{run_concurrently, LiveRanges, Rng},
+    };
     use kernel::{
         bindings::{GFP_ATOMIC, GFP_KERNEL as K},
         new_spinlock,
-        sync::{Completion, SpinLock},
     };
 
     /// An allocation from a private instance, freed on drop: the test-side counterpart
@@ -1437,76 +1439,32 @@ mod tests {
     }
 
     /// Shared state of the concurrency test.
-    #[pin_data]
     struct Stress {
         alloc: Arc<PageAllocator>,
-        #[pin]
-        live: SpinLock<KVec<(usize, usize)>>,
-        overlaps: Atomic<u32>,
-        failures: Atomic<u32>,
-        remaining: Atomic<u32>,
-        #[pin]
-        done: Completion,
+        live: Arc<LiveRanges>,
     }
 
-    #[pin_data]
-    struct StressWorker {
-        shared: Arc<Stress>,
-        seed: u64,
-        #[pin]
-        work: Work<StressWorker>,
-    }
-
-    impl_has_work! {
-        impl HasWork<Self> for StressWorker { self.work }
-    }
-
-    impl WorkItem for StressWorker {
-        type Pointer = Arc<StressWorker>;
-
-        fn run(this: Arc<StressWorker>) {
-            let s = &this.shared;
-            let mut rng = Rng::new(this.seed);
-            let mut mine: KVec<UnmappedPages> = KVec::new();
-            for _ in 0..400 {
-                if mine.len() < 16 && (mine.is_empty() || rng.below(2) == 0) {
-                    let order = rng.below(4);
-                    let Ok(p) = UnmappedPages::new_in(&s.alloc, NUMA_NO_NODE, K, order, true)
-                    else {
-                        s.failures.add(1, Relaxed);
-                        continue;
-                    };
-                    let (start, end) = (p.pfn(), p.pfn() + p.nr_pages());
-                    {
-                        let mut live = s.live.lock();
-                        if live.iter().any(|&(a, b)| start < b && a < end) {
-                            s.overlaps.add(1, Relaxed);
-                        }
-                        if live
-                            .push((start, end), kernel::alloc::flags::GFP_ATOMIC)
-                            .is_err()
-                        {
-                            s.failures.add(1, Relaxed);
-                        }
-                    }
-                    if mine.push(p, GFP_KERNEL).is_err() {
-                        s.failures.add(1, Relaxed);
-                    }
-                } else {
-                    let i = rng.below(mine.len() as u32) as usize;
-                    if let Ok(p) = mine.remove(i) {
-                        s.live.lock().retain(|&mut (a, _)| a != p.pfn());
-                        drop(p);
-                    }
+    /// One worker: random orders allocated and freed, every range recorded.
+    fn stress(s: &Stress, seed: u64) {
+        let mut rng = Rng::new(seed);
+        let mut mine: KVec<UnmappedPages> = KVec::new();
+        for _ in 0..400 {
+            if mine.len() < 16 && (mine.is_empty() || rng.below(2) == 0) {
+                let order = rng.below(4);
+                let Ok(p) = UnmappedPages::new_in(&s.alloc, NUMA_NO_NODE, K, order, true) else {
+                    s.live.fail();
+                    continue;
+                };
+                s.live.insert(p.pfn(), p.pfn() + p.nr_pages());
+                if mine.push(p, GFP_KERNEL).is_err() {
+                    s.live.fail();
                 }
+            } else if let Ok(p) = mine.remove(rng.below(mine.len() as u32) as usize) {
+                s.live.remove(p.pfn());
             }
-            for p in mine.drain_all() {
-                s.live.lock().retain(|&mut (a, _)| a != p.pfn());
-                drop(p);
-            }
-            if s.remaining.fetch_sub(1, Relaxed) == 1 {
-                s.done.complete_all();
-            }
+        }
+        for p in mine.drain_all() {
+            s.live.remove(p.pfn());
         }
     }
 
@@ -1519,34 +1477,16 @@ mod tests {
             reserve: (0, 0),
             background: true,
         })?;
-        let workers = 2 * kernel::cpu::nr_cpu_ids();
-        let a2 = a.clone();
-        let shared = Arc::pin_init(
-            pin_init!(Stress {
-                alloc: a2,
-                live <- new_spinlock!(KVec::new()),
-                overlaps: Atomic::new(0),
-                failures: Atomic::new(0),
-                remaining: Atomic::new(workers),
-                done <- Completion::new(),
-            }),
+        let shared = Arc::new(
+            Stress {
+                alloc: a.clone(),
+                live: LiveRanges::new()?,
+            },
             GFP_KERNEL,
         )?;
-        for w in 0..workers {
-            let s = shared.clone();
-            let worker = Arc::pin_init(
-                pin_init!(StressWorker {
-                    shared: s,
-                    seed: u64::from(w) + 1,
-                    work <- new_work!("unmapped_alloc_stress"),
-                }),
-                GFP_KERNEL,
-            )?;
-            let _ = workqueue::system_unbound().enqueue(worker);
-        }
-        shared.done.wait_for_completion();
-        assert_eq!(shared.overlaps.load(Relaxed), 0);
-        assert_eq!(shared.failures.load(Relaxed), 0);
+        run_concurrently(&shared, 2 * kernel::cpu::nr_cpu_ids(), stress)?;
+        assert_eq!(shared.live.overlaps(), 0);
+        assert_eq!(shared.live.failures(), 0);
         let allocs: u64 = (0..4).map(|o| a.stats.allocs.at(o).get()).sum();
         let frees: u64 = (0..4).map(|o| a.stats.frees.at(o).get()).sum();
         assert_eq!(allocs, frees);

@@ -621,17 +621,13 @@ mod tests {
     use crate::{
         backend::{Backend, ModelBackend},
         pages::{Config, Kind},
-        testutil::Rng,
+        testutil::{run_concurrently, LiveRanges, Rng},
     };
     use kernel::{
         bindings::{__GFP_ZERO, GFP_ATOMIC, GFP_KERNEL as K},
         new_spinlock,
-        sync::{
-            atomic::{Atomic, Relaxed},
-            Completion, SpinLock,
-        },
+        sync::atomic::Relaxed,
         time::{delay::fsleep, Delta},
-        workqueue::{self, impl_has_work, new_work, Work, WorkItem},
     };
 
     fn instance(
@@ -865,72 +861,37 @@ mod tests {
     }
 
     /// Shared state of the concurrency test.
-    #[pin_data]
     struct Stress {
         k: KmallocDecrypted,
-        #[pin]
-        live: SpinLock<KVec<(usize, usize)>>,
-        overlaps: Atomic<u32>,
-        failures: Atomic<u32>,
-        remaining: Atomic<u32>,
-        #[pin]
-        done: Completion,
+        live: Arc<LiveRanges>,
     }
 
-    #[pin_data]
-    struct StressWorker {
-        shared: Arc<Stress>,
-        seed: u64,
-        #[pin]
-        work: Work<StressWorker>,
-    }
-
-    impl_has_work! {
-        impl HasWork<Self> for StressWorker { self.work }
-    }
-
-    impl WorkItem for StressWorker {
-        type Pointer = Arc<StressWorker>;
-
-        fn run(this: Arc<StressWorker>) {
-            let s = &this.shared;
-            let mut rng = Rng::new(this.seed);
-            let mut mine: KVec<(usize, usize)> = KVec::new();
-            for _ in 0..600 {
-                if mine.len() < 32 && (mine.is_empty() || rng.below(2) == 0) {
-                    let size = KMALLOC_SIZES[rng.below(6) as usize] - rng.below(200) as usize;
-                    let Some(a) = s.k.alloc(size, NUMA_NO_NODE, K) else {
-                        s.failures.add(1, Relaxed);
-                        continue;
-                    };
-                    let span = (a, a + size);
-                    let mut live = s.live.lock();
-                    if live.iter().any(|&(x, y)| span.0 < y && x < span.1) {
-                        s.overlaps.add(1, Relaxed);
-                    }
-                    if live.push(span, kernel::alloc::flags::GFP_ATOMIC).is_err()
-                        || mine.push(span, kernel::alloc::flags::GFP_ATOMIC).is_err()
-                    {
-                        s.failures.add(1, Relaxed);
-                    }
-                } else {
-                    let i = rng.below(mine.len() as u32) as usize;
-                    if let Ok((a, _)) = mine.remove(i) {
-                        s.live.lock().retain(|&mut (x, _)| x != a);
-                        if s.k.free(a).is_err() {
-                            s.failures.add(1, Relaxed);
-                        }
-                    }
+    /// One worker: mixed sizes allocated and freed, every object recorded.
+    fn stress(s: &Stress, seed: u64) {
+        let mut rng = Rng::new(seed * 7);
+        let mut mine: KVec<usize> = KVec::new();
+        for _ in 0..600 {
+            if mine.len() < 32 && (mine.is_empty() || rng.below(2) == 0) {
+                let size = KMALLOC_SIZES[rng.below(6) as usize] - rng.below(200) as usize;
+                let Some(a) = s.k.alloc(size, NUMA_NO_NODE, K) else {
+                    s.live.fail();
+                    continue;
+                };
+                s.live.insert(a, a + size);
+                if mine.push(a, GFP_KERNEL).is_err() {
+                    s.live.fail();
                 }
-            }
-            for (a, _) in mine.drain_all() {
-                s.live.lock().retain(|&mut (x, _)| x != a);
+            } else if let Ok(a) = mine.remove(rng.below(mine.len() as u32) as usize) {
+                s.live.remove(a);
                 if s.k.free(a).is_err() {
-                    s.failures.add(1, Relaxed);
+                    s.live.fail();
                 }
             }
-            if s.remaining.fetch_sub(1, Relaxed) == 1 {
-                s.done.complete_all();
+        }
+        for a in mine.drain_all() {
+            s.live.remove(a);
+            if s.k.free(a).is_err() {
+                s.live.fail();
             }
         }
     }
@@ -938,34 +899,16 @@ mod tests {
     #[test]
     fn concurrent_mixed_sizes_no_object_twice() -> Result {
         let model = ModelBackend::new()?;
-        let k = instance(&model, (0, 0), true)?;
-        let workers = 2 * kernel::cpu::nr_cpu_ids();
-        let shared = Arc::pin_init(
-            pin_init!(Stress {
-                k,
-                live <- new_spinlock!(KVec::new()),
-                overlaps: Atomic::new(0),
-                failures: Atomic::new(0),
-                remaining: Atomic::new(workers),
-                done <- Completion::new(),
-            }),
+        let shared = Arc::new(
+            Stress {
+                k: instance(&model, (0, 0), true)?,
+                live: LiveRanges::new()?,
+            },
             GFP_KERNEL,
         )?;
-        for w in 0..workers {
-            let s = shared.clone();
-            let worker = Arc::pin_init(
-                pin_init!(StressWorker {
-                    shared: s,
-                    seed: u64::from(w) * 7 + 1,
-                    work <- new_work!("unmapped_alloc_obj_stress"),
-                }),
-                GFP_KERNEL,
-            )?;
-            let _ = workqueue::system_unbound().enqueue(worker);
-        }
-        shared.done.wait_for_completion();
-        assert_eq!(shared.overlaps.load(Relaxed), 0);
-        assert_eq!(shared.failures.load(Relaxed), 0);
+        run_concurrently(&shared, 2 * kernel::cpu::nr_cpu_ids(), stress)?;
+        assert_eq!(shared.live.overlaps(), 0);
+        assert_eq!(shared.live.failures(), 0);
         let allocs: u64 = shared.k.caches().iter().map(|c| c.stats.allocs.get()).sum();
         let frees: u64 = shared.k.caches().iter().map(|c| c.stats.frees.get()).sum();
         assert_eq!(allocs, frees);

@@ -35,3 +35,146 @@ impl Rng {
         }
     }
 }
+
+use kernel::{
+    new_spinlock,
+    prelude::*,
+    sync::{
+        atomic::{Atomic, Relaxed},
+        Arc, Completion, SpinLock,
+    },
+    workqueue::{self, impl_has_work, new_work, Work, WorkItem},
+};
+
+/// Ranges handed out and not yet freed, shared by concurrent test workers; counts the
+/// ranges handed out while overlapping a live one (given out twice) and the failures.
+#[pin_data]
+pub(crate) struct LiveRanges {
+    #[pin]
+    ranges: SpinLock<KVec<(usize, usize)>>,
+    overlaps: Atomic<u32>,
+    failures: Atomic<u32>,
+}
+
+impl LiveRanges {
+    /// An empty set.
+    pub(crate) fn new() -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(Self {
+                ranges <- new_spinlock!(KVec::new()),
+                overlaps: Atomic::new(0),
+                failures: Atomic::new(0),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Records `start..end` as handed out.
+    pub(crate) fn insert(&self, start: usize, end: usize) {
+        let mut ranges = self.ranges.lock();
+        if ranges.iter().any(|&(a, b)| start < b && a < end) {
+            self.overlaps.add(1, Relaxed);
+        }
+        if ranges.push((start, end), GFP_ATOMIC).is_err() {
+            self.fail();
+        }
+    }
+
+    /// Forgets the range starting at `start`.
+    pub(crate) fn remove(&self, start: usize) {
+        self.ranges.lock().retain(|&mut (a, _)| a != start);
+    }
+
+    /// Counts a failure.
+    pub(crate) fn fail(&self) {
+        self.failures.add(1, Relaxed);
+    }
+
+    /// Ranges handed out twice.
+    pub(crate) fn overlaps(&self) -> u32 {
+        self.overlaps.load(Relaxed)
+    }
+
+    /// Failures counted.
+    pub(crate) fn failures(&self) -> u32 {
+        self.failures.load(Relaxed)
+    }
+}
+
+/// Counts finished jobs of [`run_concurrently`].
+#[pin_data]
+struct Latch {
+    remaining: Atomic<u32>,
+    #[pin]
+    done: Completion,
+}
+
+/// One job of [`run_concurrently`].
+#[pin_data]
+struct Job<T: Send + Sync + 'static> {
+    shared: Arc<T>,
+    seed: u64,
+    body: fn(&T, u64),
+    latch: Arc<Latch>,
+    #[pin]
+    work: Work<Job<T>>,
+}
+
+impl_has_work! {
+    impl{T: Send + Sync + 'static} HasWork<Self> for Job<T> { self.work }
+}
+
+impl<T: Send + Sync + 'static> WorkItem for Job<T> {
+    type Pointer = Arc<Job<T>>;
+
+    fn run(this: Arc<Job<T>>) {
+        (this.body)(&this.shared, this.seed);
+        if this.latch.remaining.fetch_sub(1, Relaxed) == 1 {
+            this.latch.done.complete_all();
+        }
+    }
+}
+
+/// Runs `body(shared, seed)` with seeds `1..=n` in `n` work items on the unbound
+/// workqueue (so on every CPU) and waits for all of them.
+pub(crate) fn run_concurrently<T: Send + Sync + 'static>(
+    shared: &Arc<T>,
+    n: u32,
+    body: fn(&T, u64),
+) -> Result {
+    let latch = Arc::pin_init(
+        pin_init!(Latch {
+            remaining: Atomic::new(n),
+            done <- Completion::new(),
+        }),
+        GFP_KERNEL,
+    )?;
+    for seed in 1..=u64::from(n) {
+        let (shared, l) = (shared.clone(), latch.clone());
+        let job = Arc::pin_init(
+            pin_init!(Job {
+                shared,
+                seed,
+                body,
+                latch: l,
+                work <- new_work!("unmapped_alloc_test_job"),
+            }),
+            GFP_KERNEL,
+        );
+        match job {
+            Ok(job) => {
+                let _ = workqueue::system_unbound().enqueue(job);
+            }
+            Err(e) => {
+                // Count the job that will never run, then report.
+                if latch.remaining.fetch_sub(1, Relaxed) == 1 {
+                    latch.done.complete_all();
+                }
+                latch.done.wait_for_completion();
+                return Err(e);
+            }
+        }
+    }
+    latch.done.wait_for_completion();
+    Ok(())
+}
