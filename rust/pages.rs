@@ -25,6 +25,7 @@
 use crate::{
     backend::Backend,
     buddy::{Buddy, FreeError, PageState},
+    sorted::{self, Start},
     stats::{self, PageStats, MAX_ORDER},
     sys::{
         self, new_irq_spinlock, trace, Block, IrqSpinLock, MappedBytes, PageRange, Pfn,
@@ -56,37 +57,22 @@ struct NodePool {
     blocks: KVec<KBox<PoolBlock>>,
 }
 
+impl Start for KBox<PoolBlock> {
+    fn start(&self) -> Pfn {
+        self.block.pfn()
+    }
+}
+
 impl NodePool {
     /// Index of the block containing `pfn`.
     fn find(&self, pfn: Pfn) -> Option<usize> {
-        let i = match self.blocks.binary_search_by_key(&pfn, |b| b.block.pfn()) {
-            Ok(i) => i,
-            Err(0) => return None,
-            Err(i) => i - 1,
-        };
+        let i = sorted::floor(&self.blocks, pfn)?;
         self.blocks[i].block.contains(pfn).then_some(i)
     }
 
     /// Inserts a block, keeping the order. May only fail to grow the vector.
     fn insert(&mut self, b: KBox<PoolBlock>) -> core::result::Result<(), KBox<PoolBlock>> {
-        let pfn = b.block.pfn();
-        let i = match self.blocks.binary_search_by_key(&pfn, |b| b.block.pfn()) {
-            Ok(i) | Err(i) => i,
-        };
-        if self.blocks.len() == self.blocks.capacity() {
-            // Metadata only; the lock is held, so no sleeping allocation.
-            if self.blocks.reserve(4, GFP_ATOMIC).is_err() {
-                return Err(b);
-            }
-        }
-        let len = self.blocks.len();
-        match self.blocks.push_within_capacity(b) {
-            Ok(()) => {
-                self.blocks[i..=len].rotate_right(1);
-                Ok(())
-            }
-            Err(e) => Err(e.0),
-        }
+        sorted::insert(&mut self.blocks, b).map(|_| ())
     }
 
     fn pages(&self) -> PoolPages {

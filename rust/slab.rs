@@ -14,6 +14,7 @@
 
 use crate::{
     pages::PageAllocator,
+    sorted::{self, Start},
     stats::Counter,
     sys::{self, new_irq_spinlock, trace, IrqSpinLock, MappedBytes, Pfn, NUMA_NO_NODE, PAGE_SIZE},
 };
@@ -49,13 +50,15 @@ struct CacheNode {
     hint: usize,
 }
 
+impl Start for Slab {
+    fn start(&self) -> Pfn {
+        self.base
+    }
+}
+
 impl CacheNode {
     fn find(&self, pfn: Pfn, slab_pages: usize) -> Option<usize> {
-        let i = match self.slabs.binary_search_by_key(&pfn, |s| s.base) {
-            Ok(i) => i,
-            Err(0) => return None,
-            Err(i) => i - 1,
-        };
+        let i = sorted::floor(&self.slabs, pfn)?;
         (pfn.0 < self.slabs[i].base.0 + slab_pages).then_some(i)
     }
 }
@@ -244,21 +247,13 @@ impl ObjCache {
         };
         let inserted = self.node(base.nid()).is_some_and(|node| {
             let mut node = node.lock();
-            let i = match node.slabs.binary_search_by_key(&base, |s| s.base) {
-                Ok(i) | Err(i) => i,
-            };
-            if node.slabs.len() == node.slabs.capacity()
-                && node.slabs.reserve(8, GFP_ATOMIC).is_err()
-            {
-                return false;
+            match sorted::insert(&mut node.slabs, slab) {
+                Ok(i) => {
+                    node.hint = i;
+                    true
+                }
+                Err(_) => false,
             }
-            let len = node.slabs.len();
-            if node.slabs.push_within_capacity(slab).is_err() {
-                return false;
-            }
-            node.slabs[i..=len].rotate_right(1);
-            node.hint = i;
-            true
         });
         if !inserted {
             let _ = self.pages.free(base, self.slab_order);

@@ -17,6 +17,7 @@ mod buddy;
 mod debugfs;
 mod pages;
 mod slab;
+mod sorted;
 mod stats;
 mod sys;
 #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
