@@ -35,7 +35,7 @@ check:
 	@$(T)/check.sh
 
 clean:
-	rm -rf .cache/build .cache/logs
+	rm -rf .cache/build .cache/build-bench .cache/bench .cache/logs
 
 distclean:
 	rm -rf .cache
