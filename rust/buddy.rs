@@ -328,6 +328,7 @@ impl Buddy {
         })
     }
 
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
     /// Number of free chunks of each order (index = order), for checks and debugfs.
     pub(crate) fn free_chunks(&self, k: u32) -> usize {
         (0..1usize << (self.order - k))

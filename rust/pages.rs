@@ -25,12 +25,10 @@
 use crate::{
     backend::Backend,
     buddy::{Buddy, FreeError, PageState},
+    pernode::{new_per_node, PerNode},
     sorted::{self, Start},
     stats::{self, PageStats, MAX_ORDER},
-    sys::{
-        self, new_irq_spinlock, trace, Block, IrqSpinLock, MappedBytes, PageRange, Pfn,
-        NUMA_NO_NODE,
-    },
+    sys::{self, new_irq_spinlock, trace, Block, IrqSpinLock, MappedBytes, Pfn, NUMA_NO_NODE},
 };
 use core::fmt;
 use kernel::{
@@ -233,7 +231,7 @@ impl Config {
 #[pin_data(PinnedDrop)]
 pub(crate) struct PageAllocator {
     kind: Kind,
-    nodes: KVec<Pin<KBox<IrqSpinLock<NodePool>>>>,
+    nodes: PerNode<NodePool>,
     block_order: u32,
     cache_blocks: Atomic<usize>,
     reserve_low: Atomic<usize>,
@@ -277,21 +275,12 @@ impl PageAllocator {
         if config.block_order as usize > MAX_ORDER {
             return Err(EINVAL);
         }
-        let mut nodes = KVec::new();
-        for _ in 0..sys::nr_node_ids() {
-            nodes.push(
-                KBox::pin_init(
-                    new_irq_spinlock!(
-                        NodePool {
-                            blocks: KVec::new()
-                        },
-                        c"unmapped_alloc_pool"
-                    ),
-                    GFP_KERNEL,
-                )?,
-                GFP_KERNEL,
-            )?;
-        }
+        let nodes = new_per_node!(
+            || NodePool {
+                blocks: KVec::new()
+            },
+            c"unmapped_alloc_pool"
+        )?;
         Arc::pin_init(
             try_pin_init!(Self {
                 kind: config.kind,
@@ -329,10 +318,7 @@ impl PageAllocator {
     }
 
     fn pool(&self, nid: i32) -> Option<&IrqSpinLock<NodePool>> {
-        usize::try_from(nid)
-            .ok()
-            .and_then(|n| self.nodes.get(n))
-            .map(|p| &**p)
+        self.nodes.get(nid)
     }
 
     /// Page counts of node `nid`'s pool.
@@ -718,7 +704,7 @@ impl PageAllocator {
 
     /// The pages of a live allocation, for reading and writing them in tests.
     #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
-    pub(crate) fn range_of(&self, pfn: Pfn, order: u32) -> Option<PageRange> {
+    pub(crate) fn range_of(&self, pfn: Pfn, order: u32) -> Option<sys::PageRange> {
         self.with_block(pfn, |b, off| {
             b.buddy.check_used(off, order).ok()?;
             b.block.range(off, 1 << order).ok()

@@ -14,9 +14,10 @@
 
 use crate::{
     pages::PageAllocator,
+    pernode::{new_per_node, PerNode},
     sorted::{self, Start},
     stats::Counter,
-    sys::{self, new_irq_spinlock, trace, IrqSpinLock, MappedBytes, Pfn, NUMA_NO_NODE, PAGE_SIZE},
+    sys::{self, trace, IrqSpinLock, MappedBytes, Pfn, NUMA_NO_NODE, PAGE_SIZE},
 };
 use core::fmt;
 use kernel::{bindings, pr_warn_once, prelude::*, sync::Arc};
@@ -100,7 +101,7 @@ pub(crate) struct ObjCache {
     slab_order: u32,
     objs_per_slab: usize,
     pages: Arc<PageAllocator>,
-    nodes: KVec<Pin<KBox<IrqSpinLock<CacheNode>>>>,
+    nodes: PerNode<CacheNode>,
     /// Event counters.
     pub(crate) stats: CacheStats,
 }
@@ -142,22 +143,13 @@ impl ObjCache {
         pages: &Arc<PageAllocator>,
     ) -> Result<Self> {
         let (stride, slab_order) = geometry(size, align).ok_or(EINVAL)?;
-        let mut nodes = KVec::new();
-        for _ in 0..sys::nr_node_ids() {
-            nodes.push(
-                KBox::pin_init(
-                    new_irq_spinlock!(
-                        CacheNode {
-                            slabs: KVec::new(),
-                            hint: 0,
-                        },
-                        c"unmapped_alloc_cache_node"
-                    ),
-                    GFP_KERNEL,
-                )?,
-                GFP_KERNEL,
-            )?;
-        }
+        let nodes = new_per_node!(
+            || CacheNode {
+                slabs: KVec::new(),
+                hint: 0,
+            },
+            c"unmapped_alloc_cache_node"
+        )?;
         let mut n = KVec::new();
         n.extend_from_slice(name, GFP_KERNEL)?;
         Ok(Self {
@@ -204,10 +196,7 @@ impl ObjCache {
     }
 
     fn node(&self, nid: i32) -> Option<&IrqSpinLock<CacheNode>> {
-        usize::try_from(nid)
-            .ok()
-            .and_then(|n| self.nodes.get(n))
-            .map(|n| &**n)
+        self.nodes.get(nid)
     }
 
     /// The bytes of object `i` of the slab at `base`, checked to be ours and mapped.
@@ -469,6 +458,7 @@ impl KmallocDecrypted {
         })
     }
 
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
     /// The page allocator underneath.
     pub(crate) fn pages(&self) -> &Arc<PageAllocator> {
         &self.pages
@@ -616,6 +606,7 @@ mod tests {
     use crate::{
         backend::{Backend, ModelBackend},
         pages::{Config, Kind},
+        sys::new_irq_spinlock,
         testutil::{run_concurrently, LiveRanges, Rng},
     };
     use kernel::{

@@ -59,6 +59,7 @@ impl Pfn {
         usize::try_from(pfn).ok().map(Self)
     }
 
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
     /// Physical address of the frame.
     pub(crate) fn phys(self) -> u64 {
         (self.0 as u64) << kernel::page::PAGE_SHIFT
@@ -95,6 +96,7 @@ impl Pfn {
         unsafe { bindings::ua_memcg_uncharge(self.0, order) }
     }
 
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
     /// Whether the page carries a memory cgroup charge.
     pub(crate) fn memcg_charged(self) -> bool {
         // SAFETY: Reads the memcg data of a valid frame.
@@ -388,6 +390,7 @@ impl PageRange {
         Ok(())
     }
 
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
     /// Reads the byte at `offset` of the range through a temporary mapping (may sleep).
     pub(crate) fn read_byte(&self, offset: usize) -> Result<u8> {
         if offset >= self.nr * PAGE_SIZE {
@@ -398,6 +401,7 @@ impl PageRange {
         Ok(unsafe { map.0.cast::<u8>().add(offset % PAGE_SIZE).read_volatile() })
     }
 
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
     /// Writes `val` to the byte at `offset` through a temporary mapping (may sleep).
     pub(crate) fn write_byte(&self, offset: usize, val: u8) -> Result {
         if offset >= self.nr * PAGE_SIZE {
@@ -449,12 +453,14 @@ impl MappedBytes {
         unsafe { core::ptr::write_bytes(self.addr as *mut u8, 0, self.len) };
     }
 
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
     /// Reads byte `i` (volatile: the host may write shared memory).
     pub(crate) fn read(&self, i: usize) -> Option<u8> {
         // SAFETY: `i < len`: mapped and owned.
         (i < self.len).then(|| unsafe { (self.addr as *const u8).add(i).read_volatile() })
     }
 
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
     /// Writes byte `i` (volatile).
     pub(crate) fn write(&self, i: usize, v: u8) -> Result {
         if i >= self.len {

@@ -16,6 +16,7 @@ mod backend;
 mod buddy;
 mod debugfs;
 mod pages;
+mod pernode;
 mod slab;
 mod sorted;
 mod stats;

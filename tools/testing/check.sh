@@ -20,6 +20,17 @@ if ! make -s -C "$UA_KSRC" O="$UA_BUILD" LLVM="$UA_LLVM" CLIPPY=1 -j"$UA_JOBS" \
 	cat "$UA_CACHE/logs/clippy.log"
 	rc=1
 fi
+if [ -f "$UA_CACHE/build-bench/.config" ]; then
+	# The bench kernel is built without the KUnit option: it shows test-only
+	# code that would be unused in a production configuration.
+	stage "warnings without the KUnit option (bench kernel)"
+	make -s -C "$UA_KSRC" O="$UA_CACHE/build-bench" LLVM="$UA_LLVM" -j"$UA_JOBS" \
+		mm/unmapped_alloc/ >"$UA_CACHE/logs/check-bench.log" 2>&1 || rc=1
+	if grep -q '^warning\|^error' "$UA_CACHE/logs/check-bench.log"; then
+		cat "$UA_CACHE/logs/check-bench.log"
+		rc=1
+	fi
+fi
 stage "checkpatch"
 # The exports of the Rust-defined C API cannot follow their definitions.
 "$UA_KSRC/scripts/checkpatch.pl" --no-tree --quiet --strict --ignore EXPORT_SYMBOL --file \
