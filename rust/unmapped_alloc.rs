@@ -110,12 +110,7 @@ impl kernel::Module for UnmappedAllocModule {
         if !KMALLOC.populate(KmallocDecrypted::new(decrypted()?)?) {
             return Err(EBUSY);
         }
-        let alloc: &'static PageAllocator = global()?;
-        let globals = Globals {
-            unmapped: alloc,
-            decrypted: decrypted()?,
-            kmalloc: kmalloc()?,
-        };
+        let globals = globals()?;
         // Fill the atomic reserve of decrypted memory now; later the background work
         // keeps it between its watermarks.
         let (_, high) = globals.decrypted.watermarks();
@@ -127,23 +122,43 @@ impl kernel::Module for UnmappedAllocModule {
         sys::register_shrinker()?;
         sys::register_reboot_notifier()?;
         let files = debugfs::create(globals)?;
-        pr_info!("ready, blocks of order {}\n", alloc.max_order());
+        pr_info!("ready, blocks of order {}\n", globals.unmapped.max_order());
         Ok(Self { _debugfs: files })
     }
 }
 
+/// Page allocation of the C API from `instance`.
 fn c_alloc(
+    instance: Result<&'static Arc<PageAllocator>>,
     nid: ffi::c_int,
     gfp: bindings::gfp_t,
     order: ffi::c_uint,
     scrub: bool,
 ) -> *mut bindings::page {
-    match global() {
-        Ok(a) => a
-            .alloc(nid, gfp, order, scrub)
-            .map_or(core::ptr::null_mut(), |pfn| pfn.page()),
-        Err(_) => core::ptr::null_mut(),
+    instance
+        .ok()
+        .and_then(|a| a.alloc(nid, gfp, order, scrub))
+        .map_or(core::ptr::null_mut(), |pfn| pfn.page())
+}
+
+/// Page free of the C API to `instance`; refusals are reported and counted by it.
+fn c_free(
+    instance: Result<&'static Arc<PageAllocator>>,
+    page: *mut bindings::page,
+    order: ffi::c_uint,
+) {
+    if let (false, Ok(a)) = (page.is_null(), instance) {
+        let _ = a.free(Pfn::of_page(page), order);
     }
+}
+
+/// All global instances, once initialised.
+fn globals() -> Result<Globals<'static>> {
+    Ok(Globals {
+        unmapped: global()?,
+        decrypted: decrypted()?,
+        kmalloc: kmalloc()?,
+    })
 }
 
 /// C API: `unmapped_alloc_node()`, see `include/linux/unmapped_alloc.h`.
@@ -153,13 +168,13 @@ pub extern "C" fn unmapped_alloc_node(
     gfp: bindings::gfp_t,
     order: ffi::c_uint,
 ) -> *mut bindings::page {
-    c_alloc(nid, gfp, order, true)
+    c_alloc(global(), nid, gfp, order, true)
 }
 
 /// C API: `unmapped_alloc()`, see `include/linux/unmapped_alloc.h`.
 #[no_mangle]
 pub extern "C" fn unmapped_alloc(gfp: bindings::gfp_t, order: ffi::c_uint) -> *mut bindings::page {
-    c_alloc(sys::NUMA_NO_NODE, gfp, order, true)
+    c_alloc(global(), sys::NUMA_NO_NODE, gfp, order, true)
 }
 
 /// C API: `unmapped_alloc_noscrub()`, see `include/linux/unmapped_alloc.h`.
@@ -169,19 +184,13 @@ pub extern "C" fn unmapped_alloc_noscrub(
     gfp: bindings::gfp_t,
     order: ffi::c_uint,
 ) -> *mut bindings::page {
-    c_alloc(nid, gfp, order, false)
+    c_alloc(global(), nid, gfp, order, false)
 }
 
 /// C API: `unmapped_free()`, see `include/linux/unmapped_alloc.h`.
 #[no_mangle]
 pub extern "C" fn unmapped_free(page: *mut bindings::page, order: ffi::c_uint) {
-    if page.is_null() {
-        return;
-    }
-    if let Ok(a) = global() {
-        // Refusals are reported and counted by the allocator.
-        let _ = a.free(Pfn::of_page(page), order);
-    }
+    c_free(global(), page, order)
 }
 
 /// C API: `alloc_decrypted_pages_node()`, see `include/linux/unmapped_alloc.h`.
@@ -191,12 +200,7 @@ pub extern "C" fn alloc_decrypted_pages_node(
     gfp: bindings::gfp_t,
     order: ffi::c_uint,
 ) -> *mut bindings::page {
-    match decrypted() {
-        Ok(a) => a
-            .alloc(nid, gfp, order, true)
-            .map_or(core::ptr::null_mut(), |pfn| pfn.page()),
-        Err(_) => core::ptr::null_mut(),
-    }
+    c_alloc(decrypted(), nid, gfp, order, true)
 }
 
 /// C API: `alloc_decrypted_pages()`, see `include/linux/unmapped_alloc.h`.
@@ -211,22 +215,13 @@ pub extern "C" fn alloc_decrypted_pages(
 /// C API: `free_decrypted_pages()`, see `include/linux/unmapped_alloc.h`.
 #[no_mangle]
 pub extern "C" fn free_decrypted_pages(page: *mut bindings::page, order: ffi::c_uint) {
-    if page.is_null() {
-        return;
-    }
-    if let Ok(a) = decrypted() {
-        // Refusals are reported and counted by the allocator.
-        let _ = a.free(Pfn::of_page(page), order);
-    }
+    c_free(decrypted(), page, order)
 }
 
 /// C API: `kmalloc_decrypted()`, see `include/linux/unmapped_alloc.h`.
 #[no_mangle]
 pub extern "C" fn kmalloc_decrypted(size: usize, gfp: bindings::gfp_t) -> *mut ffi::c_void {
-    kmalloc()
-        .ok()
-        .and_then(|k| k.alloc(size, sys::NUMA_NO_NODE, gfp))
-        .map_or(core::ptr::null_mut(), |a| a as *mut ffi::c_void)
+    kmalloc_decrypted_node(size, gfp, sys::NUMA_NO_NODE)
 }
 
 /// C API: `kmalloc_decrypted_node()`, see `include/linux/unmapped_alloc.h`.
@@ -366,7 +361,12 @@ pub extern "C" fn unmapped_alloc_unshare_all() {
 /// C API: `unmapped_alloc_read_counters()`, see `include/linux/unmapped_alloc.h`.
 #[no_mangle]
 pub extern "C" fn unmapped_alloc_read_counters(c: *mut bindings::unmapped_alloc_counters) {
-    let (Ok(u), Ok(d), Ok(k)) = (global(), decrypted(), kmalloc()) else {
+    let Ok(Globals {
+        unmapped: u,
+        decrypted: d,
+        kmalloc: k,
+    }) = globals()
+    else {
         return;
     };
     let (up, dp) = (u.total_pages(), d.total_pages());
@@ -394,12 +394,8 @@ pub extern "C" fn unmapped_alloc_read_counters(c: *mut bindings::unmapped_alloc_
 /// C API: `unmapped_alloc_drain()`, see `include/linux/unmapped_alloc.h`.
 #[no_mangle]
 pub extern "C" fn unmapped_alloc_drain() {
-    if let (Ok(u), Ok(d), Ok(k)) = (global(), decrypted(), kmalloc()) {
-        debugfs::shrink_all(&Globals {
-            unmapped: u,
-            decrypted: d,
-            kmalloc: k,
-        });
+    if let Ok(g) = globals() {
+        debugfs::shrink_all(&g);
     }
 }
 
