@@ -3,12 +3,15 @@
  * C helpers for the Rust implementation of unmapped_alloc, and the symbol
  * exports of its C API (the functions themselves are defined in Rust).
  */
+#include <linux/cpu.h>
 #include <linux/export.h>
 #include <linux/gfp.h>
 #include <linux/memcontrol.h>
 #include <linux/mm.h>
+#include <linux/mutex.h>
 #include <linux/preempt.h>
 #include <linux/slab.h>
+#include <linux/smp.h>
 #include <linux/reboot.h>
 #include <linux/shrinker.h>
 #include <linux/spinlock.h>
@@ -102,6 +105,56 @@ void *ua_vmap_pfns(unsigned long pfn, unsigned int nr)
 	addr = vmap(pages, nr, VM_MAP, PAGE_KERNEL);
 	kfree(pages);
 	return addr;
+}
+
+/* Disable preemption; return the CPU we now stay on. */
+unsigned int ua_get_cpu(void)
+{
+	return get_cpu();
+}
+
+void ua_put_cpu(void)
+{
+	put_cpu();
+}
+
+struct ua_each_cpu_call {
+	void (*fn)(void *info, unsigned int cpu, bool online);
+	void *info;
+	unsigned int cpu;
+};
+
+static int ua_each_cpu_one(void *arg)
+{
+	struct ua_each_cpu_call *call = arg;
+
+	call->fn(call->info, call->cpu, true);
+	return 0;
+}
+
+/*
+ * Call @fn(@info, cpu, online) for every possible CPU, in process context:
+ * for an online CPU in a kworker bound to it, for offline CPUs (which run
+ * nothing) here. Serialised against itself and CPU hotplug. May sleep.
+ */
+void ua_each_cpu(void (*fn)(void *info, unsigned int cpu, bool online),
+		 void *info)
+{
+	static DEFINE_MUTEX(lock);
+	struct ua_each_cpu_call call = { .fn = fn, .info = info };
+	unsigned int cpu;
+
+	mutex_lock(&lock);
+	cpus_read_lock();
+	for_each_possible_cpu(cpu) {
+		call.cpu = cpu;
+		if (cpu_online(cpu))
+			smp_call_on_cpu(cpu, ua_each_cpu_one, &call, false);
+		else
+			fn(info, cpu, false);
+	}
+	cpus_read_unlock();
+	mutex_unlock(&lock);
 }
 
 unsigned int ua_pmd_order(void)

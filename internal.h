@@ -34,6 +34,11 @@ bool ua_in_atomic(void);
 void *ua_vmap_pfns(unsigned long pfn, unsigned int nr);
 unsigned int ua_pmd_order(void);
 
+unsigned int ua_get_cpu(void);
+void ua_put_cpu(void);
+void ua_each_cpu(void (*fn)(void *info, unsigned int cpu, bool online),
+		 void *info);
+
 unsigned long ua_spin_lock_irqsave(spinlock_t *lock);
 void ua_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags);
 void ua_assert_spin_locked(spinlock_t *lock);

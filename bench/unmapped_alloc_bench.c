@@ -56,7 +56,8 @@ static const char *run = "real";
 #define VIRTIO_BURST	32
 #define VIRTIO_SIZE	1536
 #define UNMAPPED_BYTES	(64UL << 20)
-#define CHURN_OPS	20000
+#define CHURN_OPS	45000
+#define CHURN_ROUNDS	9
 
 /* What one allocator did in one workload. */
 struct result {
@@ -493,7 +494,11 @@ struct churn {
 	atomic_t *left;
 };
 
-static void churn_run(enum obj_alloc a, unsigned int ops, u64 *ns_per_op)
+/*
+ * One round of @ops alloc/free pairs; ns per pair, or 0 if an allocation
+ * failed.
+ */
+static u64 churn_round(enum obj_alloc a, unsigned int ops)
 {
 	u64 start = ktime_get_ns();
 	unsigned int i;
@@ -502,10 +507,62 @@ static void churn_run(enum obj_alloc a, unsigned int ops, u64 *ns_per_op)
 	for (i = 0; i < ops; i++) {
 		p = obj_alloc(a, 256, GFP_KERNEL);
 		if (!p)
-			break;
+			return 0;
 		obj_free(a, p, 256);
 	}
-	*ns_per_op = i ? (ktime_get_ns() - start) / i : 0;
+	return (ktime_get_ns() - start) / ops;
+}
+
+/*
+ * @ops alloc/free pairs in CHURN_ROUNDS rounds; the median round's ns per
+ * pair (a timer interrupt or a vCPU preemption only spoils its own round).
+ */
+static void churn_run(enum obj_alloc a, unsigned int ops, u64 *ns_per_op)
+{
+	u64 ns[CHURN_ROUNDS];
+	unsigned int round;
+
+	for (round = 0; round < CHURN_ROUNDS; round++) {
+		ns[round] = churn_round(a, ops / CHURN_ROUNDS);
+		if (!ns[round]) {
+			*ns_per_op = 0;
+			return;
+		}
+	}
+	*ns_per_op = median(ns, CHURN_ROUNDS);
+}
+
+/*
+ * One CPU: the allocators take turns round by round, so that all of them
+ * see the same conditions (background work on the other vCPUs, the host);
+ * the median round of each.
+ */
+static void churn_one_cpu(void)
+{
+	u64 ns[OBJ_NR][CHURN_ROUNDS], conv[OBJ_NR] = {};
+	unsigned int round;
+	enum obj_alloc a;
+
+	for (round = 0; round < CHURN_ROUNDS; round++) {
+		for (a = 0; a < OBJ_NR; a++) {
+			u64 conv0 = conversions(a);
+
+			ns[a][round] = churn_round(a, CHURN_OPS / CHURN_ROUNDS);
+			conv[a] += conversions(a) - conv0;
+		}
+	}
+	for (a = 0; a < OBJ_NR; a++) {
+		struct result r = {
+			.conversions = conv[a],
+			.ops = CHURN_OPS,
+			.ns = median(ns[a], CHURN_ROUNDS),
+		};
+
+		for (round = 0; round < CHURN_ROUNDS; round++)
+			if (!ns[a][round])
+				r.ns = 0;
+		report("churn-1cpu", obj_name[a], &r);
+	}
 }
 
 static void churn_work(struct work_struct *w)
@@ -526,18 +583,13 @@ static void workload_churn(void)
 	per_cpu_work = kcalloc(nr_cpu_ids, sizeof(*per_cpu_work), GFP_KERNEL);
 	if (!per_cpu_work)
 		return;
+	churn_one_cpu();
 	for (a = 0; a < OBJ_NR; a++) {
 		DECLARE_COMPLETION_ONSTACK(done);
 		atomic_t left = ATOMIC_INIT(ncpus);
 		struct result r = {};
 		u64 conv0 = conversions(a), sum = 0;
 
-		churn_run(a, CHURN_OPS, &r.ns);
-		r.ops = CHURN_OPS;
-		r.conversions = conversions(a) - conv0;
-		report("churn-1cpu", obj_name[a], &r);
-
-		conv0 = conversions(a);
 		for_each_online_cpu(cpu) {
 			struct churn *c = &per_cpu_work[cpu];
 
@@ -551,7 +603,6 @@ static void workload_churn(void)
 		wait_for_completion(&done);
 		for_each_online_cpu(cpu)
 			sum += per_cpu_work[cpu].ns;
-		memset(&r, 0, sizeof(r));
 		r.ns = sum / ncpus;
 		r.ops = (u64)CHURN_OPS * ncpus;
 		r.conversions = conversions(a) - conv0;

@@ -7,8 +7,12 @@
 //! and carved into objects of the cache's size. Objects are aligned to their size up
 //! to a page, and to at least 256 bytes (the GICv3 ITS needs 256 B aligned ITTs).
 //!
-//! Each node has its own slab list under its own lock, so CPUs of different nodes
-//! never contend. Empty slabs beyond one per node go back to the page allocator,
+//! Each CPU has a current slab per cache, where it allocates and frees with preemption
+//! off and one `cmpxchg` on the slab's free bitmap, without locks or lookups (an
+//! interrupt that finds its CPU's slab in use takes the slow path). The other
+//! slabs are on per-node lists, each under its own lock, so CPUs of different nodes
+//! never contend. A free that is not to the CPU's current slab finds the slab through
+//! the page allocator's tag and the node list. Empty slabs beyond one per node go back to the page allocator,
 //! whose blocks are re-encrypted and returned when free. Atomic allocations never
 //! convert memory: new slabs then come from the page allocator's decrypted reserve.
 
@@ -16,10 +20,16 @@ use crate::{
     pages::PageAllocator,
     pernode::{new_per_node, PerNode},
     sorted::{self, Start},
-    stats::Counter,
-    sys::{self, trace, IrqSpinLock, MappedBytes, Pfn, NUMA_NO_NODE, PAGE_SIZE},
+    stats::{Counter, CpuCounter},
+    sys::{self, trace, IrqSpinLock, MappedBytes, PerCpu, Pfn, ThisCpu, NUMA_NO_NODE, PAGE_SIZE},
 };
-use core::fmt;
+use core::{
+    fmt,
+    sync::atomic::{
+        AtomicU32, AtomicU64,
+        Ordering::{Acquire, Relaxed, Release},
+    },
+};
 use kernel::{bindings, pr_warn_once, prelude::*, sync::Arc};
 
 /// Smallest object size and alignment.
@@ -37,21 +47,78 @@ pub(crate) const TAG_FIRST_CACHE: u16 = 2;
 /// Most objects a slab holds (one bit each in a `u64`).
 const MAX_OBJS: usize = 64;
 
-/// One slab.
+/// One slab. Objects are claimed and freed with `cmpxchg` on `free`, so the CPUs that
+/// have the slab as their current one need no lock.
 struct Slab {
     base: Pfn,
-    /// Bit `i` set: object `i` is free.
-    free: u64,
+    nid: i32,
+    /// The slab's memory, mapped in the direct map.
+    bytes: MappedBytes,
+    /// Bit `i` set: object `i` is free. One `cmpxchg` per allocation and free, also
+    /// between CPUs, so that no free can ever be counted twice.
+    ///
+    /// `core`'s atomic, not the kernel's [`Atomic`]: that one is an out-of-line C call
+    /// per access unless the tree has `CONFIG_RUST_INLINE_HELPERS` (rustc and clang on
+    /// one LLVM), which would double the cost of the allocation fast path. Only this
+    /// Rust code touches the bitmap; the node lock orders the slow paths as usual.
+    free: AtomicU64,
+    /// CPUs that have this as their current slab. Changed under the node lock; a slab
+    /// with pins is never given back, and only CPUs with a pin touch it unlocked.
+    pins: AtomicU32,
+}
+
+impl Slab {
+    /// Claims a free object and returns its index.
+    #[inline(always)]
+    fn claim(&self) -> Option<usize> {
+        let mut old = self.free.load(Relaxed);
+        loop {
+            if old == 0 {
+                return None;
+            }
+            let new = old & (old - 1);
+            match self.free.compare_exchange(old, new, Acquire, Relaxed) {
+                Ok(_) => return Some((old ^ new).trailing_zeros() as usize),
+                Err(now) => old = now,
+            }
+        }
+    }
+
+    /// Marks object `i` free, unless it already is.
+    #[inline(always)]
+    fn put(&self, i: usize) -> core::result::Result<(), BadObjFree> {
+        let bit = 1u64 << i;
+        let mut old = self.free.load(Relaxed);
+        loop {
+            if old & bit != 0 {
+                return Err(BadObjFree::DoubleFree);
+            }
+            match self.free.compare_exchange(old, old | bit, Release, Relaxed) {
+                Ok(_) => return Ok(()),
+                Err(now) => old = now,
+            }
+        }
+    }
+
+    fn pinned(&self) -> bool {
+        self.pins.load(Relaxed) != 0
+    }
+
+    /// Adds `n` (1 or -1) pins. The caller holds the node lock.
+    fn pin(&self, n: i32) {
+        let pins = self.pins.load(Relaxed);
+        self.pins.store(pins.wrapping_add_signed(n), Relaxed);
+    }
 }
 
 /// The slabs of a cache on one node, sorted by first frame.
 struct CacheNode {
-    slabs: KVec<Slab>,
+    slabs: KVec<Arc<Slab>>,
     /// A slab with free objects, where the next allocation looks first.
     hint: usize,
 }
 
-impl Start for Slab {
+impl Start for Arc<Slab> {
     fn start(&self) -> Pfn {
         self.base
     }
@@ -64,12 +131,13 @@ impl CacheNode {
     }
 }
 
-/// Counters of one cache.
+/// Counters of one cache. Allocations and frees on a CPU's current slab are counted
+/// per CPU, see [`ObjCache::allocs`].
 pub(crate) struct CacheStats {
-    /// Objects handed out.
-    pub(crate) allocs: Counter,
-    /// Objects freed.
-    pub(crate) frees: Counter,
+    /// Objects handed out from other slabs.
+    slow_allocs: Counter,
+    /// Objects freed to other slabs.
+    slow_frees: Counter,
     /// Slabs created.
     pub(crate) slabs_created: Counter,
     /// Slabs given back to the page allocator.
@@ -80,6 +148,12 @@ pub(crate) struct CacheStats {
     pub(crate) atomic_failures: Counter,
     /// Frees refused.
     pub(crate) bad_frees: Counter,
+}
+
+/// Counters of a CPU's work on its current slab.
+struct CpuStats {
+    allocs: CpuCounter,
+    frees: CpuCounter,
 }
 
 /// Why an object free was refused.
@@ -94,14 +168,26 @@ pub(crate) enum BadObjFree {
 }
 
 /// A cache of decrypted objects of one size.
+///
+/// Each CPU has a current slab, pinned so that it stays while the CPU uses it: objects
+/// are allocated from it, and freed to it, with preemption off and no lock. Everything
+/// else goes through the node's slab list under its lock.
 pub(crate) struct ObjCache {
     name: KVec<u8>,
     tag: u16,
     size: usize,
+    /// `size` is `1 << size_shift`, if a power of two.
+    size_shift: Option<u32>,
     slab_order: u32,
     objs_per_slab: usize,
+    /// Bytes of a slab.
+    slab_bytes: usize,
+    /// The free bits of an empty slab.
+    all_free: u64,
     pages: Arc<PageAllocator>,
     nodes: PerNode<CacheNode>,
+    /// Each CPU's current slab.
+    cpus: PerCpu<Option<Arc<Slab>>, CpuStats>,
     /// Event counters.
     pub(crate) stats: CacheStats,
 }
@@ -150,19 +236,33 @@ impl ObjCache {
             },
             c"unmapped_alloc_cache_node"
         )?;
+        let cpus = PerCpu::new(|| {
+            (
+                None,
+                CpuStats {
+                    allocs: CpuCounter::new(),
+                    frees: CpuCounter::new(),
+                },
+            )
+        })?;
         let mut n = KVec::new();
         n.extend_from_slice(name, GFP_KERNEL)?;
+        let objs_per_slab = (PAGE_SIZE << slab_order) / stride;
         Ok(Self {
             name: n,
             tag,
             size: stride,
+            size_shift: stride.is_power_of_two().then(|| stride.trailing_zeros()),
             slab_order,
-            objs_per_slab: (PAGE_SIZE << slab_order) / stride,
+            objs_per_slab,
+            slab_bytes: PAGE_SIZE << slab_order,
+            all_free: u64::MAX >> (MAX_OBJS - objs_per_slab),
             pages: pages.clone(),
             nodes,
+            cpus,
             stats: CacheStats {
-                allocs: Counter::new(),
-                frees: Counter::new(),
+                slow_allocs: Counter::new(),
+                slow_frees: Counter::new(),
                 slabs_created: Counter::new(),
                 slabs_freed: Counter::new(),
                 failures: Counter::new(),
@@ -191,6 +291,18 @@ impl ObjCache {
         self.tag
     }
 
+    /// Objects handed out.
+    pub(crate) fn allocs(&self) -> u64 {
+        let fast: u64 = self.cpus.shared().map(|c| c.allocs.get()).sum();
+        fast + self.stats.slow_allocs.get()
+    }
+
+    /// Objects freed.
+    pub(crate) fn frees(&self) -> u64 {
+        let fast: u64 = self.cpus.shared().map(|c| c.frees.get()).sum();
+        fast + self.stats.slow_frees.get()
+    }
+
     fn slab_pages(&self) -> usize {
         1 << self.slab_order
     }
@@ -199,76 +311,141 @@ impl ObjCache {
         self.nodes.get(nid)
     }
 
-    /// The bytes of object `i` of the slab at `base`, checked to be ours and mapped.
-    fn object(&self, base: Pfn, i: usize) -> Option<MappedBytes> {
-        self.pages
-            .mapped(base, self.slab_order, i * self.size, self.size)
+    /// Index of the object at byte `offset` of a slab.
+    #[inline(always)]
+    fn index(&self, offset: usize) -> core::result::Result<usize, BadObjFree> {
+        let (i, rest) = match self.size_shift {
+            Some(s) => (offset >> s, offset & (self.size - 1)),
+            None => (offset / self.size, offset % self.size),
+        };
+        if rest != 0 || i >= self.objs_per_slab {
+            return Err(BadObjFree::Interior);
+        }
+        Ok(i)
     }
 
-    /// Takes a free object from a slab of node `nid`.
-    fn take(&self, nid: i32) -> Option<(Pfn, usize)> {
+    /// Object `i` of `slab`.
+    #[inline(always)]
+    fn object(&self, slab: &Slab, i: usize) -> Option<MappedBytes> {
+        // `i` is below 64: no overflow, and `sub()` checks the bounds.
+        slab.bytes.sub(i.wrapping_mul(self.size), self.size)
+    }
+
+    fn is_empty(&self, slab: &Slab) -> bool {
+        slab.free.load(Relaxed) == self.all_free
+    }
+
+    /// Claims an object of a slab of node `nid`, preferring slabs no CPU uses. With
+    /// `pin`, the slab is pinned and returned, to become the caller's current slab.
+    fn take(&self, nid: i32, pin: bool) -> Option<(MappedBytes, Option<Arc<Slab>>)> {
         let mut node = self.node(nid)?.lock();
         let n = node.slabs.len();
         let start = node.hint.min(n.saturating_sub(1));
-        let i = (0..n)
-            .map(|k| (start + k) % n)
-            .find(|&i| node.slabs[i].free != 0)?;
-        let slab = &mut node.slabs[i];
-        let obj = slab.free.trailing_zeros() as usize;
-        slab.free &= !(1u64 << obj);
-        let base = slab.base;
+        let order = (0..n).map(|k| (start + k) % n);
+        let unpinned = order.clone().filter(|&i| !node.slabs[i].pinned());
+        let (i, obj) = Iterator::chain(unpinned, order)
+            .find_map(|i| node.slabs[i].claim().map(|obj| (i, obj)))?;
         node.hint = i;
-        Some((base, obj))
+        let slab = &node.slabs[i];
+        let bytes = self.object(slab, obj)?;
+        if !pin {
+            return Some((bytes, None));
+        }
+        slab.pin(1);
+        Some((bytes, Some(slab.clone())))
     }
 
-    /// Adds a new slab with object 0 taken.
-    fn grow(&self, nid: i32, gfp: bindings::gfp_t) -> Option<(Pfn, usize)> {
+    /// Adds a new slab with object 0 taken; pinned and returned as in [`Self::take`].
+    fn grow(
+        &self,
+        nid: i32,
+        gfp: bindings::gfp_t,
+        pin: bool,
+    ) -> Option<(MappedBytes, Option<Arc<Slab>>)> {
         let base = self.pages.alloc(nid, gfp, self.slab_order, true)?;
         self.pages.set_tag(base, self.slab_order, self.tag);
-        let all = if self.objs_per_slab == MAX_OBJS {
-            u64::MAX
+        let flags = if sys::gfp_allows_blocking(gfp) {
+            GFP_KERNEL
         } else {
-            (1u64 << self.objs_per_slab) - 1
+            GFP_ATOMIC
         };
-        let slab = Slab {
-            base,
-            free: all & !1,
-        };
-        let inserted = self.node(base.nid()).is_some_and(|node| {
-            let mut node = node.lock();
-            match sorted::insert(&mut node.slabs, slab) {
-                Ok(i) => {
-                    node.hint = i;
-                    true
-                }
-                Err(_) => false,
-            }
+        let slab = self
+            .pages
+            .mapped(base, self.slab_order, 0, PAGE_SIZE << self.slab_order)
+            .and_then(|bytes| {
+                Arc::new(
+                    Slab {
+                        base,
+                        nid: base.nid(),
+                        bytes,
+                        free: AtomicU64::new(self.all_free & !1),
+                        pins: AtomicU32::new(u32::from(pin)),
+                    },
+                    flags,
+                )
+                .ok()
+            });
+        let inserted = slab.and_then(|slab| {
+            let mut node = self.node(slab.nid)?.lock();
+            let i = sorted::insert(&mut node.slabs, slab.clone()).ok()?;
+            node.hint = i;
+            Some(slab)
         });
-        if !inserted {
+        let Some(slab) = inserted else {
             let _ = self.pages.free(base, self.slab_order);
             return None;
-        }
+        };
         self.stats.slabs_created.inc();
-        Some((base, 0))
+        let bytes = self.object(&slab, 0)?;
+        Some((bytes, pin.then_some(slab)))
     }
 
     /// Allocates an object on node `nid`; zeroed when `gfp` has `__GFP_ZERO`. Returns its
     /// direct map address.
+    #[inline]
     pub(crate) fn alloc(&self, nid: i32, gfp: bindings::gfp_t) -> Option<usize> {
-        let nid = if nid == NUMA_NO_NODE {
-            sys::local_node()
-        } else {
-            nid
-        };
+        let obj = sys::on_this_cpu(|this| self.alloc_local(this, nid))
+            .or_else(|| self.alloc_slow(nid, gfp))?;
+        if gfp & bindings::__GFP_ZERO != 0 {
+            obj.zero();
+        }
+        Some(obj.addr())
+    }
+
+    /// Allocates from this CPU's current slab, if it is on node `nid` and has a free
+    /// object.
+    #[inline(always)]
+    fn alloc_local(&self, this: &ThisCpu, nid: i32) -> Option<MappedBytes> {
+        let cpu = self.cpus.local(this)?;
+        let slab = cpu.as_ref()?;
+        if nid != NUMA_NO_NODE && nid != slab.nid {
+            return None;
+        }
+        let i = slab.claim()?;
+        cpu.shared().allocs.inc();
+        self.object(slab, i)
+    }
+
+    /// Allocates from the slab lists, or a new slab. A slab of this CPU's node becomes
+    /// its current slab.
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&self, nid: i32, gfp: bindings::gfp_t) -> Option<MappedBytes> {
+        let local = sys::local_node();
+        let nid = if nid == NUMA_NO_NODE { local } else { nid };
+        let pin = nid == local;
         let nodes = self.nodes.len() as i32;
         let thisnode = gfp & bindings::__GFP_THISNODE != 0;
-        let got = self.take(nid).or_else(|| self.grow(nid, gfp)).or_else(|| {
-            // Another node's free objects before failing.
-            (0..nodes)
-                .filter(|&n| n != nid && !thisnode)
-                .find_map(|n| self.take(n))
-        });
-        let Some((base, i)) = got else {
+        let got = self
+            .take(nid, pin)
+            .or_else(|| self.grow(nid, gfp, pin))
+            .or_else(|| {
+                // Another node's free objects before failing.
+                (0..nodes)
+                    .filter(|&n| n != nid && !thisnode)
+                    .find_map(|n| self.take(n, false))
+            });
+        let Some((obj, pinned)) = got else {
             if sys::gfp_allows_blocking(gfp) {
                 self.stats.failures.inc();
             } else {
@@ -276,32 +453,104 @@ impl ObjCache {
             }
             return None;
         };
-        if gfp & bindings::__GFP_ZERO != 0 {
-            self.object(base, i)?.zero();
+        self.stats.slow_allocs.inc();
+        if let Some(slab) = pinned {
+            let old = sys::on_this_cpu(|this| match self.cpus.local(this) {
+                Some(mut cpu) => cpu.replace(slab),
+                None => Some(slab),
+            });
+            if let Some(old) = old {
+                self.unpin(old, true);
+            }
         }
-        self.stats.allocs.inc();
-        Some(base.virt() + i * self.size)
+        Some(obj)
+    }
+
+    /// Drops a CPU's pin of `slab`. With `give_back`, an empty slab goes back to the page
+    /// allocator unless it is its node's only empty slab.
+    fn unpin(&self, slab: Arc<Slab>, give_back: bool) {
+        let Some(node) = self.node(slab.nid) else {
+            return;
+        };
+        let spare = {
+            let mut node = node.lock();
+            slab.pin(-1);
+            if give_back {
+                node.find(slab.base, self.slab_pages())
+                    .and_then(|i| self.remove_spare(&mut node, i))
+            } else {
+                None
+            }
+        };
+        drop(slab);
+        if let Some(base) = spare {
+            self.give_back(base);
+        }
+    }
+
+    /// Removes slab `i` if it is empty, unpinned and not the node's only empty slab.
+    fn remove_spare(&self, node: &mut CacheNode, i: usize) -> Option<Pfn> {
+        let slab = &node.slabs[i];
+        if slab.pinned() || !self.is_empty(slab) {
+            return None;
+        }
+        let base = slab.base;
+        node.slabs
+            .iter()
+            .enumerate()
+            .any(|(j, s)| j != i && self.is_empty(s))
+            .then_some(())?;
+        node.slabs.remove(i).ok()?;
+        node.hint = 0;
+        Some(base)
+    }
+
+    fn give_back(&self, base: Pfn) {
+        // Ours and tagged: the page allocator cannot refuse it.
+        let _ = self.pages.free(base, self.slab_order);
+        self.stats.slabs_freed.inc();
     }
 
     /// Frees the object at `addr`. Any context. Bad pointers change nothing.
+    #[inline]
     pub(crate) fn free(&self, addr: usize) -> core::result::Result<(), BadObjFree> {
-        let r = self.free_inner(addr);
-        match r {
-            Ok(()) => self.stats.frees.inc(),
-            Err(e) => {
-                self.stats.bad_frees.inc();
-                pr_warn_once!(
-                    "{}: refused to free {:#x}: {:?}\n",
-                    core::str::from_utf8(&self.name).unwrap_or("?"),
-                    addr,
-                    e
-                );
-            }
+        let r = sys::on_this_cpu(|this| self.free_local(this, addr))
+            .unwrap_or_else(|| self.free_slow(addr));
+        if let Err(e) = r {
+            self.stats.bad_frees.inc();
+            pr_warn_once!(
+                "{}: refused to free {:#x}: {:?}\n",
+                core::str::from_utf8(&self.name).unwrap_or("?"),
+                addr,
+                e
+            );
         }
         r
     }
 
-    fn free_inner(&self, addr: usize) -> core::result::Result<(), BadObjFree> {
+    /// Frees `addr` to this CPU's current slab; `None` if it is not in that slab.
+    #[inline(always)]
+    fn free_local(
+        &self,
+        this: &ThisCpu,
+        addr: usize,
+    ) -> Option<core::result::Result<(), BadObjFree>> {
+        let cpu = self.cpus.local(this)?;
+        let slab = cpu.as_ref()?;
+        let offset = addr.wrapping_sub(slab.bytes.addr());
+        if offset >= self.slab_bytes {
+            return None;
+        }
+        let r = self.index(offset).and_then(|i| slab.put(i));
+        if r.is_ok() {
+            cpu.shared().frees.inc();
+        }
+        Some(r)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn free_slow(&self, addr: usize) -> core::result::Result<(), BadObjFree> {
         let pfn = Pfn::of_virt(addr).ok_or(BadObjFree::NotOurs)?;
         let (head, _, tag) = self.pages.chunk_of(pfn).ok_or(BadObjFree::NotOurs)?;
         if tag != self.tag {
@@ -313,53 +562,41 @@ impl ObjCache {
     /// Frees the object at `addr` of the slab whose first page is `head`, which the
     /// caller found tagged with this cache.
     fn free_in_slab(&self, addr: usize, head: Pfn) -> core::result::Result<(), BadObjFree> {
-        let empty = {
+        let spare = {
             let mut node = self.node(head.nid()).ok_or(BadObjFree::NotOurs)?.lock();
             let i = node
                 .find(head, self.slab_pages())
                 .ok_or(BadObjFree::NotOurs)?;
-            let offset = addr - head.virt();
-            if offset % self.size != 0 || offset / self.size >= self.objs_per_slab {
-                return Err(BadObjFree::Interior);
-            }
-            let bit = 1u64 << (offset / self.size);
-            let full = (1u128 << self.objs_per_slab) - 1;
-            let slab = &mut node.slabs[i];
-            if slab.free & bit != 0 {
-                return Err(BadObjFree::DoubleFree);
-            }
-            slab.free |= bit;
-            let is_empty = u128::from(slab.free) & full == full;
+            let slab = &node.slabs[i];
+            let obj = self.index(addr.wrapping_sub(slab.bytes.addr()))?;
+            slab.put(obj)?;
             node.hint = i;
             // Keep one empty slab per node; give further ones back.
-            if is_empty
-                && node
-                    .slabs
-                    .iter()
-                    .filter(|s| u128::from(s.free) & full == full)
-                    .nth(1)
-                    .is_some()
-            {
-                let base = node.slabs[i].base;
-                let _ = node.slabs.remove(i);
-                node.hint = 0;
-                Some(base)
-            } else {
-                None
-            }
+            self.remove_spare(&mut node, i)
         };
-        if let Some(base) = empty {
-            // Ours and tagged: the page allocator cannot refuse it.
-            let _ = self.pages.free(base, self.slab_order);
-            self.stats.slabs_freed.inc();
+        self.stats.slow_frees.inc();
+        if let Some(base) = spare {
+            self.give_back(base);
         }
         Ok(())
     }
 
-    /// Gives every empty slab back to the page allocator.
+    /// Takes every CPU's current slab away from it; empty ones go back.
+    fn drain_cpus(&self) {
+        self.cpus.each_cpu(
+            |cpu| cpu.take(),
+            |slab| {
+                if let Some(slab) = slab {
+                    self.unpin(slab, true);
+                }
+            },
+        );
+    }
+
+    /// Gives every empty slab back to the page allocator, the CPUs' current ones too.
     pub(crate) fn shrink(&self) -> usize {
+        self.drain_cpus();
         let mut freed = 0;
-        let full = (1u128 << self.objs_per_slab) - 1;
         for node in self.nodes.iter() {
             loop {
                 let victim = {
@@ -367,15 +604,14 @@ impl ObjCache {
                     let i = node
                         .slabs
                         .iter()
-                        .position(|s| u128::from(s.free) & full == full);
+                        .position(|s| !s.pinned() && self.is_empty(s));
                     i.and_then(|i| node.slabs.remove(i).ok()).map(|s| {
                         node.hint = 0;
                         s.base
                     })
                 };
                 let Some(base) = victim else { break };
-                let _ = self.pages.free(base, self.slab_order);
-                self.stats.slabs_freed.inc();
+                self.give_back(base);
                 freed += 1;
             }
         }
@@ -392,7 +628,7 @@ impl ObjCache {
             free += node
                 .slabs
                 .iter()
-                .map(|s| s.free.count_ones() as usize)
+                .map(|s| s.free.load(Relaxed).count_ones() as usize)
                 .sum::<usize>();
         }
         let total = slabs * self.objs_per_slab;
@@ -477,6 +713,7 @@ impl KmallocDecrypted {
 
     /// Allocates `size` bytes of decrypted memory, aligned to at least 256 bytes and to
     /// the size class up to a page. Returns the direct map address.
+    #[inline]
     pub(crate) fn alloc(&self, size: usize, nid: i32, gfp: bindings::gfp_t) -> Option<usize> {
         if size == 0 {
             return None;
@@ -486,6 +723,12 @@ impl KmallocDecrypted {
             trace::kmalloc(addr, size, c.size(), gfp);
             return Some(addr);
         }
+        self.alloc_large(size, nid, gfp)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn alloc_large(&self, size: usize, nid: i32, gfp: bindings::gfp_t) -> Option<usize> {
         let order = Self::large_order(size);
         if order > self.pages.max_order() {
             pr_warn_once!("kmalloc_decrypted: {} bytes is too large\n", size);
@@ -501,19 +744,39 @@ impl KmallocDecrypted {
 
     /// Frees memory from [`Self::alloc`]. Anything else is refused, reported once and
     /// left alone.
+    #[inline]
     pub(crate) fn free(&self, addr: usize) -> core::result::Result<(), BadObjFree> {
-        let r = self.free_inner(addr);
+        // This CPU's current slabs first: no lookup, no lock.
+        let local = sys::on_this_cpu(|this| {
+            self.caches
+                .iter()
+                .find_map(|c| Some((c, c.free_local(this, addr)?)))
+        });
+        let r = match local {
+            Some((_, Ok(()))) => Ok(()),
+            Some((cache, Err(e))) => {
+                cache.stats.bad_frees.inc();
+                Err(e)
+            }
+            None => self.free_slow(addr),
+        };
         match r {
             Ok(()) => trace::kfree(addr),
-            Err(e) => {
-                self.bad_frees.inc();
-                pr_warn_once!("kfree_decrypted: refused {:#x}: {:?}\n", addr, e);
-            }
+            Err(e) => self.refused(addr, e),
         }
         r
     }
 
-    fn free_inner(&self, addr: usize) -> core::result::Result<(), BadObjFree> {
+    #[cold]
+    #[inline(never)]
+    fn refused(&self, addr: usize, e: BadObjFree) {
+        self.bad_frees.inc();
+        pr_warn_once!("kfree_decrypted: refused {:#x}: {:?}\n", addr, e);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn free_slow(&self, addr: usize) -> core::result::Result<(), BadObjFree> {
         let pfn = Pfn::of_virt(addr).ok_or(BadObjFree::NotOurs)?;
         let (head, order, tag) = self.pages.chunk_of(pfn).ok_or(BadObjFree::NotOurs)?;
         if tag == TAG_LARGE {
@@ -532,9 +795,8 @@ impl KmallocDecrypted {
             .find(|c| c.tag() == tag)
             .ok_or(BadObjFree::NotOurs)?;
         let r = cache.free_in_slab(addr, head);
-        match r {
-            Ok(()) => cache.stats.frees.inc(),
-            Err(_) => cache.stats.bad_frees.inc(),
+        if r.is_err() {
+            cache.stats.bad_frees.inc();
         }
         r
     }
@@ -581,8 +843,8 @@ impl KmallocDecrypted {
             writeln!(f, "{n}_active_objs {active}")?;
             writeln!(f, "{n}_total_objs {total}")?;
             writeln!(f, "{n}_slabs {slabs}")?;
-            writeln!(f, "{n}_allocs {}", c.stats.allocs.get())?;
-            writeln!(f, "{n}_frees {}", c.stats.frees.get())?;
+            writeln!(f, "{n}_allocs {}", c.allocs())?;
+            writeln!(f, "{n}_frees {}", c.frees())?;
             writeln!(f, "{n}_atomic_failures {}", c.stats.atomic_failures.get())?;
         }
         writeln!(
@@ -683,6 +945,45 @@ mod tests {
         for &addr in live.iter() {
             assert_eq!(k.free(addr), Ok(()));
         }
+        check_all_returned(&k, &model);
+        Ok(())
+    }
+
+    #[test]
+    fn cpu_slab_serves_and_refuses_without_the_lists() -> Result {
+        let model = ModelBackend::new()?;
+        let k = instance(&model, (0, 0), false)?;
+        let c = &k.caches()[0];
+        // A slab on the list, for the atomic allocations below.
+        let warm = c.alloc(NUMA_NO_NODE, K).ok_or(ENOMEM)?;
+        assert_eq!(c.free(warm), Ok(()));
+        // Preemption off: all on one CPU, which takes the slab as its current one.
+        let (a, b, before, after, frees) = sys::on_this_cpu(|_| {
+            let a = c.alloc(NUMA_NO_NODE, GFP_ATOMIC)?;
+            let before = (c.stats.slow_allocs.get(), c.stats.slow_frees.get());
+            let b = c.alloc(NUMA_NO_NODE, GFP_ATOMIC)?;
+            let frees = [c.free(b), c.free(b), c.free(a + 128), c.free(a)];
+            let after = (c.stats.slow_allocs.get(), c.stats.slow_frees.get());
+            Some((a, b, before, after, frees))
+        })
+        .ok_or(ENOMEM)?;
+        assert_eq!(b, a + 256);
+        // Neither the list nor the page allocator was asked.
+        assert_eq!(before, after);
+        assert_eq!(
+            frees,
+            [
+                Ok(()),
+                Err(BadObjFree::DoubleFree),
+                Err(BadObjFree::Interior),
+                Ok(())
+            ]
+        );
+        assert_eq!(c.stats.bad_frees.get(), 2);
+        assert_eq!((c.allocs(), c.frees()), (3, 3));
+        // Empty but some CPU's current slab: kept until shrink takes it from the CPU.
+        assert_eq!(c.usage(), (0, 64, 1));
+        assert_eq!(c.shrink(), 1);
         check_all_returned(&k, &model);
         Ok(())
     }
@@ -895,8 +1196,8 @@ mod tests {
         run_concurrently(&shared, 2 * kernel::cpu::nr_cpu_ids(), stress)?;
         assert_eq!(shared.live.overlaps(), 0);
         assert_eq!(shared.live.failures(), 0);
-        let allocs: u64 = shared.k.caches().iter().map(|c| c.stats.allocs.get()).sum();
-        let frees: u64 = shared.k.caches().iter().map(|c| c.stats.frees.get()).sum();
+        let allocs: u64 = shared.k.caches().iter().map(|c| c.allocs()).sum();
+        let frees: u64 = shared.k.caches().iter().map(|c| c.frees()).sum();
         assert_eq!(allocs, frees);
         assert!(allocs > 1000);
         check_all_returned(&shared.k, &model);

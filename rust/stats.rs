@@ -32,6 +32,35 @@ impl Counter {
     }
 }
 
+/// An event counter of one CPU: only the user of that CPU's value of a
+/// [`crate::sys::PerCpu`] adds to it, anyone reads it.
+///
+/// Adding is a plain load and store. This is `core`'s atomic rather than the kernel's
+/// [`Atomic`], whose every access is an out-of-line C call unless the tree is built with
+/// `CONFIG_RUST_INLINE_HELPERS` (it needs rustc and clang on the same LLVM): too much for
+/// the lock-free allocation path. Relaxed accesses of a value no C code sees are the same
+/// plain moves either way.
+pub(crate) struct CpuCounter(core::sync::atomic::AtomicU64);
+
+impl CpuCounter {
+    /// A counter at zero.
+    pub(crate) const fn new() -> Self {
+        Self(core::sync::atomic::AtomicU64::new(0))
+    }
+
+    /// Counts one event. Only the counter's CPU may call this.
+    #[inline]
+    pub(crate) fn inc(&self) {
+        use core::sync::atomic::Ordering::Relaxed;
+        self.0.store(self.0.load(Relaxed).wrapping_add(1), Relaxed);
+    }
+
+    /// The current count.
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(core::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Largest order a per-order counter table covers.
 pub(crate) const MAX_ORDER: usize = 15;
 

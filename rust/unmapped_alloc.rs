@@ -25,10 +25,10 @@ mod sys;
 mod testutil;
 
 use debugfs::Globals;
-use kernel::{bindings, ffi, prelude::*, sync::Arc, sync::SetOnce};
+use kernel::{bindings, ffi, prelude::*, sync::Arc};
 use pages::{Config, Kind, Ownership, PageAllocator};
 use slab::{KmallocDecrypted, ObjCache};
-use sys::Pfn;
+use sys::{Pfn, Published};
 
 module! {
     type: UnmappedAllocModule,
@@ -57,27 +57,27 @@ module! {
 }
 
 /// The system-wide unmapped page allocator, set up at boot.
-static GLOBAL: SetOnce<Arc<PageAllocator>> = SetOnce::new();
+static GLOBAL: Published<Arc<PageAllocator>> = Published::new();
 
 /// The system-wide decrypted page allocator, set up at boot.
-static DECRYPTED: SetOnce<Arc<PageAllocator>> = SetOnce::new();
+static DECRYPTED: Published<Arc<PageAllocator>> = Published::new();
 
 /// The system-wide unmapped instance, once initialised.
 fn global() -> Result<&'static Arc<PageAllocator>> {
-    GLOBAL.as_ref().ok_or(ENODEV)
+    GLOBAL.get().ok_or(ENODEV)
 }
 
 /// The system-wide `kmalloc-decrypted-*` caches, on [`DECRYPTED`].
-static KMALLOC: SetOnce<KmallocDecrypted> = SetOnce::new();
+static KMALLOC: Published<KmallocDecrypted> = Published::new();
 
 /// The system-wide decrypted instance, once initialised.
 fn decrypted() -> Result<&'static Arc<PageAllocator>> {
-    DECRYPTED.as_ref().ok_or(ENODEV)
+    DECRYPTED.get().ok_or(ENODEV)
 }
 
 /// The system-wide kmalloc-decrypted caches, once initialised.
 fn kmalloc() -> Result<&'static KmallocDecrypted> {
-    KMALLOC.as_ref().ok_or(ENODEV)
+    KMALLOC.get().ok_or(ENODEV)
 }
 
 struct UnmappedAllocModule {
@@ -102,12 +102,12 @@ impl kernel::Module for UnmappedAllocModule {
                 decrypted_config.reserve
             );
         }
-        if !GLOBAL.populate(PageAllocator::new(unmapped_config)?)
-            || !DECRYPTED.populate(PageAllocator::new(decrypted_config)?)
+        if !GLOBAL.publish(PageAllocator::new(unmapped_config)?)?
+            || !DECRYPTED.publish(PageAllocator::new(decrypted_config)?)?
         {
             return Err(EBUSY);
         }
-        if !KMALLOC.populate(KmallocDecrypted::new(decrypted()?)?) {
+        if !KMALLOC.publish(KmallocDecrypted::new(decrypted()?)?)? {
             return Err(EBUSY);
         }
         let globals = globals()?;
