@@ -161,6 +161,14 @@ struct kmem_cache_decrypted *kmem_cache_create_decrypted(const char *name,
 void *kmem_cache_alloc_decrypted(struct kmem_cache_decrypted *cache, gfp_t gfp);
 void kmem_cache_free_decrypted(struct kmem_cache_decrypted *cache,
 			       const void *obj);
+
+/**
+ * kmem_cache_destroy_decrypted() - destroy a kmem_cache_create_decrypted() cache
+ * @cache: the cache, without live objects
+ *
+ * Takes the cache's slabs back from every CPU and gives them back. A cache
+ * with live objects is reported and left in place. Process context; sleeps.
+ */
 void kmem_cache_destroy_decrypted(struct kmem_cache_decrypted *cache);
 
 /**
