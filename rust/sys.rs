@@ -804,22 +804,17 @@ impl<L, S> PerCpu<L, S> {
             // SAFETY: `info` is the `Call` below, alive until `ua_each_cpu()` returns.
             let call = unsafe { &*(info as *const Call<'_, L, S, F, G>) };
             let cpu = cpu as usize;
+            let take = |this: &ThisCpu| call.values.local(this).map(|mut v| (call.take)(&mut v));
             let taken = if online {
                 // In a kworker bound to `cpu`.
-                on_this_cpu(|this| {
-                    (this.cpu == cpu)
-                        .then(|| call.values.local(this).map(|mut v| (call.take)(&mut v)))
-                        .flatten()
-                })
+                on_this_cpu(|this| if this.cpu == cpu { take(this) } else { None })
             } else {
                 // `cpu` is offline and stays so (`ua_each_cpu()` holds the hotplug lock
                 // and its own mutex): nothing else can use its value.
-                let this = ThisCpu {
+                take(&ThisCpu {
                     cpu,
                     _not_send: PhantomData,
-                };
-                let taken = call.values.local(&this).map(|mut v| (call.take)(&mut v));
-                taken
+                })
             };
             if let Some(t) = taken {
                 (call.then)(t);
