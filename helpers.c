@@ -13,6 +13,7 @@
 #include <linux/slab.h>
 #include <linux/smp.h>
 #include <linux/reboot.h>
+#include <linux/set_memory.h>
 #include <linux/shrinker.h>
 #include <linux/spinlock.h>
 #include <linux/topology.h>
@@ -157,9 +158,25 @@ void ua_each_cpu(void (*fn)(void *info, unsigned int cpu, bool online),
 	mutex_unlock(&lock);
 }
 
-unsigned int ua_pmd_order(void)
+/*
+ * Order of the blocks taken from the page allocator: a PMD (2 MiB) with
+ * 4 KiB pages. With 16 KiB or 64 KiB pages a PMD maps 32 MiB or 512 MiB,
+ * too much to take, convert and keep cached at once, so the blocks stay at
+ * 2 MiB, which is a contiguous-PTE range (CONT_PTE) there.
+ */
+unsigned int ua_block_order(void)
 {
-	return PMD_SHIFT - PAGE_SHIFT;
+	return UNMAPPED_ALLOC_MAX_ORDER;
+}
+
+/*
+ * Whether set_direct_map_*() really changes the direct map. On arm64 it
+ * silently does nothing unless the linear map is page-granular (rodata=full,
+ * debug_pagealloc, KFENCE, a realm); unmapped pages must then be refused.
+ */
+bool ua_can_set_direct_map(void)
+{
+	return can_set_direct_map();
 }
 
 unsigned long ua_spin_lock_irqsave(spinlock_t *lock)
@@ -260,6 +277,7 @@ EXPORT_SYMBOL_GPL(free_decrypted_pages);
 EXPORT_SYMBOL_GPL(kmalloc_decrypted);
 EXPORT_SYMBOL_GPL(kmalloc_decrypted_node);
 EXPORT_SYMBOL_GPL(kfree_decrypted);
+EXPORT_SYMBOL_GPL(decrypted_alloc_ready);
 EXPORT_SYMBOL_GPL(ksize_decrypted);
 EXPORT_SYMBOL_GPL(kmem_cache_create_decrypted);
 EXPORT_SYMBOL_GPL(kmem_cache_alloc_decrypted);

@@ -32,7 +32,8 @@ struct page *ua_alloc_pages_node(int nid, gfp_t gfp, unsigned int order);
 bool ua_gfp_allows_blocking(gfp_t gfp);
 bool ua_in_atomic(void);
 void *ua_vmap_pfns(unsigned long pfn, unsigned int nr);
-unsigned int ua_pmd_order(void);
+unsigned int ua_block_order(void);
+bool ua_can_set_direct_map(void);
 
 unsigned int ua_get_cpu(void);
 void ua_put_cpu(void);

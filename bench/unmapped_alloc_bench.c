@@ -34,6 +34,7 @@
 #include <linux/genalloc.h>
 #include <linux/gfp.h>
 #include <linux/mm.h>
+#include <linux/pgtable.h>
 #include <linux/init.h>
 #include <linux/mutex.h>
 #include <linux/prandom.h>
@@ -90,6 +91,8 @@ static int set_encrypted(void *addr, int pages)
 	return set_memory_encrypted((unsigned long)addr, pages);
 }
 
+#ifdef CONFIG_X86
+/* Splits of 2M and 1G direct map pages, as /proc/vmstat counts them. */
 static u64 direct_map_splits(void)
 {
 	unsigned long ev[NR_VM_EVENT_ITEMS];
@@ -97,6 +100,54 @@ static u64 direct_map_splits(void)
 	all_vm_events(ev);
 	return ev[DIRECT_MAP_LEVEL2_SPLIT] + ev[DIRECT_MAP_LEVEL3_SPLIT];
 }
+#else
+/* Whether the linear map maps @addr with a block (PMD or PUD) entry. */
+static bool linear_map_block(unsigned long addr)
+{
+	pgd_t *pgdp = pgd_offset_k(addr);
+	p4d_t *p4dp;
+	pud_t *pudp, pud;
+	pmd_t pmd;
+
+	if (pgd_none(READ_ONCE(*pgdp)))
+		return false;
+	p4dp = p4d_offset(pgdp, addr);
+	if (p4d_none(READ_ONCE(*p4dp)))
+		return false;
+	pudp = pud_offset(p4dp, addr);
+	pud = READ_ONCE(*pudp);
+	if (pud_none(pud))
+		return false;
+	if (pud_leaf(pud))
+		return true;
+	pmd = READ_ONCE(*pmd_offset(pudp, addr));
+	return !pmd_none(pmd) && pmd_leaf(pmd);
+}
+
+/*
+ * arm64 keeps no split counters: count the PMD-sized ranges of node memory
+ * that the linear map does not map with a block entry. A split (BBML2
+ * systems split block mappings on demand) raises the count; nothing merges
+ * them back. With a page-granular linear map (rodata=full, debug_pagealloc)
+ * every range counts and no split is possible.
+ */
+static u64 direct_map_splits(void)
+{
+	unsigned long pfn, end;
+	u64 n = 0;
+	int nid;
+
+	for_each_online_node(nid) {
+		pfn = ALIGN(node_start_pfn(nid), PTRS_PER_PTE);
+		end = node_end_pfn(nid);
+		for (; pfn + PTRS_PER_PTE <= end; pfn += PTRS_PER_PTE)
+			if (pfn_valid(pfn) &&
+			    !linear_map_block((unsigned long)pfn_to_kaddr(pfn)))
+				n++;
+	}
+	return n;
+}
+#endif
 
 static u64 slab_pages(void)
 {

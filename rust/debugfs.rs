@@ -9,7 +9,9 @@
 //! - `nodes`: per node and kind, blocks and pages held, free, used, leaked;
 //! - `reserve`: the atomic reserve per node, its watermarks, the cache limits and the
 //!   recent refills; writing `key=value` pairs sets watermarks and cache limits;
-//! - `shrink`: writing anything returns all free cached memory to the page allocator.
+//! - `shrink`: writing anything returns all free cached memory to the page allocator;
+//! - `direct_map`: whether this system can take pages out of the direct map (and if not,
+//!   why unmapped pages are refused), the block size and the architecture.
 
 use crate::{pages::PageAllocator, slab::KmallocDecrypted};
 use core::fmt;
@@ -46,6 +48,36 @@ pub(crate) struct Caches<'a>(pub(crate) &'a KmallocDecrypted);
 impl fmt::Display for Caches<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.write_caches(f)
+    }
+}
+
+/// The `direct_map` file, for the unmapped instance.
+pub(crate) struct DirectMap<'a>(pub(crate) &'a PageAllocator);
+
+impl fmt::Display for DirectMap<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let arch = if cfg!(CONFIG_X86_64) {
+            "x86_64"
+        } else if cfg!(CONFIG_ARM64) {
+            "arm64"
+        } else {
+            "other"
+        };
+        writeln!(f, "arch {arch}")?;
+        let yes_no = |b| if b { "yes" } else { "no" };
+        writeln!(
+            f,
+            "can_set_direct_map {}",
+            yes_no(crate::sys::can_set_direct_map())
+        )?;
+        match self.0.refused() {
+            Some(why) => writeln!(f, "unmapped refused: {why}")?,
+            None => writeln!(f, "unmapped enabled")?,
+        }
+        let order = self.0.max_order();
+        writeln!(f, "page_size {}", crate::sys::PAGE_SIZE)?;
+        writeln!(f, "block_order {order}")?;
+        writeln!(f, "block_bytes {}", crate::sys::PAGE_SIZE << order)
     }
 }
 
@@ -197,6 +229,7 @@ pub(crate) struct Files {
     _nodes: Pin<KBox<debugfs::File<Globals<'static>>>>,
     _reserve: Pin<KBox<debugfs::File<Globals<'static>>>>,
     _shrink: Pin<KBox<debugfs::File<Globals<'static>>>>,
+    _direct_map: Pin<KBox<debugfs::File<Globals<'static>>>>,
     _dir: debugfs::Dir,
 }
 
@@ -233,6 +266,12 @@ pub(crate) fn create(g: Globals<'static>) -> Result<Files> {
         ),
         GFP_KERNEL,
     )?;
+    let direct_map = KBox::pin_init(
+        dir.read_callback_file(c"direct_map", g, &|g, f| {
+            write!(f, "{}", DirectMap(g.unmapped))
+        }),
+        GFP_KERNEL,
+    )?;
     let shrink = KBox::pin_init(
         dir.write_callback_file(c"shrink", g, &|g, _r| {
             shrink_all(g);
@@ -246,6 +285,7 @@ pub(crate) fn create(g: Globals<'static>) -> Result<Files> {
         _nodes: nodes,
         _reserve: reserve,
         _shrink: shrink,
+        _direct_map: direct_map,
         _dir: dir,
     })
 }
@@ -289,10 +329,11 @@ mod tests {
     fn pair(model: &Arc<ModelBackend>) -> Result<(Arc<PageAllocator>, Arc<PageAllocator>)> {
         let config = |kind| Config {
             kind,
-            block_order: sys::pmd_order(),
+            block_order: sys::block_order(),
             cache_blocks: 2,
             reserve: (0, 0),
             background: false,
+            refused: None,
         };
         Ok((
             PageAllocator::new(config(Kind::Unmapped))?,

@@ -29,10 +29,10 @@ use crate::{
 };
 use core::ptr::NonNull;
 
-/// Largest order an allocation can have: one PMD-sized block.
+/// Largest order an allocation can have: one block (2 MiB).
 pub fn max_order() -> u32 {
     // SAFETY: No requirements.
-    unsafe { bindings::ua_pmd_order() }
+    unsafe { bindings::ua_block_order() }
 }
 
 /// 2^order contiguous pages removed from the kernel direct map, freed on drop.

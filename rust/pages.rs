@@ -8,9 +8,9 @@
 //! the [`Backend`] instead, zeroed after the conversion, and converted back with it
 //! before they return to the page allocator.
 //!
-//! Blocks of PMD size (2 MiB on x86_64) are taken from the page allocator on the
+//! Blocks of 2 MiB (a PMD with 4 KiB pages) are taken from the page allocator on the
 //! requested node, zeroed while still mapped, removed from the direct map in one call
-//! with one TLB flush, and carved into chunks of order 0..=PMD order by a [`Buddy`].
+//! with one TLB flush, and carved into chunks of order 0..=block order by a [`Buddy`].
 //!
 //! - Freed chunks are scrubbed (zeroed through a temporary mapping) in the background
 //!   before they can be handed out again, so a new owner never sees an old owner's
@@ -209,19 +209,31 @@ pub(crate) struct Config {
     /// Whether frees schedule background scrubbing and trimming. Tests turn it off to
     /// observe dirty state and drive the work themselves.
     pub(crate) background: bool,
+    /// Why the instance must refuse every allocation, if it must: unmapped pages where
+    /// `set_direct_map_*()` does not change the direct map would still be mapped.
+    pub(crate) refused: Option<&'static str>,
 }
+
+/// Why unmapped pages are refused where `set_direct_map_*()` is a no-op.
+pub(crate) const NO_DIRECT_MAP_CHANGES: &str = "set_direct_map_*() cannot change the direct map \
+     on this system (arm64 needs rodata=full, debug_pagealloc, KFENCE or a realm)";
 
 impl Config {
     /// Defaults for a global instance of `kind`.
     pub(crate) fn default_global(kind: Kind) -> Self {
         Self {
-            block_order: sys::pmd_order(),
+            block_order: sys::block_order(),
             cache_blocks: 4,
             reserve: match kind {
                 Kind::Unmapped => (0, 0),
                 Kind::Decrypted(_) => (256, 512),
             },
             background: true,
+            refused: None,
+            refused: match kind {
+                Kind::Unmapped if !sys::can_set_direct_map() => Some(NO_DIRECT_MAP_CHANGES),
+                _ => None,
+            },
             kind,
         }
     }
@@ -238,6 +250,8 @@ pub(crate) struct PageAllocator {
     reserve_high: Atomic<usize>,
     /// Set by [`PageAllocator::unshare_all`]: nothing is handed out or converted again.
     shut_down: Atomic<bool>,
+    /// Why every allocation is refused, if it is (see [`Config::refused`]).
+    refused: Option<&'static str>,
     background: bool,
     /// When the instance was created, the origin of [`RefillEvent::time_ns`].
     created: Instant<Monotonic>,
@@ -290,6 +304,7 @@ impl PageAllocator {
                 reserve_low: Atomic::new(config.reserve.0),
                 reserve_high: Atomic::new(config.reserve.1),
                 shut_down: Atomic::new(false),
+                refused: config.refused,
                 background: config.background,
                 created: Instant::<Monotonic>::now(),
                 history <- new_irq_spinlock!(RefillHistory::default(), c"unmapped_alloc_history"),
@@ -300,6 +315,11 @@ impl PageAllocator {
             }? Error),
             GFP_KERNEL,
         )
+    }
+
+    /// Why every allocation is refused, if it is.
+    pub(crate) fn refused(&self) -> Option<&'static str> {
+        self.refused
     }
 
     /// Largest order served.
@@ -351,6 +371,11 @@ impl PageAllocator {
         order: u32,
         scrub: bool,
     ) -> Option<Pfn> {
+        if let Some(why) = self.refused {
+            self.stats.refused_allocs.inc();
+            pr_warn_once!("{} pages refused: {}\n", self.kind.prefix(), why);
+            return None;
+        }
         if self.shut_down.load(Relaxed) {
             self.stats.alloc_failures.inc();
             return None;
@@ -465,7 +490,7 @@ impl PageAllocator {
         let base = bindings::GFP_KERNEL | zero | bindings::__GFP_NOWARN;
         let thisnode = gfp & bindings::__GFP_THISNODE != 0;
         let start = Instant::<Monotonic>::now();
-        // A PMD-sized block without heavy reclaim first, then smaller ones down to the
+        // A full-sized block without heavy reclaim first, then smaller ones down to the
         // requested order. The preferred node is tried strictly before falling back.
         let mut block = None;
         'search: for o in (order..=self.block_order).rev() {
@@ -1037,6 +1062,7 @@ impl PageAllocator {
             ("scrub_ns", &s.scrub_ns),
             ("bad_frees", &s.bad_frees),
             ("bad_requests", &s.bad_requests),
+            ("refused_allocs", &s.refused_allocs),
             ("shrink_calls", &s.shrink_calls),
             ("reserve_refills", &s.refills),
             ("reserve_refill_blocks", &s.refill_blocks),
@@ -1144,10 +1170,11 @@ mod tests {
     fn private(cache_blocks: usize) -> Result<Arc<PageAllocator>> {
         PageAllocator::new(Config {
             kind: Kind::Unmapped,
-            block_order: sys::pmd_order(),
+            block_order: sys::block_order(),
             cache_blocks,
             reserve: (0, 0),
             background: false,
+            refused: None,
         })
     }
 
@@ -1191,6 +1218,43 @@ mod tests {
             assert_eq!(a.stats.frees.at(order).get(), 1);
         }
         drain_and_check(&a);
+        Ok(())
+    }
+
+    /// Where `set_direct_map_*()` cannot change the direct map (arm64 without a
+    /// page-granular linear map), an instance refuses every order without taking a
+    /// block; the same configuration allowed hands out pages that are really unmapped.
+    #[test]
+    fn refused_without_direct_map_changes() -> Result {
+        let config = |refused| Config {
+            kind: Kind::Unmapped,
+            block_order: sys::block_order(),
+            cache_blocks: 0,
+            reserve: (0, 0),
+            background: false,
+            refused,
+        };
+        let a = PageAllocator::new(config(Some(NO_DIRECT_MAP_CHANGES)))?;
+        assert_eq!(a.refused(), Some(NO_DIRECT_MAP_CHANGES));
+        for order in 0..=a.max_order() {
+            assert!(UnmappedPages::new_in(&a, NUMA_NO_NODE, K, order, true).is_err());
+            assert!(UnmappedPages::new_in(&a, NUMA_NO_NODE, GFP_ATOMIC, order, false).is_err());
+        }
+        assert_eq!(
+            a.stats.refused_allocs.get(),
+            2 * (u64::from(a.max_order()) + 1)
+        );
+        assert_eq!(a.stats.blocks_taken.get(), 0);
+        assert_eq!(a.stats.conversions.get(), 0);
+        let text = crate::debugfs::render(&crate::debugfs::DirectMap(&a))?;
+        let text = core::str::from_utf8(&text).map_err(|_| EINVAL)?;
+        assert!(text.contains("unmapped refused: set_direct_map_*()"));
+
+        let b = PageAllocator::new(config(None))?;
+        let p = alloc(&b, 0)?;
+        assert!(absent_from_direct_map(&p));
+        drop(p);
+        drain_and_check(&b);
         Ok(())
     }
 
@@ -1444,10 +1508,11 @@ mod tests {
     fn concurrent_alloc_free_no_page_twice() -> Result {
         let a = PageAllocator::new(Config {
             kind: Kind::Unmapped,
-            block_order: sys::pmd_order(),
+            block_order: sys::block_order(),
             cache_blocks: 2,
             reserve: (0, 0),
             background: true,
+            refused: None,
         })?;
         let shared = Arc::new(
             Stress {
@@ -1479,10 +1544,11 @@ mod decrypted_tests {
     fn private(model: &Arc<ModelBackend>, cache_blocks: usize) -> Result<Arc<PageAllocator>> {
         PageAllocator::new(Config {
             kind: Kind::Decrypted(Backend::Model(model.clone())),
-            block_order: sys::pmd_order(),
+            block_order: sys::block_order(),
             cache_blocks,
             reserve: (0, 0),
             background: false,
+            refused: None,
         })
     }
 
@@ -1637,10 +1703,11 @@ mod decrypted_tests {
         let d = private(&model, 4)?;
         let u = PageAllocator::new(Config {
             kind: Kind::Unmapped,
-            block_order: sys::pmd_order(),
+            block_order: sys::block_order(),
             cache_blocks: 4,
             reserve: (0, 0),
             background: false,
+            refused: None,
         })?;
         // Decrypted: three blocks, one in use, two free (cached).
         let used = d.alloc(NUMA_NO_NODE, K, 9, true).ok_or(ENOMEM)?;
@@ -1704,10 +1771,11 @@ mod decrypted_tests {
         let d = private(&model, 0)?;
         let u = PageAllocator::new(Config {
             kind: Kind::Unmapped,
-            block_order: sys::pmd_order(),
+            block_order: sys::block_order(),
             cache_blocks: 0,
             reserve: (0, 0),
             background: false,
+            refused: None,
         })?;
         let dp = d.alloc(NUMA_NO_NODE, K, 0, true).ok_or(ENOMEM)?;
         let up = u.alloc(NUMA_NO_NODE, K, 0, true).ok_or(ENOMEM)?;

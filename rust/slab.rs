@@ -215,7 +215,7 @@ pub(crate) fn geometry(size: usize, align: usize) -> Option<(usize, u32)> {
     while (PAGE_SIZE << order) / stride > MAX_OBJS && order > 0 {
         order -= 1;
     }
-    (order <= sys::pmd_order()).then_some((stride, order))
+    (order <= sys::block_order()).then_some((stride, order))
 }
 
 impl ObjCache {
@@ -885,7 +885,7 @@ mod tests {
     ) -> Result<KmallocDecrypted> {
         let pages = PageAllocator::new(Config {
             kind: Kind::Decrypted(Backend::Model(model.clone())),
-            block_order: sys::pmd_order(),
+            block_order: sys::block_order(),
             cache_blocks: 0,
             reserve,
             background,

@@ -97,7 +97,7 @@ pub(crate) struct PageStats {
     pub(crate) blocks_taken: Counter,
     /// Blocks given back to the page allocator.
     pub(crate) blocks_released: Counter,
-    /// Blocks smaller than a PMD taken because a PMD-sized one could not be had.
+    /// Blocks smaller than the block order taken because a full-sized one could not be had.
     pub(crate) fallback_blocks: Counter,
     /// Blocks whose direct map state is unknown after a failure: leaked for good.
     pub(crate) leaked_blocks: Counter,
@@ -121,6 +121,8 @@ pub(crate) struct PageStats {
     pub(crate) bad_frees: Counter,
     /// Requests refused for an impossible order or node.
     pub(crate) bad_requests: Counter,
+    /// Requests refused because the instance cannot serve its kind at all.
+    pub(crate) refused_allocs: Counter,
     /// Background runs that refilled the atomic reserve.
     pub(crate) refills: Counter,
     /// Blocks converted by those runs.
@@ -153,6 +155,7 @@ impl PageStats {
             scrub_ns: Counter::new(),
             bad_frees: Counter::new(),
             bad_requests: Counter::new(),
+            refused_allocs: Counter::new(),
             refills: Counter::new(),
             refill_blocks: Counter::new(),
             shrink_calls: Counter::new(),

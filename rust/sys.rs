@@ -140,10 +140,18 @@ pub(crate) fn node_has_memory(nid: i32) -> bool {
     unsafe { bindings::ua_node_has_memory(nid) }
 }
 
-/// Order of a PMD-sized block (9 on x86_64 with 4 KiB pages).
-pub(crate) fn pmd_order() -> u32 {
+/// Order of the blocks: 2 MiB, a PMD with 4 KiB pages (9) and a contiguous-PTE range
+/// with 16 KiB or 64 KiB pages, where a PMD would be 32 MiB or 512 MiB.
+pub(crate) fn block_order() -> u32 {
     // SAFETY: No requirements.
-    unsafe { bindings::ua_pmd_order() }
+    unsafe { bindings::ua_block_order() }
+}
+
+/// Whether `set_direct_map_*()` really changes the direct map (on arm64 it does nothing
+/// unless the linear map is page-granular).
+pub(crate) fn can_set_direct_map() -> bool {
+    // SAFETY: No requirements.
+    unsafe { bindings::ua_can_set_direct_map() }
 }
 
 /// Whether an allocation with `gfp` may sleep.
@@ -914,7 +922,7 @@ mod tests {
 
     #[test]
     fn unmap_and_restore_pmd_block() -> Result {
-        let order = pmd_order();
+        let order = block_order();
         let Some(b) = Block::alloc(NUMA_NO_NODE, GFP_KERNEL, order) else {
             // Memory may be too fragmented for a 2 MiB block: fall back to a smaller one.
             return Err(ENOMEM);

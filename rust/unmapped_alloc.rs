@@ -122,6 +122,9 @@ impl kernel::Module for UnmappedAllocModule {
         sys::register_shrinker()?;
         sys::register_reboot_notifier()?;
         let files = debugfs::create(globals)?;
+        if let Some(why) = globals.unmapped.refused() {
+            pr_warn!("unmapped pages disabled: {}\n", why);
+        }
         pr_info!("ready, blocks of order {}\n", globals.unmapped.max_order());
         Ok(Self { _debugfs: files })
     }
@@ -247,6 +250,12 @@ pub extern "C" fn kfree_decrypted(p: *const ffi::c_void) {
         // Refusals are reported and counted.
         let _ = k.free(p as usize);
     }
+}
+
+/// C API: `decrypted_alloc_ready()`, see `include/linux/unmapped_alloc.h`.
+#[no_mangle]
+pub extern "C" fn decrypted_alloc_ready() -> bool {
+    kmalloc().is_ok()
 }
 
 /// C API: `ksize_decrypted()`, see `include/linux/unmapped_alloc.h`.
@@ -483,6 +492,37 @@ mod tests {
             kmem_cache_free_decrypted(c, o);
         }
         kmem_cache_destroy_decrypted(c);
+        Ok(())
+    }
+
+    /// The global unmapped instance follows `can_set_direct_map()`: where the direct map
+    /// can change, its pages are really gone from it; where it cannot (arm64 booted
+    /// with `rodata=on` and without debug_pagealloc), every allocation is refused and
+    /// the `direct_map` file says why. `make test ARCH=arm64` boots both ways.
+    #[test]
+    fn global_unmapped_follows_can_set_direct_map() -> Result {
+        let g = global()?;
+        let text = crate::debugfs::render(&crate::debugfs::DirectMap(g))?;
+        let text = core::str::from_utf8(&text).map_err(|_| EINVAL)?;
+        let refused_before = g.stats.refused_allocs.get();
+        let u = unmapped_alloc(GFP_KERNEL, 0);
+        if sys::can_set_direct_map() {
+            pr_info!("can_set_direct_map: yes, unmapped pages served\n");
+            assert!(!u.is_null());
+            assert!(!Pfn::of_page(u).is_present());
+            assert!(text.contains("unmapped enabled"));
+            unmapped_free(u, 0);
+        } else {
+            pr_info!("can_set_direct_map: no, unmapped pages refused\n");
+            assert!(u.is_null());
+            assert_eq!(g.stats.refused_allocs.get(), refused_before + 1);
+            assert!(text.contains("can_set_direct_map no"));
+            assert!(text.contains("unmapped refused: set_direct_map_*()"));
+            // Decrypted memory does not depend on it.
+            let d = alloc_decrypted_pages(GFP_KERNEL, 0);
+            assert!(!d.is_null());
+            free_decrypted_pages(d, 0);
+        }
         Ok(())
     }
 

@@ -70,7 +70,7 @@ void unmapped_free(struct page *page, unsigned int order);
  *
  * The pages stay in the direct map (page_address() works) but are
  * decrypted: in a confidential guest the host can read and write them.
- * They are zeroed. Memory is converted in PMD-sized blocks.
+ * They are zeroed. Memory is converted in blocks of 2 MiB.
  *
  * Return: the first page of 2^@order contiguous pages, or %NULL.
  */
@@ -126,6 +126,30 @@ static inline void *kzalloc_decrypted(size_t size, gfp_t gfp)
 {
 	return kmalloc_decrypted(size, gfp | __GFP_ZERO);
 }
+
+/**
+ * kzalloc_decrypted_node() - kmalloc_decrypted_node() for zeroed memory
+ * @size: bytes
+ * @gfp: allocation flags
+ * @nid: preferred node, or NUMA_NO_NODE
+ */
+static inline void *kzalloc_decrypted_node(size_t size, gfp_t gfp, int nid)
+{
+	return kmalloc_decrypted_node(size, gfp | __GFP_ZERO, nid);
+}
+
+/**
+ * decrypted_alloc_ready() - whether decrypted memory can be allocated yet
+ *
+ * The allocator starts with the device initcalls. Code that runs earlier
+ * (interrupt controllers at init_IRQ() time) converts its memory itself
+ * until this returns true; unmapped_alloc_page_state() tells the two kinds
+ * of memory apart when they are freed. Any context.
+ *
+ * Return: true once alloc_decrypted_pages() and kmalloc_decrypted() serve
+ * requests.
+ */
+bool decrypted_alloc_ready(void);
 
 /**
  * kfree_decrypted() - free memory from kmalloc_decrypted()
@@ -259,7 +283,12 @@ int unmapped_alloc_set_reserve(unsigned long low, unsigned long high);
 void unmapped_alloc_set_sim_delay(unsigned int us);
 #endif
 
-/* Largest order served: one PMD-sized block. */
-#define UNMAPPED_ALLOC_MAX_ORDER	(PMD_SHIFT - PAGE_SHIFT)
+/*
+ * Largest order served: one block, a PMD (2 MiB) with 4 KiB pages, and 2 MiB
+ * (a contiguous-PTE range) where a PMD is larger (arm64 with 16 KiB or
+ * 64 KiB pages: 32 MiB or 512 MiB).
+ */
+#define UNMAPPED_ALLOC_BLOCK_SHIFT	(PMD_SHIFT > 21 ? 21 : PMD_SHIFT)
+#define UNMAPPED_ALLOC_MAX_ORDER	(UNMAPPED_ALLOC_BLOCK_SHIFT - PAGE_SHIFT)
 
 #endif /* _LINUX_UNMAPPED_ALLOC_H */

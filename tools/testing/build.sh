@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Configure and build the test kernel (incrementally) with the component in it.
+# Configure and build the test kernel (incrementally) with the component in it,
+# for UA_ARCH (x86_64 natively, arm64 cross-built with the same LLVM).
+# UA_CONFIG selects the configuration: test (default) or bench; the
+# architecture's fragment in configs/ is added to it.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 "$UA_ROOT/tools/testing/setup.sh" all
-stage "building kernel $UA_KVER with unmapped_alloc (log: $UA_CACHE/logs/build.log)"
+config=${UA_CONFIG:-test}
+stage "building kernel $UA_KVER ($config configuration) with unmapped_alloc (log: $UA_CACHE/logs/build$UA_SUFFIX-$config.log)"
 start=$(date +%s)
 mkdir -p "$UA_BUILD"
-logged "$UA_CACHE/logs/build.log" python3 "$UA_KSRC/tools/testing/kunit/kunit.py" build \
-	--arch=x86_64 --build_dir="$UA_BUILD" \
-	--kunitconfig="${UA_KUNITCONFIG:-$UA_ROOT/tools/testing/kunitconfig}" \
+logged "$UA_CACHE/logs/build$UA_SUFFIX-$config.log" python3 "$UA_KSRC/tools/testing/kunit/kunit.py" build \
+	--arch="$UA_ARCH" --build_dir="$UA_BUILD" \
+	--kunitconfig="$UA_CONFIGS/$config.config" --kunitconfig="$UA_CONFIGS/$UA_ARCH.config" \
 	--make_options "LLVM=$UA_LLVM" ${UA_MAKE_OPTIONS:+--make_options "$UA_MAKE_OPTIONS"} \
 	--jobs="$UA_JOBS"
 stage "kernel built in $(($(date +%s) - start)) s"

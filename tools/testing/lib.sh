@@ -7,13 +7,24 @@ UA_KVER=7.2
 UA_KPKG=linux-source-$UA_KVER
 # An existing kernel tree may be used instead of the downloaded one.
 UA_KSRC=${UA_KSRC:-$UA_CACHE/linux-source-$UA_KVER}
-UA_BUILD=${UA_BUILD:-$UA_CACHE/build}
+# Target architecture: x86_64 or arm64 (ARCH= on the make command line).
+UA_ARCH=${UA_ARCH:-${ARCH:-x86_64}}
+case "$UA_ARCH" in
+	x86_64|x86) UA_ARCH=x86_64 UA_SUFFIX= ;;
+	arm64|aarch64) UA_ARCH=arm64 UA_SUFFIX=-arm64 ;;
+	*) printf 'error: unsupported ARCH=%s (x86_64 or arm64)\n' "$UA_ARCH" >&2; exit 1 ;;
+esac
+# ARCH is kbuild's variable too; the scripts pass UA_ARCH on instead.
+unset ARCH
+export UA_ARCH
+UA_BUILD=${UA_BUILD:-$UA_CACHE/build$UA_SUFFIX}
+UA_CONFIGS=$UA_ROOT/tools/testing/configs
 UA_LLVM=${UA_LLVM:--19}
 UA_JOBS=${UA_JOBS:-$(nproc)}
 export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-19/lib}
 export PATH="$HOME/.cargo/bin:$PATH"
 
-stage() { printf '==> %s\n' "$*" >&2; }
+stage() { printf '==> [%s] %s\n' "$UA_ARCH" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Run a long command quietly, keeping its output in a log; show the tail on failure.
@@ -24,4 +35,20 @@ logged() {
 		tail -n 40 "$log" >&2
 		die "'$*' failed; full log in $log"
 	fi
+}
+
+# The kernel image QEMU boots.
+ua_kernel_image() {
+	case "$UA_ARCH" in
+	x86_64) echo "$UA_BUILD/arch/x86/boot/bzImage" ;;
+	arm64) echo "$UA_BUILD/arch/arm64/boot/Image" ;;
+	esac
+}
+
+# The busybox that becomes the guests' userspace.
+ua_busybox() {
+	case "$UA_ARCH" in
+	x86_64) echo /bin/busybox ;;
+	arm64) echo "$UA_CACHE/busybox-arm64/bin/busybox" ;;
+	esac
 }

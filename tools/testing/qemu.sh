@@ -2,25 +2,44 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Boot the built kernel under QEMU (TCG: KVM is not usable on the CI machines),
-# with two NUMA nodes and two CPUs. Usage: qemu.sh LOG "CMDLINE" [INITRD]
+# with two NUMA nodes of 1 GiB and one CPU each.
+# Usage: qemu.sh LOG "CMDLINE" [INITRD]
+# UA_QEMU_EXTRA adds QEMU arguments (devices, a monitor socket).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 log=$1 cmdline=$2 initrd=${3:-}
 timeout_s=${UA_QEMU_TIMEOUT:-900}
-bios=()
-[ -f /usr/share/qemu/qboot.rom ] && bios=(-bios qboot.rom)
-args=(-accel tcg -nodefaults -nographic -no-reboot -serial stdio "${bios[@]}"
-	-cpu max -smp 2,sockets=2,cores=1,threads=1 -m 2G
+kernel=$(ua_kernel_image)
+[ -f "$kernel" ] || die "no kernel image at $kernel: run the build first"
+args=(-accel tcg -nodefaults -nographic -no-reboot -serial stdio
+	-smp 2,sockets=2,cores=1,threads=1 -m 2G
 	-object memory-backend-ram,id=mem0,size=1G
 	-object memory-backend-ram,id=mem1,size=1G
 	-numa node,nodeid=0,cpus=0,memdev=mem0
 	-numa node,nodeid=1,cpus=1,memdev=mem1
-	-kernel "$UA_BUILD/arch/x86/boot/bzImage"
-	-append "console=ttyS0 panic=-1 oops=panic debug_pagealloc=on $cmdline")
+	-kernel "$kernel")
+case "$UA_ARCH" in
+x86_64)
+	qemu=qemu-system-x86_64
+	[ -f /usr/share/qemu/qboot.rom ] && args+=(-bios qboot.rom)
+	args+=(-cpu max)
+	console=ttyS0 ;;
+arm64)
+	qemu=qemu-system-aarch64
+	# GICv3 with an ITS (QEMU's default for virt with gic-version=3).
+	# pauth-impdef: QEMU's cheap pointer authentication algorithm; the
+	# architected one makes every function return slow under TCG.
+	args+=(-machine virt,gic-version=3 -cpu max,pauth-impdef=on)
+	console=ttyAMA0 ;;
+esac
+command -v $qemu >/dev/null || die "$qemu not found: run 'make setup'"
+# shellcheck disable=SC2206 # word splitting of the extra arguments is wanted
+args+=(${UA_QEMU_EXTRA:-})
+args+=(-append "console=$console panic=-1 oops=panic debug_pagealloc=on $cmdline")
 [ -n "$initrd" ] && args+=(-initrd "$initrd")
 rc=0
-timeout --foreground "$timeout_s" qemu-system-x86_64 "${args[@]}" </dev/null >"$log" 2>&1 || rc=$?
+timeout --foreground "$timeout_s" $qemu "${args[@]}" </dev/null >"$log" 2>&1 || rc=$?
 if [ $rc = 124 ]; then
 	echo "error: QEMU timed out after ${timeout_s}s (log: $log)" >&2
 fi

@@ -8,7 +8,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 APT_PKGS="clang-19 lld-19 llvm-19 libclang-19-dev bc flex bison libelf-dev
-	libssl-dev cpio make rsync python3 qemu-system-x86 busybox-static xz-utils"
+	libssl-dev cpio make rsync python3 qemu-system-x86 qemu-system-arm
+	busybox-static xz-utils socat"
 
 install_debs() {
 	local missing=()
@@ -68,6 +69,28 @@ SRC
 	rm -rf "$apt/pkg" "$UA_KSRC" && mv "$UA_KSRC.tmp" "$UA_KSRC"
 }
 
+# The arm64 guests' userspace: Debian's busybox-static for arm64, fetched
+# through a private apt configuration (the system stays single-architecture).
+fetch_busybox_arm64() {
+	local dir=$UA_CACHE/busybox-arm64 apt=$UA_CACHE/apt-arm64
+	[ -x "$dir/bin/busybox" ] && return
+	mkdir -p "$apt/lists/partial" "$apt/cache" "$apt/dl"
+	cat >"$apt/sources.list" <<SRC
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main
+SRC
+	local opts=(-oDir::Etc::SourceList="$apt/sources.list" -oDir::Etc::SourceParts=/dev/null
+		-oDir::State::Lists="$apt/lists" -oDir::Cache="$apt/cache"
+		-oDir::State::Status=/dev/null -oAPT::Architecture=arm64
+		-oAPT::Architectures::=arm64)
+	stage "fetching busybox-static for arm64 (private apt configuration)"
+	logged "$UA_CACHE/logs/apt-arm64-update.log" apt-get "${opts[@]}" update
+	(cd "$apt/dl" && logged "$UA_CACHE/logs/apt-arm64-download.log" \
+		apt-get "${opts[@]}" download busybox-static:arm64) ||
+		die "could not download busybox-static:arm64"
+	rm -rf "$dir.tmp" && dpkg -x "$apt"/dl/busybox-static_*_arm64.deb "$dir.tmp"
+	rm -rf "$dir" && mv "$dir.tmp" "$dir"
+}
+
 # Apply the hook patches, then copy the component into mm/unmapped_alloc. A
 # copy of every applied patch is kept in the tree, so that a patch changed or
 # removed in the repository is reverse-applied before the new version goes in.
@@ -100,6 +123,8 @@ case "${1:-all}" in
 	deps) install_debs; install_rust ;;
 	kernel) fetch_kernel ;;
 	place) place_component ;;
-	all) install_debs; install_rust; fetch_kernel; place_component ;;
+	all) install_debs; install_rust; fetch_kernel; place_component
+		[ "$UA_ARCH" = arm64 ] && fetch_busybox_arm64
+		true ;;
 	*) die "usage: $0 [deps|kernel|place|all]" ;;
 esac

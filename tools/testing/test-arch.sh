@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# The KUnit suites on one architecture (UA_ARCH): build, boot under QEMU,
+# parse the KTAP output, reject kernel splats. On arm64 a second boot with
+# rodata=on and without debug_pagealloc, where set_direct_map_*() does
+# nothing, checks that the unmapped allocator refuses instead of handing out
+# mapped pages. Last line: "ARCH: N passed, N failed[, N skipped]".
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+"$UA_ROOT/tools/testing/build.sh"
+total_p=0 total_f=0 total_s=0 ok=1
+
+# boot NAME CMDLINE: one boot; adds its counts to the totals.
+boot() {
+	local name=$1 cmdline=$2
+	local log=$UA_CACHE/logs/kunit$UA_SUFFIX-$name.log
+	local parsed=$UA_CACHE/logs/kunit$UA_SUFFIX-$name-parsed.txt
+	local qrc=0 start passed failed skipped
+	stage "KUnit under QEMU/TCG, $name boot (console: $log)"
+	start=$(date +%s)
+	"$UA_ROOT/tools/testing/qemu.sh" "$log" "kunit_shutdown=reboot $cmdline" || qrc=$?
+	stage "QEMU finished in $(($(date +%s) - start)) s (exit $qrc)"
+	python3 "$UA_KSRC/tools/testing/kunit/kunit.py" parse "$log" >"$parsed" 2>&1 || true
+	grep -E '^\[[0-9:]+\] ' "$parsed" | sed -E 's/^\[[0-9:]+\] //' | grep -vE '^=+$' || true
+	read -r passed failed skipped < <(python3 - "$parsed" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+m = re.findall(r'Ran (\d+) tests?: (.*)', text)
+p = f = s = 0
+if m:
+    d = {k: int(v) for k, v in re.findall(r'(passed|failed|skipped|crashed|errors): (\d+)', m[-1][1])}
+    p, s = d.get('passed', 0), d.get('skipped', 0)
+    f = d.get('failed', 0) + d.get('crashed', 0) + d.get('errors', 0)
+print(p, f, s)
+PY
+)
+	if [ "$qrc" != 0 ]; then echo "error: QEMU exited with $qrc (crash or timeout)" >&2; ok=0; fi
+	if ! grep -q 'reboot: Restarting system' "$log"; then
+		echo "error: the kernel did not reach KUnit shutdown (crash?)" >&2; ok=0
+	fi
+	if [ $((passed + failed)) = 0 ]; then echo "error: no test ran in the $name boot" >&2; ok=0; fi
+	if ! "$UA_ROOT/tools/testing/splats.sh" "$log" >"$UA_CACHE/logs/splats$UA_SUFFIX-$name.txt"; then
+		echo "error: unexpected kernel splats in the $name boot:" >&2
+		head -20 "$UA_CACHE/logs/splats$UA_SUFFIX-$name.txt" >&2
+		ok=0
+	fi
+	total_p=$((total_p + passed)) total_f=$((total_f + failed)) total_s=$((total_s + skipped))
+	LAST_LOG=$log
+}
+
+boot suites "kunit.filter_glob=${UA_FILTER:-unmapped_alloc*}"
+if [ "$UA_ARCH" = arm64 ] && [ -z "${UA_FILTER:-}" ]; then
+	boot no-direct-map "rodata=on debug_pagealloc=off \
+kunit.filter_glob=unmapped_alloc_real_backend.global_unmapped_follows_can_set_direct_map"
+	# The test took its refusing branch: the boot really had no direct map changes.
+	if ! grep -q 'can_set_direct_map: no, unmapped pages refused' "$LAST_LOG" ||
+		! grep -q 'unmapped pages disabled: set_direct_map' "$LAST_LOG"; then
+		echo "error: the rodata=on boot did not refuse unmapped pages" >&2
+		ok=0
+	fi
+fi
+[ "$total_f" = 0 ] || ok=0
+line="$UA_ARCH: $total_p passed, $total_f failed"
+[ "$total_s" = 0 ] || line="$line, $total_s skipped"
+[ $ok = 1 ] || line="$line (errors above)"
+echo "$line"
+[ $ok = 1 ]
