@@ -7,6 +7,9 @@
 #   make test   set up, build, run the KUnit suites under QEMU
 #   make bench  benchmark tables against the baselines
 #
+# ARCH=x86_64 (the default for run and bench) or ARCH=arm64 (cross-built
+# with LLVM, QEMU virt with GICv3). 'make test' without ARCH runs both.
+#
 # Downloads and build outputs go to .cache/ (UA_CACHE=... to move it).
 
 T := tools/testing
@@ -35,7 +38,8 @@ check:
 	@$(T)/check.sh
 
 clean:
-	rm -rf .cache/build .cache/build-bench .cache/bench .cache/logs
+	rm -rf .cache/build .cache/build-bench .cache/bench .cache/logs \
+		.cache/build-arm64 .cache/build-bench-arm64 .cache/bench-arm64
 
 distclean:
 	rm -rf .cache

@@ -216,7 +216,7 @@ pub(crate) struct Config {
 
 /// Why unmapped pages are refused where `set_direct_map_*()` is a no-op.
 pub(crate) const NO_DIRECT_MAP_CHANGES: &str = "set_direct_map_*() cannot change the direct map \
-     on this system (arm64 needs rodata=full, debug_pagealloc, KFENCE or a realm)";
+     on this system (arm64 needs rodata=on, debug_pagealloc, KFENCE or a realm)";
 
 impl Config {
     /// Defaults for a global instance of `kind`.
@@ -229,7 +229,6 @@ impl Config {
                 Kind::Decrypted(_) => (256, 512),
             },
             background: true,
-            refused: None,
             refused: match kind {
                 Kind::Unmapped if !sys::can_set_direct_map() => Some(NO_DIRECT_MAP_CHANGES),
                 _ => None,

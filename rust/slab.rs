@@ -889,6 +889,7 @@ mod tests {
             cache_blocks: 0,
             reserve,
             background,
+            refused: None,
         })?;
         KmallocDecrypted::new(&pages)
     }

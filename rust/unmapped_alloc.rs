@@ -497,7 +497,7 @@ mod tests {
 
     /// The global unmapped instance follows `can_set_direct_map()`: where the direct map
     /// can change, its pages are really gone from it; where it cannot (arm64 booted
-    /// with `rodata=on` and without debug_pagealloc), every allocation is refused and
+    /// with `rodata=noalias` and without debug_pagealloc), every allocation is refused and
     /// the `direct_map` file says why. `make test ARCH=arm64` boots both ways.
     #[test]
     fn global_unmapped_follows_can_set_direct_map() -> Result {

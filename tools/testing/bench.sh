@@ -10,20 +10,20 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 # A kernel of its own, without the test kernel's bug detectors.
-export UA_BUILD=$UA_CACHE/build-bench
-export UA_KUNITCONFIG=$UA_ROOT/tools/testing/bench.kunitconfig
+export UA_BUILD=$UA_CACHE/build-bench$UA_SUFFIX UA_CONFIG=bench
 "$UA_ROOT/tools/testing/build.sh"
-[ -x /bin/busybox ] || die "busybox-static is missing: apt-get install busybox-static"
+busybox=$(ua_busybox)
+[ -x "$busybox" ] || die "busybox is missing at $busybox: run 'make setup'"
 
 stage "making the bench initramfs"
-root=$UA_CACHE/bench-initramfs
+root=$UA_CACHE/bench-initramfs$UA_SUFFIX
 rm -rf "$root" && mkdir -p "$root"/{bin,dev,proc,sys}
-cp /bin/busybox "$root/bin/busybox"
+cp "$busybox" "$root/bin/busybox"
 cp "$UA_ROOT/tools/testing/bench-init.sh" "$root/init"
 chmod +x "$root/init"
-(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$UA_CACHE/bench-initramfs.cpio.gz"
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$UA_CACHE/bench-initramfs$UA_SUFFIX.cpio.gz"
 
-out=$UA_CACHE/bench
+out=$UA_CACHE/bench$UA_SUFFIX
 mkdir -p "$out"
 log=$out/console.log
 stage "running the benchmark under QEMU/TCG (console: $log)"
@@ -31,7 +31,7 @@ start=$(date +%s)
 # debug_pagealloc maps the direct map with 4 KiB pages; the splits are only
 # visible with large pages.
 UA_QEMU_TIMEOUT=${UA_QEMU_TIMEOUT:-1200} "$UA_ROOT/tools/testing/qemu.sh" "$log" \
-	"kunit.enable=0 debug_pagealloc=off quiet" "$UA_CACHE/bench-initramfs.cpio.gz"
+	"kunit.enable=0 debug_pagealloc=off quiet" "$UA_CACHE/bench-initramfs$UA_SUFFIX.cpio.gz"
 stage "benchmark finished in $(($(date +%s) - start)) s"
 grep -q 'ua-bench-guest: ok' "$log" || die "the benchmark did not complete (see $log)"
-python3 "$UA_ROOT/tools/testing/bench_report.py" "$log" "$out"
+python3 "$UA_ROOT/tools/testing/bench_report.py" "$log" "$out" "$UA_ARCH"

@@ -6,6 +6,10 @@ import re
 import sys
 
 log, out = sys.argv[1], sys.argv[2]
+arch = sys.argv[3] if len(sys.argv) > 3 else "x86_64"
+SPLITS = {"x86_64": "direct map splits: 2M and 1G splits from /proc/vmstat",
+          "arm64": "direct map splits: PMD-sized ranges of the linear map that stopped "
+                   "being block-mapped (arm64 keeps no split counters)"}
 FIELDS = ["conversions", "flushes", "splits", "peak_pages", "left_pages",
           "atomic_failures", "median_ns", "ops"]
 rows = []
@@ -30,7 +34,7 @@ def get(run, workload, alloc):
                  and r["allocator"] == alloc), None)
 
 
-lines = []
+lines = [f"## Architecture: {arch}", "", SPLITS.get(arch, ""), ""]
 for run in dict.fromkeys(r["run"] for r in rows):
     title = {"real": "real cost (conversions are no-ops in this guest)",
              "sim-coco": "simulated CoCo cost: 5 us per set_memory_*() call"}.get(run, run)

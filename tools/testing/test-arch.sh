@@ -3,7 +3,7 @@
 #
 # The KUnit suites on one architecture (UA_ARCH): build, boot under QEMU,
 # parse the KTAP output, reject kernel splats. On arm64 a second boot with
-# rodata=on and without debug_pagealloc, where set_direct_map_*() does
+# rodata=noalias and without debug_pagealloc, where set_direct_map_*() does
 # nothing, checks that the unmapped allocator refuses instead of handing out
 # mapped pages. Last line: "ARCH: N passed, N failed[, N skipped]".
 set -euo pipefail
@@ -52,12 +52,12 @@ PY
 
 boot suites "kunit.filter_glob=${UA_FILTER:-unmapped_alloc*}"
 if [ "$UA_ARCH" = arm64 ] && [ -z "${UA_FILTER:-}" ]; then
-	boot no-direct-map "rodata=on debug_pagealloc=off \
+	boot no-direct-map "rodata=noalias debug_pagealloc=off \
 kunit.filter_glob=unmapped_alloc_real_backend.global_unmapped_follows_can_set_direct_map"
 	# The test took its refusing branch: the boot really had no direct map changes.
 	if ! grep -q 'can_set_direct_map: no, unmapped pages refused' "$LAST_LOG" ||
 		! grep -q 'unmapped pages disabled: set_direct_map' "$LAST_LOG"; then
-		echo "error: the rodata=on boot did not refuse unmapped pages" >&2
+		echo "error: the rodata=noalias boot did not refuse unmapped pages" >&2
 		ok=0
 	fi
 fi
