@@ -30,7 +30,8 @@ if [ "$UA_ARCH" = arm64 ]; then
 	disk=$UA_CACHE/run-disk.img
 	[ -f "$disk" ] || truncate -s 16M "$disk"
 	sock=$UA_CACHE/run-monitor.sock
-	rm -f "$sock"
+	vport_out=$UA_CACHE/run-vport.out
+	rm -f "$sock" "$vport_out"
 	export UA_QEMU_EXTRA="-monitor unix:$sock,server=on,wait=off
 		-device pcie-root-port,id=rp1,chassis=1,slot=1
 		-device pcie-root-port,id=rp2,chassis=2,slot=2
@@ -38,7 +39,7 @@ if [ "$UA_ARCH" = arm64 ]; then
 		-drive if=none,id=d0,file=$disk,format=raw
 		-device virtio-blk-pci,bus=rp1,id=blk0,drive=d0
 		-device virtio-rng-pci,bus=rp2,id=rng0
-		-chardev null,id=cn0 -device virtio-serial-pci,bus=rp3,id=ser0
+		-chardev file,id=cn0,path=$vport_out -device virtio-serial-pci,bus=rp3,id=ser0
 		-device virtserialport,bus=ser0.0,chardev=cn0,name=ua"
 	# From early boot: every set_memory_decrypted() call and the ITS's page
 	# helper (function tracer), every ITT allocation and free (events).
@@ -53,14 +54,25 @@ stage "booting under QEMU/TCG (console: $log)"
 qrc=0
 "$UA_ROOT/tools/testing/qemu.sh" "$log" "$cmdline" "$initrd" &
 qemu_pid=$!
+# One monitor command, retried while QEMU refuses it (a device_add of an id
+# whose unplug QEMU has not finished yet).
+monitor() {
+	local out i
+	for i in $(seq 30); do
+		out=$(echo "$1" | socat - "UNIX-CONNECT:$sock" 2>&1 | tr -d '\r')
+		grep -qi 'error' <<<"$out" || return 0
+		sleep 1
+	done
+	echo "error: monitor command '$1' refused: $(grep -i error <<<"$out" | head -n 1)" >&2
+}
 if [ "$UA_ARCH" = arm64 ]; then
 	# Send the monitor commands the guest asks for, each once.
 	sent=0
 	while kill -0 $qemu_pid 2>/dev/null; do
-		mapfile -t cmds < <(tr -d '\r' <"$log" 2>/dev/null | sed -n 's/^ua-run: monitor //p')
+		[ -f "$log" ] || { sleep 1; continue; }
+		mapfile -t cmds < <(tr -d '\r' <"$log" | sed -n 's/^ua-run: monitor //p')
 		while [ $sent -lt ${#cmds[@]} ]; do
-			echo "${cmds[$sent]}" | socat - "UNIX-CONNECT:$sock" >/dev/null ||
-				echo "error: monitor command '${cmds[$sent]}' failed" >&2
+			monitor "${cmds[$sent]}"
 			sent=$((sent + 1))
 		done
 		sleep 1
@@ -72,7 +84,34 @@ sed -n '/^ua-run: begin/,/^ua-run: end/p' "$log" | tr -d '\r'
 ok=1
 [ "$qrc" = 0 ] || { echo "error: QEMU exited with $qrc" >&2; ok=0; }
 grep -q '^ua-run: ok' "$log" || { echo "error: the guest did not finish its run" >&2; ok=0; }
-if ! "$UA_ROOT/tools/testing/splats.sh" "$log" >"$UA_CACHE/logs/run$UA_SUFFIX-splats.txt"; then
+if [ "$UA_ARCH" = arm64 ]; then
+	if grep -q '^ua-run: hello through' "$vport_out" 2>/dev/null; then
+		echo "host: the guest's virtio-serial write arrived: $(head -n 1 "$vport_out")"
+	else
+		echo "error: nothing arrived through virtio-serial" >&2
+		ok=0
+	fi
+fi
+# Known, outside the component: 7.2's pciehp takes pci_rescan_remove_lock
+# under its reset_lock on hot-unplug, which lockdep reports as a possible
+# circular dependency. Such a report is set aside (and shown) only if none
+# of the component's code is in it.
+checked=$UA_CACHE/logs/run$UA_SUFFIX-checked.log
+tr -d '\r' <"$log" | awk '
+/WARNING: possible circular locking dependency detected/ { inblk = 1; blk = ""; }
+inblk { blk = blk $0 "\n"; if ($0 ~ /^ua-run:|^device |^---/ || n++ > 200) { flush() } ; next }
+{ print }
+function flush() {
+	if (blk ~ /pci_rescan_remove_lock/ && blk ~ /reset_lock/ && blk ~ /pciehp_ist/ &&
+	    blk !~ /unmapped_alloc|decrypted|_RN/) {
+		print "known pciehp lockdep report (not the component) set aside" > "/dev/stderr"
+	} else {
+		printf "%s", blk
+	}
+	inblk = 0; n = 0
+}
+END { if (inblk) printf "%s", blk }' >"$checked"
+if ! "$UA_ROOT/tools/testing/splats.sh" "$checked" >"$UA_CACHE/logs/run$UA_SUFFIX-splats.txt"; then
 	echo "error: kernel splats during the run:" >&2
 	head -20 "$UA_CACHE/logs/run$UA_SUFFIX-splats.txt" >&2
 	ok=0
