@@ -36,7 +36,7 @@ if [ "$UA_ARCH" = arm64 ]; then
 		-device pcie-root-port,id=rp1,chassis=1,slot=1
 		-device pcie-root-port,id=rp2,chassis=2,slot=2
 		-device pcie-root-port,id=rp3,chassis=3,slot=3
-		-drive if=none,id=d0,file=$disk,format=raw
+		-drive if=none,id=d0,file=$disk,format=raw,readonly=on
 		-device virtio-blk-pci,bus=rp1,id=blk0,drive=d0
 		-device virtio-rng-pci,bus=rp2,id=rng0
 		-chardev file,id=cn0,path=$vport_out -device virtio-serial-pci,bus=rp3,id=ser0
@@ -99,7 +99,8 @@ fi
 checked=$UA_CACHE/logs/run$UA_SUFFIX-checked.log
 tr -d '\r' <"$log" | awk '
 /WARNING: possible circular locking dependency detected/ { inblk = 1; blk = ""; }
-inblk { blk = blk $0 "\n"; if ($0 ~ /^ua-run:|^device |^---/ || n++ > 200) { flush() } ; next }
+inblk && ($0 ~ /^ua-run:|^device |^--- / || n++ > 200) { flush() }
+inblk { blk = blk $0 "\n"; next }
 { print }
 function flush() {
 	if (blk ~ /pci_rescan_remove_lock/ && blk ~ /reset_lock/ && blk ~ /pciehp_ist/ &&
