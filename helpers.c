@@ -171,7 +171,7 @@ unsigned int ua_block_order(void)
 
 /*
  * Whether set_direct_map_*() really changes the direct map. On arm64 it
- * silently does nothing unless the linear map is page-granular (rodata=full,
+ * silently does nothing unless the linear map is page-granular (rodata=on,
  * debug_pagealloc, KFENCE, a realm); unmapped pages must then be refused.
  */
 bool ua_can_set_direct_map(void)

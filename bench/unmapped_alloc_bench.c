@@ -128,7 +128,7 @@ static bool linear_map_block(unsigned long addr)
  * arm64 keeps no split counters: count the PMD-sized ranges of node memory
  * that the linear map does not map with a block entry. A split (BBML2
  * systems split block mappings on demand) raises the count; nothing merges
- * them back. With a page-granular linear map (rodata=full, debug_pagealloc)
+ * them back. With a page-granular linear map (rodata=on, debug_pagealloc)
  * every range counts and no split is possible.
  */
 static u64 direct_map_splits(void)

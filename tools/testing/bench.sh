@@ -12,16 +12,11 @@ set -euo pipefail
 # A kernel of its own, without the test kernel's bug detectors.
 export UA_BUILD=$UA_CACHE/build-bench$UA_SUFFIX UA_CONFIG=bench
 "$UA_ROOT/tools/testing/build.sh"
-busybox=$(ua_busybox)
-[ -x "$busybox" ] || die "busybox is missing at $busybox: run 'make setup'"
 
 stage "making the bench initramfs"
 root=$UA_CACHE/bench-initramfs$UA_SUFFIX
-rm -rf "$root" && mkdir -p "$root"/{bin,dev,proc,sys}
-cp "$busybox" "$root/bin/busybox"
-cp "$UA_ROOT/tools/testing/bench-init.sh" "$root/init"
-chmod +x "$root/init"
-(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$UA_CACHE/bench-initramfs$UA_SUFFIX.cpio.gz"
+ua_initramfs_root "$root" "$UA_ROOT/tools/testing/bench-init.sh"
+ua_initramfs_pack "$root" "$UA_CACHE/bench-initramfs$UA_SUFFIX.cpio.gz"
 
 out=$UA_CACHE/bench$UA_SUFFIX
 mkdir -p "$out"

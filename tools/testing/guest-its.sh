@@ -46,7 +46,7 @@ its_counts() {
 			if ($i ~ /^bytes_req=/) req = substr($i, 11)
 		}
 		itts++
-		if (req + 0 >= pagesz) { pages++; big[ptr] = 1 }
+		if (req + 0 >= pagesz) pages++
 		else pool_alloc(ptr, int((req + 255) / 256))
 	}
 	/ kfree_decrypted: / {

@@ -45,6 +45,23 @@ ua_kernel_image() {
 	esac
 }
 
+# ua_initramfs_root DIR INIT: a fresh staging directory for a busybox
+# initramfs with INIT as /init.
+ua_initramfs_root() {
+	local busybox
+	busybox=$(ua_busybox)
+	[ -x "$busybox" ] || die "busybox is missing at $busybox: run 'make setup'"
+	rm -rf "$1" && mkdir -p "$1"/{bin,dev,proc,sys}
+	cp "$busybox" "$1/bin/busybox"
+	cp "$2" "$1/init"
+	chmod +x "$1/init"
+}
+
+# ua_initramfs_pack DIR OUT: pack the staging directory into OUT.
+ua_initramfs_pack() {
+	(cd "$1" && find . | cpio -o -H newc --quiet | gzip -1) >"$2"
+}
+
 # The busybox that becomes the guests' userspace.
 ua_busybox() {
 	case "$UA_ARCH" in

@@ -11,17 +11,13 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 "$UA_ROOT/tools/testing/build.sh"
-busybox=$(ua_busybox)
-[ -x "$busybox" ] || die "busybox is missing at $busybox: run 'make setup'"
 
 stage "making the initramfs"
 root=$UA_CACHE/initramfs$UA_SUFFIX
-rm -rf "$root" && mkdir -p "$root"/{bin,dev,proc,sys,tmp,lib/modules}
-cp "$busybox" "$root/bin/busybox"
+ua_initramfs_root "$root" "$UA_ROOT/tools/testing/guest-init.sh"
+mkdir -p "$root"/{tmp,lib/modules}
 find "$UA_BUILD/mm/unmapped_alloc/samples" -name '*.ko' -exec cp {} "$root/lib/modules/" \;
 ls "$root"/lib/modules/*.ko >/dev/null 2>&1 || die "sample modules were not built"
-cp "$UA_ROOT/tools/testing/guest-init.sh" "$root/init"
-chmod +x "$root/init"
 initrd=$UA_CACHE/initramfs$UA_SUFFIX.cpio.gz
 cmdline="kunit.enable=0 quiet"
 log=$UA_CACHE/logs/run$UA_SUFFIX-console.log
@@ -48,19 +44,31 @@ ftrace_filter=set_memory_decrypted,its_alloc_pages_node
 trace_event=unmapped_alloc:kmalloc_decrypted,unmapped_alloc:kfree_decrypted"
 	cmdline=$(echo $cmdline)
 fi
-(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$initrd"
+ua_initramfs_pack "$root" "$initrd"
 
 stage "booting under QEMU/TCG (console: $log)"
+# A stale log would replay the previous run's monitor requests.
+rm -f "$log"
 qrc=0
 "$UA_ROOT/tools/testing/qemu.sh" "$log" "$cmdline" "$initrd" &
 qemu_pid=$!
+# However this script ends, it leaves no QEMU behind: qemu.sh's child
+# (timeout) passes the signal on to QEMU.
+stop_qemu() {
+	pkill -TERM -P "$qemu_pid" 2>/dev/null || true
+	kill "$qemu_pid" 2>/dev/null || true
+}
+trap stop_qemu EXIT
 # One monitor command, retried while QEMU refuses it (a device_add of an id
 # whose unplug QEMU has not finished yet).
 monitor() {
 	local out i
 	for i in $(seq 30); do
-		out=$(echo "$1" | socat - "UNIX-CONNECT:$sock" 2>&1 | tr -d '\r')
-		grep -qi 'error' <<<"$out" || return 0
+		# Neither a failed connection nor an error reply counts as sent.
+		if out=$(echo "$1" | socat - "UNIX-CONNECT:$sock" 2>&1 | tr -d '\r') &&
+			! grep -qi 'error' <<<"$out"; then
+			return 0
+		fi
 		sleep 1
 	done
 	echo "error: monitor command '$1' refused: $(grep -i error <<<"$out" | head -n 1)" >&2

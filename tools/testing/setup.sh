@@ -37,28 +37,37 @@ install_rust() {
 	fi
 }
 
-# Fetch linux-source-7.2 through a private apt configuration: the system's
-# sources list is neither read nor changed.
+# apt_download DIR ARCH PACKAGE TAG: download PACKAGE's .deb for ARCH into
+# DIR/dl through a private apt configuration whose sources list comes on
+# standard input; the system's apt configuration is neither read nor changed.
+apt_download() {
+	local apt=$1 arch=$2 pkg=$3 tag=$4 status=/var/lib/dpkg/status
+	# The system's package database only describes this machine's architecture.
+	[ "$arch" = amd64 ] || status=/dev/null
+	mkdir -p "$apt/lists/partial" "$apt/archives/partial" "$apt/cache" "$apt/dl"
+	cat >"$apt/sources.list"
+	local opts=(-oDir::Etc::SourceList="$apt/sources.list" -oDir::Etc::SourceParts=/dev/null
+		-oDir::State::Lists="$apt/lists" -oDir::Cache="$apt/cache"
+		-oDir::State::Status="$status" -oAPT::Architecture="$arch"
+		-oAPT::Architectures::="$arch")
+	stage "fetching package lists for $pkg (private apt configuration)"
+	logged "$UA_CACHE/logs/apt-$tag-update.log" apt-get "${opts[@]}" update
+	stage "downloading $pkg"
+	(cd "$apt/dl" && logged "$UA_CACHE/logs/apt-$tag-download.log" \
+		apt-get "${opts[@]}" download "$pkg") ||
+		die "could not download $pkg; check network access to deb.debian.org"
+}
+
+# Fetch linux-source-7.2 from trixie-backports or sid.
 fetch_kernel() {
 	[ -n "${UA_KSRC_EXTERNAL:-}" ] && return
 	[ -f "$UA_KSRC/Makefile" ] && return
 	local apt=$UA_CACHE/apt
-	mkdir -p "$apt/lists/partial" "$apt/archives/partial" "$apt/dl"
-	cat >"$apt/sources.list" <<SRC
+	if ! ls "$apt/dl/$UA_KPKG"_*.deb >/dev/null 2>&1; then
+		apt_download "$apt" amd64 "$UA_KPKG" private <<SRC
 deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie-backports main
 deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main
 SRC
-	local opts=(-oDir::Etc::SourceList="$apt/sources.list" -oDir::Etc::SourceParts=/dev/null
-		-oDir::State::Lists="$apt/lists" -oDir::Cache="$apt/cache"
-		-oDir::State::Status=/var/lib/dpkg/status -oAPT::Architecture=amd64)
-	mkdir -p "$apt/cache"
-	if ! ls "$apt/dl/$UA_KPKG"_*.deb >/dev/null 2>&1; then
-		stage "fetching package lists for $UA_KPKG (private apt configuration)"
-		logged "$UA_CACHE/logs/apt-private-update.log" apt-get "${opts[@]}" update
-		stage "downloading $UA_KPKG"
-		(cd "$apt/dl" && logged "$UA_CACHE/logs/apt-download.log" \
-			apt-get "${opts[@]}" download "$UA_KPKG") ||
-			die "could not download $UA_KPKG; check network access to deb.debian.org"
 	fi
 	stage "unpacking $UA_KPKG"
 	rm -rf "$apt/pkg" && dpkg -x "$apt/dl/$UA_KPKG"_*.deb "$apt/pkg"
@@ -69,24 +78,14 @@ SRC
 	rm -rf "$apt/pkg" "$UA_KSRC" && mv "$UA_KSRC.tmp" "$UA_KSRC"
 }
 
-# The arm64 guests' userspace: Debian's busybox-static for arm64, fetched
-# through a private apt configuration (the system stays single-architecture).
+# The arm64 guests' userspace: Debian's busybox-static for arm64 (the system
+# stays single-architecture).
 fetch_busybox_arm64() {
 	local dir=$UA_CACHE/busybox-arm64 apt=$UA_CACHE/apt-arm64
 	[ -x "$dir/bin/busybox" ] && return
-	mkdir -p "$apt/lists/partial" "$apt/cache" "$apt/dl"
-	cat >"$apt/sources.list" <<SRC
+	apt_download "$apt" arm64 busybox-static:arm64 arm64 <<SRC
 deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main
 SRC
-	local opts=(-oDir::Etc::SourceList="$apt/sources.list" -oDir::Etc::SourceParts=/dev/null
-		-oDir::State::Lists="$apt/lists" -oDir::Cache="$apt/cache"
-		-oDir::State::Status=/dev/null -oAPT::Architecture=arm64
-		-oAPT::Architectures::=arm64)
-	stage "fetching busybox-static for arm64 (private apt configuration)"
-	logged "$UA_CACHE/logs/apt-arm64-update.log" apt-get "${opts[@]}" update
-	(cd "$apt/dl" && logged "$UA_CACHE/logs/apt-arm64-download.log" \
-		apt-get "${opts[@]}" download busybox-static:arm64) ||
-		die "could not download busybox-static:arm64"
 	rm -rf "$dir.tmp" && dpkg -x "$apt"/dl/busybox-static_*_arm64.deb "$dir.tmp"
 	rm -rf "$dir" && mv "$dir.tmp" "$dir"
 }
