@@ -35,12 +35,15 @@ fi
 # the ITS driver without the component: configured by kunit.py, then only
 # the component's directory (with the Rust crates 'prepare' builds) or the
 # driver is compiled.
+# arm64_build NAME TARGET [BASE]: BASE is the component's test configuration
+# unless given (the driver alone needs none of it).
 arm64_build() {
-	local name=$1 target=$2 dir=$UA_CACHE/build-arm64-$1
+	local name=$1 target=$2 dir=$UA_CACHE/build-arm64-$1 base=()
+	[ $# -gt 2 ] || base=(--kunitconfig="$UA_CONFIGS/test.config")
 	stage "arm64 build test: $name ($target)"
 	mkdir -p "$dir"
 	if ! python3 "$UA_KSRC/tools/testing/kunit/kunit.py" config --arch=arm64 --build_dir="$dir" \
-		--kunitconfig="$UA_CONFIGS/test.config" --kunitconfig="$UA_CONFIGS/arm64.config" \
+		"${base[@]}" --kunitconfig="$UA_CONFIGS/arm64.config" \
 		--kunitconfig="$UA_CONFIGS/arm64-$name.config" --make_options "LLVM=$UA_LLVM" \
 		>"$UA_CACHE/logs/check-arm64-$name.log" 2>&1 ||
 		! make -s -C "$UA_KSRC" O="$dir" ARCH=arm64 LLVM="$UA_LLVM" -j"$UA_JOBS" "$target" \
@@ -53,7 +56,7 @@ arm64_build() {
 if [ -z "${UA_CHECK_QUICK:-}" ]; then
 	arm64_build 16k mm/unmapped_alloc/
 	arm64_build 64k mm/unmapped_alloc/
-	arm64_build nocomp drivers/irqchip/irq-gic-v3-its.o
+	arm64_build nocomp drivers/irqchip/irq-gic-v3-its.o none
 fi
 stage "checkpatch"
 # The exports of the Rust-defined C API cannot follow their definitions.
