@@ -6,6 +6,8 @@
 #   make run    set up, build, boot the kernel in QEMU, exercise the allocator
 #   make test   set up, build, run the KUnit suites under QEMU
 #   make bench  benchmark tables against the baselines
+#   make test-coco  the suites inside a pKVM protected VM (arm64, nested
+#               under QEMU), the host checking what it can read
 #
 # ARCH=x86_64 (the default for run and bench) or ARCH=arm64 (cross-built
 # with LLVM, QEMU virt with GICv3). 'make test' without ARCH runs both.
@@ -14,7 +16,7 @@
 
 T := tools/testing
 
-.PHONY: all run test bench setup build check clean distclean
+.PHONY: all run test test-coco bench setup build check clean distclean
 
 all: run
 
@@ -30,6 +32,9 @@ test:
 run:
 	@$(T)/run.sh
 
+test-coco:
+	@$(T)/coco.sh
+
 bench:
 	@$(T)/bench.sh
 
@@ -39,7 +44,8 @@ check:
 
 clean:
 	rm -rf .cache/build .cache/build-bench .cache/bench .cache/logs \
-		.cache/build-arm64 .cache/build-bench-arm64 .cache/bench-arm64
+		.cache/build-arm64 .cache/build-bench-arm64 .cache/bench-arm64 \
+		.cache/coco
 
 distclean:
 	rm -rf .cache

@@ -287,6 +287,7 @@ EXPORT_SYMBOL_GPL(unmapped_alloc_page_state);
 EXPORT_SYMBOL_GPL(unmapped_alloc_read_counters);
 EXPORT_SYMBOL_GPL(unmapped_alloc_drain);
 EXPORT_SYMBOL_GPL(unmapped_alloc_set_reserve);
+EXPORT_SYMBOL_GPL(unmapped_alloc_get_reserve);
 #if IS_ENABLED(CONFIG_UNMAPPED_ALLOC_BENCH)
 EXPORT_SYMBOL_GPL(unmapped_alloc_set_sim_delay);
 #endif

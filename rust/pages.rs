@@ -526,6 +526,18 @@ impl PageAllocator {
                 return None;
             }
         };
+        // Zero a block to be shared while it is still private: hosts that keep a
+        // page's contents across a share (pKVM, Arm CCA) would otherwise be shown
+        // whatever the page allocator's last user left there.
+        if matches!(self.kind, Kind::Decrypted(_))
+            && block
+                .range(0, block.nr_pages())
+                .and_then(|r| r.scrub())
+                .is_err()
+        {
+            block.release();
+            return None;
+        }
         let converted = match &self.kind {
             Kind::Unmapped => block.set_direct_map(0, block.nr_pages(), false),
             Kind::Decrypted(backend) => block.whole().and_then(|r| backend.decrypt(&r)),
@@ -555,8 +567,9 @@ impl PageAllocator {
                     return None;
                 }
                 self.stats.conversions.inc();
-                // Whatever the pages held before is not to be shared: zero them through
-                // the (now shared) direct mapping.
+                // Zero them again through the (now shared) direct mapping: where a
+                // conversion scrambles the contents (AMD SEV), the guest's view of the
+                // zeros written above is no longer zeros.
                 if block
                     .range(0, block.nr_pages())
                     .and_then(|r| r.scrub())

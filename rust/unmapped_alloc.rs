@@ -417,6 +417,14 @@ pub extern "C" fn unmapped_alloc_set_reserve(low: ffi::c_ulong, high: ffi::c_ulo
     }
 }
 
+/// C API: `unmapped_alloc_get_reserve()`, see `include/linux/unmapped_alloc.h`.
+#[no_mangle]
+pub extern "C" fn unmapped_alloc_get_reserve(low: *mut ffi::c_ulong, high: *mut ffi::c_ulong) {
+    let (l, h) = decrypted().map(|d| d.watermarks()).unwrap_or((0, 0));
+    sys::write_out(low, l as ffi::c_ulong);
+    sys::write_out(high, h as ffi::c_ulong);
+}
+
 /// C API: `unmapped_alloc_set_sim_delay()` (benchmarks only).
 #[cfg(any(CONFIG_UNMAPPED_ALLOC_BENCH = "y", CONFIG_UNMAPPED_ALLOC_BENCH = "m"))]
 #[no_mangle]

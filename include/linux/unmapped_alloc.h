@@ -274,6 +274,16 @@ void unmapped_alloc_drain(void);
  */
 int unmapped_alloc_set_reserve(unsigned long low, unsigned long high);
 
+/**
+ * unmapped_alloc_get_reserve() - read the decrypted atomic reserve
+ * @low: set to the refill threshold, in free decrypted pages per node
+ * @high: set to the refill target
+ *
+ * For saving the watermarks before unmapped_alloc_set_reserve(); both are
+ * 0 if the component did not initialise.
+ */
+void unmapped_alloc_get_reserve(unsigned long *low, unsigned long *high);
+
 #if IS_ENABLED(CONFIG_UNMAPPED_ALLOC_BENCH)
 /*
  * Benchmarks only: make every set_memory_decrypted/encrypted() call of the

@@ -5,6 +5,9 @@
 # with two NUMA nodes of 1 GiB and one CPU each.
 # Usage: qemu.sh LOG "CMDLINE" [INITRD]
 # UA_QEMU_EXTRA adds QEMU arguments (devices, a monitor socket).
+# UA_QEMU_NODE_GIB sets the memory per node (default 1).
+# UA_QEMU_EL2=1 (arm64) boots the kernel at EL2 (virt,virtualization=on), as
+# a KVM host ('make test-coco').
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -12,10 +15,11 @@ log=$1 cmdline=$2 initrd=${3:-}
 timeout_s=${UA_QEMU_TIMEOUT:-900}
 kernel=$(ua_kernel_image)
 [ -f "$kernel" ] || die "no kernel image at $kernel: run the build first"
+node_gib=${UA_QEMU_NODE_GIB:-1}
 args=(-accel tcg -nodefaults -nographic -no-reboot -serial stdio
-	-smp 2,sockets=2,cores=1,threads=1 -m 2G
-	-object memory-backend-ram,id=mem0,size=1G
-	-object memory-backend-ram,id=mem1,size=1G
+	-smp 2,sockets=2,cores=1,threads=1 -m $((2 * node_gib))G
+	-object memory-backend-ram,id=mem0,size=${node_gib}G
+	-object memory-backend-ram,id=mem1,size=${node_gib}G
 	-numa node,nodeid=0,cpus=0,memdev=mem0
 	-numa node,nodeid=1,cpus=1,memdev=mem1
 	-kernel "$kernel")
@@ -30,7 +34,9 @@ arm64)
 	# GICv3 with an ITS (QEMU's default for virt with gic-version=3).
 	# pauth-impdef: QEMU's cheap pointer authentication algorithm; the
 	# architected one makes every function return slow under TCG.
-	args+=(-machine virt,gic-version=3 -cpu max,pauth-impdef=on)
+	machine=virt,gic-version=3
+	[ "${UA_QEMU_EL2:-0}" = 1 ] && machine=$machine,virtualization=on
+	args+=(-machine $machine -cpu max,pauth-impdef=on)
 	console=ttyAMA0 ;;
 esac
 command -v $qemu >/dev/null || die "$qemu not found: run 'make setup'"

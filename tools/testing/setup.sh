@@ -9,7 +9,8 @@ set -euo pipefail
 
 APT_PKGS="clang-19 lld-19 llvm-19 libclang-19-dev bc flex bison libelf-dev
 	libssl-dev cpio make rsync python3 qemu-system-x86 qemu-system-arm
-	busybox-static xz-utils socat"
+	busybox-static xz-utils socat gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+	device-tree-compiler"
 
 install_debs() {
 	local missing=()

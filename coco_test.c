@@ -1,0 +1,290 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * KUnit suite unmapped_alloc_coco: what the host of a confidential guest
+ * really sees of the component's memory.
+ *
+ * Only meaningful in a pKVM protected VM run by the test VMM of 'make
+ * test-coco' (tools/testing/coco/): the guest lists the ranges it got from
+ * kmalloc_decrypted(), alloc_decrypted_pages(), unmapped_alloc() and plain
+ * alloc_pages() in a mailbox page shared with the host, with the pattern it
+ * wrote into each, and asks the host to read them all. The host must read
+ * every shared range with its pattern and be refused every private one; once
+ * the shared memory is freed and drained, the same pages must be refused
+ * too. Anywhere else (no pKVM MEM_SHARE service) the tests skip.
+ */
+#include <kunit/test.h>
+#include <linux/delay.h>
+#include <linux/gfp.h>
+#include <linux/jiffies.h>
+#include <linux/mm.h>
+#include <linux/set_memory.h>
+#include <linux/unmapped_alloc.h>
+#include <linux/vmalloc.h>
+#if IS_ENABLED(CONFIG_ARM_PKVM_GUEST)
+#include <linux/arm-smccc.h>
+#include <asm/hypervisor.h>
+#endif
+
+#include "tools/testing/coco/ua_coco.h"
+
+#define HOST_ANSWER_TIMEOUT_MS	30000
+
+struct coco_ctx {
+	struct ua_coco_mailbox *mb;
+	unsigned int seq;
+};
+
+static bool pkvm_protected_guest(void)
+{
+#if IS_ENABLED(CONFIG_ARM_PKVM_GUEST)
+	return kvm_arm_hyp_service_available(ARM_SMCCC_KVM_FUNC_MEM_SHARE);
+#else
+	return false;
+#endif
+}
+
+/*
+ * The mailbox is converted by itself, outside the component, so that it
+ * keeps none of the component's blocks shared.
+ */
+static int coco_init(struct kunit *test)
+{
+	struct coco_ctx *ctx;
+	struct page *page;
+
+	if (!pkvm_protected_guest())
+		kunit_skip(test, "not a pKVM protected guest (run by 'make test-coco')");
+	ctx = kunit_kzalloc(test, sizeof(*ctx), GFP_KERNEL);
+	if (!ctx)
+		return -ENOMEM;
+	page = alloc_page(GFP_KERNEL | __GFP_ZERO);
+	if (!page)
+		return -ENOMEM;
+	if (set_memory_decrypted((unsigned long)page_address(page), 1)) {
+		/* Unknown state: leaked on purpose. */
+		return -EIO;
+	}
+	ctx->mb = page_address(page);
+	test->priv = ctx;
+	return 0;
+}
+
+static void coco_exit(struct kunit *test)
+{
+	struct coco_ctx *ctx = test->priv;
+
+	if (!ctx || !ctx->mb)
+		return;
+	if (!set_memory_encrypted((unsigned long)ctx->mb, 1))
+		free_page((unsigned long)ctx->mb);
+}
+
+static void coco_add(struct kunit *test, phys_addr_t gpa, size_t len, u64 pattern,
+		      enum ua_coco_expect expect, enum ua_coco_kind kind)
+{
+	struct coco_ctx *ctx = test->priv;
+	struct ua_coco_range *r;
+
+	KUNIT_ASSERT_LT(test, ctx->mb->nr, UA_COCO_MAX_RANGES);
+	r = &ctx->mb->r[ctx->mb->nr++];
+	*r = (struct ua_coco_range){
+		.gpa = gpa, .len = len, .pattern = pattern, .expect = expect, .kind = kind,
+	};
+}
+
+static void fill(void *p, size_t len, u64 pattern)
+{
+	u64 *w = p;
+	size_t i;
+
+	for (i = 0; i < len / sizeof(u64); i++)
+		w[i] = pattern;
+}
+
+/* Asks the host to check every range, waits for its answer. */
+static void ask_host(struct kunit *test)
+{
+	struct coco_ctx *ctx = test->priv;
+	struct ua_coco_mailbox *mb = ctx->mb;
+	unsigned long deadline = jiffies + msecs_to_jiffies(HOST_ANSWER_TIMEOUT_MS);
+	phys_addr_t gpa = virt_to_phys(mb);
+
+	mb->magic = UA_COCO_MAGIC;
+	WRITE_ONCE(mb->done, 0);
+	smp_store_release(&mb->seq, ++ctx->seq);
+	pr_info("ua-coco: mailbox %llx seq %u\n", (unsigned long long)gpa, ctx->seq);
+	while (smp_load_acquire(&mb->done) != ctx->seq && time_before(jiffies, deadline))
+		msleep(1);
+	KUNIT_ASSERT_EQ_MSG(test, READ_ONCE(mb->done), ctx->seq,
+			    "the host did not answer within %d ms", HOST_ANSWER_TIMEOUT_MS);
+}
+
+static void expect_results(struct kunit *test)
+{
+	struct ua_coco_mailbox *mb = ((struct coco_ctx *)test->priv)->mb;
+	unsigned int i;
+
+	for (i = 0; i < mb->nr; i++) {
+		struct ua_coco_range *r = &mb->r[i];
+		u32 want = r->expect == UA_COCO_EXPECT_SHARED ? UA_COCO_READ_PATTERN
+							      : UA_COCO_REFUSED;
+
+		KUNIT_EXPECT_EQ_MSG(test, r->result, want,
+				    "range %u (kind %u) at %llx, %u bytes", i, r->kind,
+				    (unsigned long long)r->gpa, r->len);
+	}
+}
+
+static const size_t object_sizes[] = { 256, 256, 512, 1024, 2048, 4096, 4096 };
+
+/*
+ * Every shared range is readable by the host with what the guest wrote;
+ * unmapped pages and ordinary pages are refused.
+ */
+static void host_reads_only_shared_memory(struct kunit *test)
+{
+	void *objs[ARRAY_SIZE(object_sizes)] = {};
+	struct page *dec[3] = {}, *dec4 = NULL, *unm[3] = {}, *unm2 = NULL, *plain[3] = {};
+	struct unmapped_alloc_counters before, after;
+	unsigned int i, j;
+	u64 pattern;
+
+	unmapped_alloc_read_counters(&before);
+	for (i = 0; i < ARRAY_SIZE(object_sizes); i++) {
+		objs[i] = kmalloc_decrypted(object_sizes[i], GFP_KERNEL);
+		KUNIT_ASSERT_NOT_NULL(test, objs[i]);
+		KUNIT_EXPECT_TRUE(test, IS_ALIGNED((unsigned long)objs[i], 256));
+		pattern = 0xc0c0000000000000ULL | (i << 16) | object_sizes[i];
+		fill(objs[i], object_sizes[i], pattern);
+		coco_add(test, virt_to_phys(objs[i]), object_sizes[i], pattern,
+			  UA_COCO_EXPECT_SHARED, UA_COCO_KMALLOC);
+	}
+	for (i = 0; i < ARRAY_SIZE(dec); i++) {
+		dec[i] = alloc_decrypted_pages(GFP_KERNEL, 0);
+		KUNIT_ASSERT_NOT_NULL(test, dec[i]);
+	}
+	dec4 = alloc_decrypted_pages(GFP_KERNEL, 2);
+	KUNIT_ASSERT_NOT_NULL(test, dec4);
+	for (i = 0; i < ARRAY_SIZE(dec) + 4; i++) {
+		struct page *p = i < ARRAY_SIZE(dec) ? dec[i] : dec4 + (i - ARRAY_SIZE(dec));
+
+		pattern = 0xdec0000000000000ULL | i;
+		fill(page_address(p), PAGE_SIZE, pattern);
+		coco_add(test, page_to_phys(p), PAGE_SIZE, pattern, UA_COCO_EXPECT_SHARED,
+			  UA_COCO_DECRYPTED_PAGE);
+	}
+	/* Unmapped pages are absent from the direct map: written through vmap(). */
+	for (i = 0; i < ARRAY_SIZE(unm); i++) {
+		unm[i] = unmapped_alloc(GFP_KERNEL, 0);
+		KUNIT_ASSERT_NOT_NULL(test, unm[i]);
+	}
+	unm2 = unmapped_alloc(GFP_KERNEL, 1);
+	KUNIT_ASSERT_NOT_NULL(test, unm2);
+	for (i = 0; i < ARRAY_SIZE(unm) + 2; i++) {
+		struct page *p = i < ARRAY_SIZE(unm) ? unm[i] : unm2 + (i - ARRAY_SIZE(unm));
+		void *v = vmap(&p, 1, VM_MAP, PAGE_KERNEL);
+
+		KUNIT_ASSERT_NOT_NULL(test, v);
+		pattern = 0x0a0a000000000000ULL | i;
+		fill(v, PAGE_SIZE, pattern);
+		vunmap(v);
+		coco_add(test, page_to_phys(p), PAGE_SIZE, pattern, UA_COCO_EXPECT_PRIVATE,
+			  UA_COCO_UNMAPPED_PAGE);
+	}
+	for (i = 0; i < ARRAY_SIZE(plain); i++) {
+		plain[i] = alloc_page(GFP_KERNEL);
+		KUNIT_ASSERT_NOT_NULL(test, plain[i]);
+		pattern = 0x9a9a000000000000ULL | i;
+		fill(page_address(plain[i]), PAGE_SIZE, pattern);
+		coco_add(test, page_to_phys(plain[i]), PAGE_SIZE, pattern,
+			  UA_COCO_EXPECT_PRIVATE, UA_COCO_PLAIN_PAGE);
+	}
+
+	ask_host(test);
+	expect_results(test);
+
+	unmapped_alloc_read_counters(&after);
+	/*
+	 * pKVM's guest driver issues one MEM_SHARE hypercall per 4 KiB granule
+	 * of every set_memory_decrypted() call: a block saves calls into the
+	 * conversion path and the TLB/direct-map work around them, not
+	 * hypercalls.
+	 */
+	kunit_info(test, "ua-coco: %llu set_memory_decrypted() calls by the component for %zu objects and %zu decrypted pages; %llu MEM_SHARE hypercalls (%lu per 2 MiB block)\n",
+		   after.decrypted_conversions - before.decrypted_conversions,
+		   ARRAY_SIZE(objs), ARRAY_SIZE(dec) + 4,
+		   (after.decrypted_conversions - before.decrypted_conversions) *
+		   (1UL << UNMAPPED_ALLOC_MAX_ORDER) * (PAGE_SIZE / SZ_4K),
+		   (1UL << UNMAPPED_ALLOC_MAX_ORDER) * (PAGE_SIZE / SZ_4K));
+
+	for (j = 0; j < ARRAY_SIZE(objs); j++)
+		kfree_decrypted(objs[j]);
+	for (j = 0; j < ARRAY_SIZE(dec); j++)
+		free_decrypted_pages(dec[j], 0);
+	free_decrypted_pages(dec4, 2);
+	for (j = 0; j < ARRAY_SIZE(unm); j++)
+		unmapped_free(unm[j], 0);
+	unmapped_free(unm2, 1);
+	for (j = 0; j < ARRAY_SIZE(plain); j++)
+		__free_page(plain[j]);
+}
+
+/*
+ * Shared memory, once freed and drained (with the atomic reserve at zero, so
+ * that nothing takes it back), is private to the guest again: the host is
+ * refused every page it could read before.
+ */
+static void freed_shared_memory_is_private_again(struct kunit *test)
+{
+	struct coco_ctx *ctx = test->priv;
+	struct ua_coco_mailbox *mb = ctx->mb;
+	unsigned long low, high;
+	struct page *pages[8];
+	unsigned int i, shared_before = 0;
+
+	unmapped_alloc_get_reserve(&low, &high);
+	KUNIT_ASSERT_EQ(test, unmapped_alloc_set_reserve(0, 0), 0);
+	for (i = 0; i < ARRAY_SIZE(pages); i++) {
+		pages[i] = alloc_decrypted_pages(GFP_KERNEL, 0);
+		if (!pages[i])
+			break;
+		fill(page_address(pages[i]), PAGE_SIZE, 0x5a5a000000000000ULL | i);
+		coco_add(test, page_to_phys(pages[i]), PAGE_SIZE, 0x5a5a000000000000ULL | i,
+			  UA_COCO_EXPECT_SHARED, UA_COCO_DECRYPTED_PAGE);
+	}
+	if (i == ARRAY_SIZE(pages)) {
+		ask_host(test);
+		for (i = 0; i < mb->nr; i++)
+			shared_before += mb->r[i].result == UA_COCO_READ_PATTERN;
+	}
+	for (i = 0; i < ARRAY_SIZE(pages) && pages[i]; i++)
+		free_decrypted_pages(pages[i], 0);
+	unmapped_alloc_drain();
+	KUNIT_EXPECT_EQ(test, shared_before, ARRAY_SIZE(pages));
+
+	/* Every page went back to the page allocator, private again. */
+	mb->nr = 0;
+	for (i = 0; i < ARRAY_SIZE(pages) && pages[i]; i++) {
+		KUNIT_EXPECT_EQ(test, unmapped_alloc_page_state(pages[i]),
+				UNMAPPED_PAGE_NOT_OWNED);
+		coco_add(test, page_to_phys(pages[i]), PAGE_SIZE, 0, UA_COCO_EXPECT_PRIVATE,
+			  UA_COCO_FREED_PAGE);
+	}
+	ask_host(test);
+	expect_results(test);
+	KUNIT_EXPECT_EQ(test, unmapped_alloc_set_reserve(low, high), 0);
+}
+
+static struct kunit_case coco_cases[] = {
+	KUNIT_CASE(host_reads_only_shared_memory),
+	KUNIT_CASE(freed_shared_memory_is_private_again),
+	{}
+};
+
+static struct kunit_suite coco_suite = {
+	.name = "unmapped_alloc_coco",
+	.init = coco_init,
+	.exit = coco_exit,
+	.test_cases = coco_cases,
+};
+kunit_test_suite(coco_suite);

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# make test-coco: the KUnit suites inside a real confidential guest.
+#
+# QEMU (TCG, virt with EL2 and a GICv3) boots the arm64 test kernel as a pKVM
+# host (kvm-arm.mode=protected). Its initramfs holds ua-vmm (coco/vmm.c,
+# cross-built here against the pinned tree's UAPI headers), the same kernel
+# Image and a device tree; ua-vmm runs that kernel as a protected VM whose
+# set_memory_decrypted/encrypted() are pKVM MEM_SHARE/MEM_UNSHARE hypercalls.
+# The guest runs the suites against the real backend; the unmapped_alloc_coco
+# suite asks the VMM to read its shared and private memory (coco/ua_coco.h).
+#
+# Last line: "coco: N passed, N failed". Exit status non-zero on a failed or
+# skipped coco test, a failed suite, a host check line that is not all-good,
+# a crash, a timeout or a kernel splat.
+set -euo pipefail
+export UA_ARCH=arm64
+. "$(dirname "$0")/lib.sh"
+
+COCO=$UA_CACHE/coco
+GUEST_VCPUS=2
+GUEST_NODE_MIB=768	# two NUMA nodes
+GUEST_RAM_BASE=0x40000000
+mkdir -p "$COCO" "$UA_CACHE/logs"
+
+"$UA_ROOT/tools/testing/build.sh"
+
+# The VMM: static arm64 binary against the pinned tree's <linux/kvm.h>.
+hdr=$COCO/usr/include/linux/kvm.h
+if [ ! -f "$hdr" ]; then
+	stage "installing the tree's arm64 UAPI headers for the VMM"
+	logged "$UA_CACHE/logs/coco-headers.log" make -C "$UA_KSRC" ARCH=arm64 O="$COCO/hdr" \
+		headers_install INSTALL_HDR_PATH="$COCO/usr"
+fi
+vmm=$COCO/ua-vmm
+src=$UA_ROOT/tools/testing/coco
+if [ ! -x "$vmm" ] || [ "$src/vmm.c" -nt "$vmm" ] || [ "$src/ua_coco.h" -nt "$vmm" ]; then
+	stage "building ua-vmm (aarch64-linux-gnu-gcc, static)"
+	command -v aarch64-linux-gnu-gcc >/dev/null || die "aarch64-linux-gnu-gcc not found: run 'make setup'"
+	logged "$UA_CACHE/logs/coco-vmm-build.log" aarch64-linux-gnu-gcc -static -O2 -Wall -Wextra \
+		-Werror -I"$COCO/usr/include" -I"$src" -pthread -o "$vmm" "$src/vmm.c"
+fi
+
+# The guest's device tree; the addresses are those of vmm.c.
+node_bytes=$((GUEST_NODE_MIB << 20))
+guest_cmdline="earlycon=pl011,mmio32,0x09000000 keep_bootcon panic=-1 oops=panic
+	debug_pagealloc=on kunit_shutdown=poweroff kunit.filter_glob=unmapped_alloc*"
+guest_cmdline=$(echo $guest_cmdline)
+cat >"$COCO/guest.dts" <<EOF
+/dts-v1/;
+/ {
+	compatible = "linux,dummy-virt";
+	#address-cells = <2>;
+	#size-cells = <2>;
+	interrupt-parent = <&gic>;
+	chosen {
+		bootargs = "$guest_cmdline";
+	};
+	memory@40000000 {
+		device_type = "memory";
+		reg = <0x0 $(printf '0x%x' $GUEST_RAM_BASE) 0x0 $(printf '0x%x' $node_bytes)>;
+		numa-node-id = <0>;
+	};
+	memory@$(printf '%x' $((GUEST_RAM_BASE + node_bytes))) {
+		device_type = "memory";
+		reg = <0x0 $(printf '0x%x' $((GUEST_RAM_BASE + node_bytes))) 0x0 $(printf '0x%x' $node_bytes)>;
+		numa-node-id = <1>;
+	};
+	cpus {
+		#address-cells = <1>;
+		#size-cells = <0>;
+		cpu@0 {
+			device_type = "cpu";
+			compatible = "arm,arm-v8";
+			reg = <0>;
+			enable-method = "psci";
+			numa-node-id = <0>;
+		};
+		cpu@1 {
+			device_type = "cpu";
+			compatible = "arm,arm-v8";
+			reg = <1>;
+			enable-method = "psci";
+			numa-node-id = <1>;
+		};
+	};
+	distance-map {
+		compatible = "numa-distance-map-v1";
+		distance-matrix = <0 0 10>, <0 1 20>, <1 0 20>, <1 1 10>;
+	};
+	psci {
+		compatible = "arm,psci-1.0", "arm,psci-0.2";
+		method = "hvc";
+	};
+	gic: interrupt-controller@8000000 {
+		compatible = "arm,gic-v3";
+		#interrupt-cells = <3>;
+		interrupt-controller;
+		reg = <0x0 0x08000000 0x0 0x10000>, <0x0 0x080a0000 0x0 $(printf '0x%x' $((GUEST_VCPUS * 0x20000)))>;
+	};
+	timer {
+		compatible = "arm,armv8-timer";
+		interrupts = <1 13 0x304>, <1 14 0x304>, <1 11 0x304>, <1 10 0x304>;
+		always-on;
+	};
+};
+EOF
+command -v dtc >/dev/null || die "dtc not found: run 'make setup'"
+logged "$UA_CACHE/logs/coco-dtc.log" dtc -I dts -O dtb -o "$COCO/guest.dtb" "$COCO/guest.dts"
+
+stage "making the pKVM host's initramfs (ua-vmm, the guest kernel, its device tree)"
+root=$COCO/host-initramfs
+ua_initramfs_root "$root" "$src/host-init.sh"
+cp "$vmm" "$root/ua-vmm"
+cp "$(ua_kernel_image)" "$root/Image"
+cp "$COCO/guest.dtb" "$root/guest.dtb"
+printf 'COCO_MEM_MIB=%d\nCOCO_VCPUS=%d\n' $((2 * GUEST_NODE_MIB)) $GUEST_VCPUS >"$root/coco.env"
+initrd=$COCO/host-initramfs.cpio.gz
+ua_initramfs_pack "$root" "$initrd"
+
+log=$UA_CACHE/logs/coco-console.log
+stage "booting the pKVM host under QEMU/TCG, the protected guest inside (console: $log)"
+start=$(date +%s)
+qrc=0
+UA_QEMU_EL2=1 UA_QEMU_NODE_GIB=2 UA_QEMU_TIMEOUT=${UA_COCO_TIMEOUT:-1500} \
+	"$UA_ROOT/tools/testing/qemu.sh" "$log" \
+	"kvm-arm.mode=protected kunit.enable=0 debug_pagealloc=off" "$initrd" || qrc=$?
+stage "QEMU finished in $(($(date +%s) - start)) s (exit $qrc)"
+
+ok=1
+tr -d '\r' <"$log" >"$COCO/console.txt"
+grep -E '^coco(-host)?:|^ua-vmm:' "$COCO/console.txt" || true
+[ "$qrc" = 0 ] || { echo "error: QEMU exited with $qrc (crash or timeout)" >&2; ok=0; }
+grep -q 'coco-host: Protected .* initialized successfully' "$COCO/console.txt" ||
+	{ echo "error: the host did not initialise pKVM in protected mode" >&2; ok=0; }
+grep -q 'coco-host: vmm exit 0' "$COCO/console.txt" ||
+	{ echo "error: the VMM did not end with the guest powering off" >&2; ok=0; }
+
+parsed=$UA_CACHE/logs/coco-parsed.txt
+python3 "$UA_KSRC/tools/testing/kunit/kunit.py" parse "$COCO/console.txt" >"$parsed" 2>&1 || true
+grep -E '^\[[0-9:]+\] ' "$parsed" | sed -E 's/^\[[0-9:]+\] //' | grep -vE '^=+$' || true
+read -r passed failed skipped < <(python3 - "$parsed" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+m = re.findall(r'Ran (\d+) tests?: (.*)', text)
+p = f = s = 0
+if m:
+    d = {k: int(v) for k, v in re.findall(r'(passed|failed|skipped|crashed|errors): (\d+)', m[-1][1])}
+    p, s = d.get('passed', 0), d.get('skipped', 0)
+    f = d.get('failed', 0) + d.get('crashed', 0) + d.get('errors', 0)
+print(p, f, s)
+PY
+)
+[ $((passed + failed)) -gt 0 ] || { echo "error: no test ran in the protected guest" >&2; ok=0; }
+# The point of the exercise: the coco suite ran (not skipped) and every host
+# check line says all shared pages read, no private page read.
+for t in host_reads_only_shared_memory freed_shared_memory_is_private_again; do
+	grep -qE "^ *ok [0-9]+ $t\$" "$COCO/console.txt" ||
+		{ echo "error: $t did not pass in the protected guest" >&2; ok=0; }
+done
+checks=$(grep -c '^coco: host read' "$COCO/console.txt" || true)
+bad=$(awk '/^coco: host read / {
+	split($4, s, "/"); split($7, p, "/");
+	if (s[1] != s[2] || p[1] != 0) n++ } END { print n + 0 }' "$COCO/console.txt")
+[ "$checks" -ge 3 ] || { echo "error: only $checks host checks ran (expected 3)" >&2; ok=0; }
+[ "$bad" = 0 ] || { echo "error: $bad host checks saw private memory or missed shared memory" >&2; ok=0; }
+if ! "$UA_ROOT/tools/testing/splats.sh" "$COCO/console.txt" >"$UA_CACHE/logs/coco-splats.txt"; then
+	echo "error: kernel splats in the host or the guest:" >&2
+	head -20 "$UA_CACHE/logs/coco-splats.txt" >&2
+	ok=0
+fi
+[ "$failed" = 0 ] || ok=0
+line="coco: $passed passed, $failed failed"
+[ "$skipped" = 0 ] || line="$line, $skipped skipped"
+[ $ok = 1 ] || line="$line (errors above)"
+echo "$line"
+[ $ok = 1 ]

@@ -1,0 +1,432 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * ua-vmm: the smallest VMM that runs a Linux kernel as a pKVM protected VM,
+ * for 'make test-coco' of unmapped_alloc.
+ *
+ * It runs inside an arm64 host booted with kvm-arm.mode=protected, creates a
+ * KVM_VM_TYPE_ARM_PROTECTED VM with one memslot, a vGICv3, the architected
+ * timer and PSCI (both in KVM), loads the kernel Image and a device tree
+ * built by the caller, and emulates one device: the write side of a PL011
+ * that the guest uses as its early console. Every other MMIO access reads 0.
+ *
+ * Host-side verification: when the guest prints "ua-coco: mailbox <gpa> seq
+ * <n>" (see ua_coco.h), the vCPU that wrote the newline is stopped in its
+ * MMIO exit; the VMM then reads every range the guest listed through its own
+ * mapping of guest memory, where pKVM lets it read only what the guest
+ * shared, and writes back what it saw.
+ *
+ * Guest-physical layout (the device tree must match):
+ *   0x08000000  GICv3 distributor (64 KiB)
+ *   0x080a0000  GICv3 redistributors (128 KiB per vCPU)
+ *   0x09000000  PL011 (write-only console)
+ *   0x40000000  RAM; the kernel at its start, the device tree in its last 2 MiB
+ *
+ * Usage: ua-vmm -k Image -d guest.dtb [-m MiB] [-c vCPUs]
+ * Exit status: 0 if the guest powered off or reset, 1 on any error.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ua_coco.h"
+
+#define GIC_DIST	0x08000000ULL
+#define GIC_REDIST	0x080a0000ULL
+#define GIC_REDIST_SIZE	0x20000ULL
+#define UART_BASE	0x09000000ULL
+#define UART_SIZE	0x1000ULL
+#define RAM_BASE	0x40000000ULL
+#define DTB_SPACE	(2ULL << 20)
+#define MAX_VCPUS	8
+
+static int vm_fd;
+static uint8_t *ram;
+static uint64_t ram_size;
+static size_t vcpu_mmap_size;
+static pthread_mutex_t console_lock = PTHREAD_MUTEX_INITIALIZER;
+static char line[4096];
+static size_t line_len;
+static unsigned int checks;
+
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fprintf(stderr, "ua-vmm: ");
+	vfprintf(stderr, fmt, ap);
+	if (errno)
+		fprintf(stderr, ": %s", strerror(errno));
+	fprintf(stderr, "\n");
+	va_end(ap);
+	exit(1);
+}
+
+static int xioctl(int fd, unsigned long req, void *arg, const char *what)
+{
+	int r = ioctl(fd, req, arg);
+
+	if (r < 0)
+		die("%s", what);
+	return r;
+}
+
+/* --- reading guest memory the way a hostile host would ---------------- */
+
+static __thread sigjmp_buf probe_env;
+static __thread volatile sig_atomic_t probing;
+
+static void probe_fault(int sig)
+{
+	if (probing)
+		siglongjmp(probe_env, 1);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/*
+ * Read @len bytes at guest-physical @gpa through the VMM's own mapping (no
+ * system call: pKVM answers a host access to a page the guest did not share
+ * with a fault, delivered as SIGSEGV).
+ */
+static enum ua_coco_result probe(uint64_t gpa, uint32_t len, uint64_t pattern)
+{
+	volatile const uint64_t *p;
+	bool all_pattern = true;
+	uint32_t i;
+
+	if (gpa < RAM_BASE || len > ram_size || gpa - RAM_BASE > ram_size - len || len % 8)
+		return UA_COCO_OUTSIDE;
+	p = (volatile const uint64_t *)(ram + (gpa - RAM_BASE));
+	probing = 1;
+	if (sigsetjmp(probe_env, 1)) {
+		probing = 0;
+		return UA_COCO_REFUSED;
+	}
+	for (i = 0; i < len / 8; i++)
+		if (p[i] != pattern)
+			all_pattern = false;
+	probing = 0;
+	return all_pattern ? UA_COCO_READ_PATTERN : UA_COCO_READ_OTHER;
+}
+
+static const char *const kind_names[UA_COCO_NR_KINDS] = {
+	[UA_COCO_KMALLOC] = "kmalloc_decrypted objects",
+	[UA_COCO_DECRYPTED_PAGE] = "alloc_decrypted_pages pages",
+	[UA_COCO_UNMAPPED_PAGE] = "unmapped_alloc pages",
+	[UA_COCO_PLAIN_PAGE] = "alloc_pages pages",
+	[UA_COCO_FREED_PAGE] = "formerly shared pages, freed and drained",
+};
+
+/* The guest asked for a check: its mailbox is at @gpa. */
+static void coco_check(uint64_t gpa, uint32_t seq)
+{
+	unsigned int readable[UA_COCO_NR_KINDS] = {}, total[UA_COCO_NR_KINDS] = {};
+	unsigned int shared_ok = 0, shared = 0, private_read = 0, private = 0;
+	struct ua_coco_mailbox *mb;
+	enum ua_coco_result res;
+	uint32_t i;
+
+	/* The mailbox itself must be shared, or the guest could not talk to us. */
+	res = probe(gpa, sizeof(*mb), 0);
+	if (res == UA_COCO_REFUSED || res == UA_COCO_OUTSIDE) {
+		printf("coco: check %u: the mailbox at 0x%llx is not readable\n", seq,
+		       (unsigned long long)gpa);
+		return;
+	}
+	mb = (struct ua_coco_mailbox *)(ram + (gpa - RAM_BASE));
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	if (mb->magic != UA_COCO_MAGIC || mb->seq != seq || mb->nr > UA_COCO_MAX_RANGES) {
+		printf("coco: check %u: bad mailbox (magic %llx seq %u nr %u)\n", seq,
+		       (unsigned long long)mb->magic, mb->seq, mb->nr);
+		return;
+	}
+	for (i = 0; i < mb->nr; i++) {
+		struct ua_coco_range *r = &mb->r[i];
+		bool read;
+
+		res = probe(r->gpa, r->len, r->pattern);
+		read = res == UA_COCO_READ_PATTERN || res == UA_COCO_READ_OTHER;
+		uint32_t kind = r->kind < UA_COCO_NR_KINDS ? r->kind : UA_COCO_PLAIN_PAGE;
+
+		r->result = res;
+		total[kind]++;
+		readable[kind] += read;
+		if (r->expect == UA_COCO_EXPECT_SHARED) {
+			shared++;
+			shared_ok += res == UA_COCO_READ_PATTERN;
+		} else {
+			private++;
+			private_read += read;
+		}
+	}
+	for (i = 0; i < UA_COCO_NR_KINDS; i++)
+		if (total[i])
+			printf("coco: check %u: host read %u/%u %s\n", seq, readable[i],
+			       total[i], kind_names[i]);
+	printf("coco: host read %u/%u shared pages, %u/%u private pages\n", shared_ok, shared,
+	       private_read, private);
+	fflush(stdout);
+	checks++;
+	__atomic_store_n(&mb->done, seq, __ATOMIC_RELEASE);
+}
+
+/* --- the console -------------------------------------------------------- */
+
+static void console_putc(char c)
+{
+	unsigned long long gpa;
+	unsigned int seq;
+	char *m;
+
+	pthread_mutex_lock(&console_lock);
+	putchar(c);
+	if (c == '\n') {
+		fflush(stdout);
+		line[line_len] = 0;
+		m = strstr(line, "ua-coco: mailbox ");
+		if (m && sscanf(m, "ua-coco: mailbox %llx seq %u", &gpa, &seq) == 2)
+			coco_check(gpa, seq);
+		line_len = 0;
+	} else if (line_len < sizeof(line) - 1) {
+		line[line_len++] = c;
+	}
+	pthread_mutex_unlock(&console_lock);
+}
+
+static void handle_mmio(struct kvm_run *run)
+{
+	uint64_t addr = run->mmio.phys_addr;
+
+	if (run->mmio.is_write) {
+		/* PL011 UARTDR: the character is in the low byte. */
+		if (addr == UART_BASE)
+			console_putc((char)run->mmio.data[0]);
+		return;
+	}
+	/* Reads: 0 everywhere. For the PL011 that is "FIFO not full, not busy". */
+	memset(run->mmio.data, 0, sizeof(run->mmio.data));
+}
+
+/* --- vCPUs -------------------------------------------------------------- */
+
+struct vcpu {
+	int fd;
+	unsigned int id;
+	struct kvm_run *run;
+	pthread_t thread;
+};
+
+static struct vcpu vcpus[MAX_VCPUS];
+
+#define CORE_REG(x) (KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE | \
+		     (offsetof(struct kvm_regs, x) / sizeof(__u32)))
+
+static void set_reg(int fd, uint64_t id, uint64_t val)
+{
+	struct kvm_one_reg reg = { .id = id, .addr = (uint64_t)&val };
+
+	xioctl(fd, KVM_SET_ONE_REG, &reg, "KVM_SET_ONE_REG");
+}
+
+static void *vcpu_loop(void *arg)
+{
+	struct vcpu *v = arg;
+	struct kvm_run *run = v->run;
+
+	for (;;) {
+		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			die("vCPU %u: KVM_RUN", v->id);
+		}
+		switch (run->exit_reason) {
+		case KVM_EXIT_MMIO:
+			handle_mmio(run);
+			break;
+		case KVM_EXIT_SYSTEM_EVENT:
+			fflush(stdout);
+			fprintf(stderr, "ua-vmm: guest %s (vCPU %u), %u host checks\n",
+				run->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN ?
+				"powered off" : run->system_event.type ==
+				KVM_SYSTEM_EVENT_RESET ? "reset" : "stopped",
+				v->id, checks);
+			exit(run->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN ||
+			     run->system_event.type == KVM_SYSTEM_EVENT_RESET ? 0 : 1);
+		case KVM_EXIT_HYPERCALL:
+			/* Nothing is offered to the guest beyond what KVM handles. */
+			run->hypercall.ret = -1;
+			break;
+		default:
+			errno = 0;
+			die("vCPU %u: unexpected exit %u", v->id, run->exit_reason);
+		}
+	}
+	return NULL;
+}
+
+static void load_file(const char *path, uint64_t offset, uint64_t limit, uint64_t *size)
+{
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY);
+	if (fd < 0 || fstat(fd, &st) < 0)
+		die("%s", path);
+	if ((uint64_t)st.st_size > limit)
+		die("%s: %lld bytes do not fit in %llu", path, (long long)st.st_size,
+		    (unsigned long long)limit);
+	n = read(fd, ram + offset, st.st_size);
+	if (n != st.st_size)
+		die("%s: short read", path);
+	close(fd);
+	*size = st.st_size;
+}
+
+static void set_device_attr(int fd, uint32_t group, uint64_t attr, uint64_t val, const char *w)
+{
+	struct kvm_device_attr a = {
+		.group = group, .attr = attr, .addr = (uint64_t)&val,
+	};
+
+	xioctl(fd, KVM_SET_DEVICE_ATTR, &a, w);
+}
+
+int main(int argc, char **argv)
+{
+	const char *kernel = NULL, *dtb = NULL;
+	unsigned int nr_vcpus = 1, i;
+	uint64_t kernel_size, dtb_size, text_offset, dtb_off;
+	struct kvm_userspace_memory_region slot;
+	struct kvm_create_device gic = { .type = KVM_DEV_TYPE_ARM_VGIC_V3 };
+	struct sigaction sa = { .sa_handler = probe_fault };
+	int kvm, opt;
+
+	ram_size = 1024ULL << 20;
+	while ((opt = getopt(argc, argv, "k:d:m:c:")) != -1) {
+		switch (opt) {
+		case 'k': kernel = optarg; break;
+		case 'd': dtb = optarg; break;
+		case 'm': ram_size = strtoull(optarg, NULL, 0) << 20; break;
+		case 'c': nr_vcpus = strtoul(optarg, NULL, 0); break;
+		default: goto usage;
+		}
+	}
+	if (!kernel || !dtb || !nr_vcpus || nr_vcpus > MAX_VCPUS || ram_size < (64ULL << 20))
+		goto usage;
+	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_NODEFER;
+	sigaction(SIGSEGV, &sa, NULL);
+	sigaction(SIGBUS, &sa, NULL);
+
+	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm < 0)
+		die("/dev/kvm");
+	/* Default IPA size (40 bits), protected. */
+	vm_fd = ioctl(kvm, KVM_CREATE_VM, KVM_VM_TYPE_ARM_PROTECTED);
+	if (vm_fd < 0)
+		die("KVM_CREATE_VM(KVM_VM_TYPE_ARM_PROTECTED) (is the host in kvm-arm.mode=protected?)");
+	vcpu_mmap_size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+
+	/* Guest memory: anonymous, donated to the guest page by page as it faults. */
+	ram = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (ram == MAP_FAILED)
+		die("mmap of %llu MiB", (unsigned long long)(ram_size >> 20));
+	load_file(kernel, 0, ram_size - DTB_SPACE, &kernel_size);
+	/* arm64 Image header: text_offset at byte 8 (0 for any recent kernel). */
+	memcpy(&text_offset, ram + 8, sizeof(text_offset));
+	if (text_offset) {
+		memmove(ram + text_offset, ram, kernel_size);
+		memset(ram, 0, text_offset);
+	}
+	dtb_off = ram_size - DTB_SPACE;
+	load_file(dtb, dtb_off, DTB_SPACE, &dtb_size);
+	slot = (struct kvm_userspace_memory_region){
+		.slot = 0, .guest_phys_addr = RAM_BASE, .memory_size = ram_size,
+		.userspace_addr = (uint64_t)ram,
+	};
+	xioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &slot, "KVM_SET_USER_MEMORY_REGION");
+
+	for (i = 0; i < nr_vcpus; i++) {
+		struct kvm_vcpu_init init = { .target = KVM_ARM_TARGET_GENERIC_V8 };
+		struct vcpu *v = &vcpus[i];
+
+		v->id = i;
+		v->fd = ioctl(vm_fd, KVM_CREATE_VCPU, i);
+		if (v->fd < 0)
+			die("KVM_CREATE_VCPU %u", i);
+		v->run = mmap(NULL, vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+		if (v->run == MAP_FAILED)
+			die("mmap of vCPU %u's kvm_run", i);
+		init.features[0] = 1U << KVM_ARM_VCPU_PSCI_0_2;
+		/*
+		 * The guest sees pointer authentication in its ID registers
+		 * whenever the CPU has it; without these features its key
+		 * registers trap as undefined.
+		 */
+		if (ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_ARM_PTRAUTH_ADDRESS) > 0 &&
+		    ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_ARM_PTRAUTH_GENERIC) > 0)
+			init.features[0] |= 1U << KVM_ARM_VCPU_PTRAUTH_ADDRESS |
+					    1U << KVM_ARM_VCPU_PTRAUTH_GENERIC;
+		/* Secondary vCPUs wait for PSCI CPU_ON. */
+		if (i)
+			init.features[0] |= 1U << KVM_ARM_VCPU_POWER_OFF;
+		xioctl(v->fd, KVM_ARM_VCPU_INIT, &init, "KVM_ARM_VCPU_INIT");
+	}
+	/* The boot protocol: x0 = the device tree, pc = the kernel, MMU off. */
+	set_reg(vcpus[0].fd, CORE_REG(regs.pc), RAM_BASE + text_offset);
+	set_reg(vcpus[0].fd, CORE_REG(regs.regs[0]), RAM_BASE + dtb_off);
+
+	xioctl(vm_fd, KVM_CREATE_DEVICE, &gic, "KVM_CREATE_DEVICE(VGIC_V3)");
+	set_device_attr(gic.fd, KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_VGIC_V3_ADDR_TYPE_DIST,
+			GIC_DIST, "vGIC distributor address");
+	set_device_attr(gic.fd, KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_VGIC_V3_ADDR_TYPE_REDIST,
+			GIC_REDIST, "vGIC redistributor address");
+	{
+		uint32_t nr_irqs = 128;
+		struct kvm_device_attr a = {
+			.group = KVM_DEV_ARM_VGIC_GRP_NR_IRQS, .addr = (uint64_t)&nr_irqs,
+		};
+
+		xioctl(gic.fd, KVM_SET_DEVICE_ATTR, &a, "vGIC number of interrupts");
+	}
+	{
+		struct kvm_device_attr a = {
+			.group = KVM_DEV_ARM_VGIC_GRP_CTRL, .attr = KVM_DEV_ARM_VGIC_CTRL_INIT,
+		};
+
+		xioctl(gic.fd, KVM_SET_DEVICE_ATTR, &a, "vGIC init");
+	}
+
+	fprintf(stderr, "ua-vmm: protected VM, %u vCPUs, %llu MiB at 0x%llx, kernel %llu bytes, "
+		"device tree at 0x%llx\n", nr_vcpus, (unsigned long long)(ram_size >> 20),
+		RAM_BASE, (unsigned long long)kernel_size,
+		(unsigned long long)(RAM_BASE + dtb_off));
+	for (i = 1; i < nr_vcpus; i++)
+		if (pthread_create(&vcpus[i].thread, NULL, vcpu_loop, &vcpus[i]))
+			die("pthread_create");
+	vcpu_loop(&vcpus[0]);
+	return 1;
+usage:
+	fprintf(stderr, "usage: %s -k Image -d guest.dtb [-m MiB] [-c vCPUs (1-%d)]\n",
+		argv[0], MAX_VCPUS);
+	return 1;
+}
