@@ -556,6 +556,7 @@ impl PageAllocator {
                     return None;
                 }
                 self.stats.conversions.inc();
+                self.stats.converted_pages.add(block.nr_pages() as u64);
                 block.flush_tlb();
                 self.stats.tlb_flushes.inc();
             }
@@ -567,6 +568,7 @@ impl PageAllocator {
                     return None;
                 }
                 self.stats.conversions.inc();
+                self.stats.converted_pages.add(block.nr_pages() as u64);
                 // Zero them again through the (now shared) direct mapping: where a
                 // conversion scrambles the contents (AMD SEV), the guest's view of the
                 // zeros written above is no longer zeros.
@@ -678,6 +680,7 @@ impl PageAllocator {
             return;
         }
         self.stats.reversions.inc();
+        self.stats.reverted_pages.add(block.nr_pages() as u64);
         self.stats.blocks_released.inc();
         block.release();
     }
@@ -964,6 +967,7 @@ impl PageAllocator {
                 let Some(range) = range else { continue };
                 if backend.encrypt(&range).is_ok() && !backend.any_shared(&range) {
                     self.stats.reversions.inc();
+                    self.stats.reverted_pages.add(range.nr_pages() as u64);
                     done += 1;
                 } else {
                     self.stats.conversion_failures.inc();
@@ -1051,9 +1055,19 @@ impl PageAllocator {
         for o in 0..=self.block_order {
             writeln!(f, "{k}_free_order{o} {}", s.frees.at(o).get())?;
         }
-        let (conversions, reversions) = match self.kind {
-            Kind::Unmapped => ("direct_map_unmaps", "direct_map_restores"),
-            Kind::Decrypted(_) => ("conversions_to_shared", "conversions_to_private"),
+        let (conversions, reversions, converted, reverted) = match self.kind {
+            Kind::Unmapped => (
+                "direct_map_unmaps",
+                "direct_map_restores",
+                "pages_unmapped",
+                "pages_restored",
+            ),
+            Kind::Decrypted(_) => (
+                "conversions_to_shared",
+                "conversions_to_private",
+                "pages_made_shared",
+                "pages_made_private",
+            ),
         };
         let counters = [
             ("alloc_failures", &s.alloc_failures),
@@ -1067,6 +1081,8 @@ impl PageAllocator {
             ("leaked_pages", &s.leaked_pages),
             (conversions, &s.conversions),
             (reversions, &s.reversions),
+            (converted, &s.converted_pages),
+            (reverted, &s.reverted_pages),
             ("conversion_failures", &s.conversion_failures),
             ("tlb_flushes", &s.tlb_flushes),
             ("scrubbed_pages", &s.scrubbed_pages),

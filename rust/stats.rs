@@ -107,6 +107,10 @@ pub(crate) struct PageStats {
     pub(crate) conversions: Counter,
     /// Blocks converted back: direct map restored, or made private.
     pub(crate) reversions: Counter,
+    /// Pages of the blocks converted (with pKVM, one MEM_SHARE hypercall each).
+    pub(crate) converted_pages: Counter,
+    /// Pages of the blocks converted back.
+    pub(crate) reverted_pages: Counter,
     /// Conversions in either direction that failed.
     pub(crate) conversion_failures: Counter,
     /// TLB flushes issued.
@@ -148,6 +152,8 @@ impl PageStats {
             leaked_pages: Counter::new(),
             conversions: Counter::new(),
             reversions: Counter::new(),
+            converted_pages: Counter::new(),
+            reverted_pages: Counter::new(),
             conversion_failures: Counter::new(),
             tlb_flushes: Counter::new(),
             scrubbed_pages: Counter::new(),

@@ -393,6 +393,8 @@ pub extern "C" fn unmapped_alloc_read_counters(c: *mut bindings::unmapped_alloc_
         unmapped_used_pages: up.used() as u64,
         decrypted_conversions: d.stats.conversions.get(),
         decrypted_reversions: d.stats.reversions.get(),
+        decrypted_pages_shared: d.stats.converted_pages.get(),
+        decrypted_pages_unshared: d.stats.reverted_pages.get(),
         decrypted_held_pages: dp.held as u64,
         decrypted_used_pages: dp.used() as u64,
         atomic_failures: atomic,

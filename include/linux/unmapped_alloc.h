@@ -231,6 +231,9 @@ enum unmapped_page_state unmapped_alloc_page_state(const struct page *page);
  * @unmapped_used_pages: unmapped pages handed out
  * @decrypted_conversions: set_memory_decrypted() calls
  * @decrypted_reversions: set_memory_encrypted() calls
+ * @decrypted_pages_shared: pages those set_memory_decrypted() calls covered
+ *	(in a pKVM guest, one MEM_SHARE hypercall per 4 KiB)
+ * @decrypted_pages_unshared: pages set_memory_encrypted() calls covered
  * @decrypted_held_pages: pages held in decrypted blocks
  * @decrypted_used_pages: decrypted pages handed out (slabs included)
  * @atomic_failures: allocations in atomic context that found no memory
@@ -243,6 +246,8 @@ struct unmapped_alloc_counters {
 	u64 unmapped_used_pages;
 	u64 decrypted_conversions;
 	u64 decrypted_reversions;
+	u64 decrypted_pages_shared;
+	u64 decrypted_pages_unshared;
 	u64 decrypted_held_pages;
 	u64 decrypted_used_pages;
 	u64 atomic_failures;

@@ -61,6 +61,11 @@ fi
 stage "checkpatch"
 # The exports of the Rust-defined C API cannot follow their definitions.
 "$UA_KSRC/scripts/checkpatch.pl" --no-tree --quiet --strict --ignore EXPORT_SYMBOL --file \
-	helpers.c trace.c internal.h include/linux/unmapped_alloc.h samples/*.c bench/*.c || rc=1
+	helpers.c trace.c internal.h coco_test.c include/linux/unmapped_alloc.h samples/*.c \
+	bench/*.c tools/testing/coco/ua_coco.h || rc=1
+# The test VMM is a user program: C requires volatile for what a signal
+# handler and the code after siglongjmp() share.
+"$UA_KSRC/scripts/checkpatch.pl" --no-tree --quiet --strict --ignore VOLATILE --file \
+	tools/testing/coco/vmm.c || rc=1
 [ $rc = 0 ] && stage "all checks clean"
 exit $rc

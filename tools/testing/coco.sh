@@ -8,7 +8,7 @@
 # cross-built here against the pinned tree's UAPI headers), the same kernel
 # Image and a device tree; ua-vmm runs that kernel as a protected VM whose
 # set_memory_decrypted/encrypted() are pKVM MEM_SHARE/MEM_UNSHARE hypercalls.
-# The guest runs the suites against the real backend; the unmapped_alloc_coco
+# The guest runs the suites against the real backend; the coco_unmapped_alloc
 # suite asks the VMM to read its shared and private memory (coco/ua_coco.h).
 #
 # Last line: "coco: N passed, N failed". Exit status non-zero on a failed or
@@ -45,7 +45,7 @@ fi
 # The guest's device tree; the addresses are those of vmm.c.
 node_bytes=$((GUEST_NODE_MIB << 20))
 guest_cmdline="earlycon=pl011,mmio32,0x09000000 keep_bootcon panic=-1 oops=panic
-	debug_pagealloc=on kunit_shutdown=poweroff kunit.filter_glob=unmapped_alloc*"
+	debug_pagealloc=on kunit_shutdown=poweroff kunit.filter_glob=*unmapped_alloc*"
 guest_cmdline=$(echo $guest_cmdline)
 cat >"$COCO/guest.dts" <<EOF
 /dts-v1/;

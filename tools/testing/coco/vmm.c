@@ -53,6 +53,7 @@
 #define RAM_BASE	0x40000000ULL
 #define DTB_SPACE	(2ULL << 20)
 #define MAX_VCPUS	8
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 
 static int vm_fd;
 static uint8_t *ram;
@@ -88,6 +89,10 @@ static int xioctl(int fd, unsigned long req, void *arg, const char *what)
 
 /* --- reading guest memory the way a hostile host would ---------------- */
 
+/*
+ * volatile, as C requires of what a signal handler and the code after
+ * siglongjmp() share (checkpatch's advice is for kernel code).
+ */
 static __thread sigjmp_buf probe_env;
 static __thread volatile sig_atomic_t probing;
 
@@ -133,6 +138,36 @@ static const char *const kind_names[UA_COCO_NR_KINDS] = {
 	[UA_COCO_FREED_PAGE] = "formerly shared pages, freed and drained",
 };
 
+/* A 4 KiB page of guest memory in a check, and whether it behaved as expected. */
+struct checked_page {
+	uint64_t pfn;
+	bool shared;
+	bool as_expected;
+};
+
+static struct checked_page checked[4 * UA_COCO_MAX_RANGES];
+static unsigned int nr_checked;
+
+/* Counts every page a range touches once, however many objects share it. */
+static void check_pages(const struct ua_coco_range *r, bool as_expected)
+{
+	bool shared = r->expect == UA_COCO_EXPECT_SHARED;
+	uint64_t pfn;
+	unsigned int i;
+
+	for (pfn = r->gpa >> 12; pfn <= (r->gpa + r->len - 1) >> 12; pfn++) {
+		for (i = 0; i < nr_checked; i++)
+			if (checked[i].pfn == pfn && checked[i].shared == shared)
+				break;
+		if (i == nr_checked) {
+			if (nr_checked == ARRAY_SIZE(checked))
+				return;
+			checked[nr_checked++] = (struct checked_page){ pfn, shared, true };
+		}
+		checked[i].as_expected &= as_expected;
+	}
+}
+
 /* The guest asked for a check: its mailbox is at @gpa. */
 static void coco_check(uint64_t gpa, uint32_t seq)
 {
@@ -167,14 +202,20 @@ static void coco_check(uint64_t gpa, uint32_t seq)
 		r->result = res;
 		total[kind]++;
 		readable[kind] += read;
-		if (r->expect == UA_COCO_EXPECT_SHARED) {
+		if (res != UA_COCO_OUTSIDE && r->len)
+			check_pages(r, r->expect == UA_COCO_EXPECT_SHARED ?
+				    res == UA_COCO_READ_PATTERN : !read);
+	}
+	for (i = 0; i < nr_checked; i++) {
+		if (checked[i].shared) {
 			shared++;
-			shared_ok += res == UA_COCO_READ_PATTERN;
+			shared_ok += checked[i].as_expected;
 		} else {
 			private++;
-			private_read += read;
+			private_read += !checked[i].as_expected;
 		}
 	}
+	nr_checked = 0;
 	for (i = 0; i < UA_COCO_NR_KINDS; i++)
 		if (total[i])
 			printf("coco: check %u: host read %u/%u %s\n", seq, readable[i],
@@ -321,11 +362,20 @@ int main(int argc, char **argv)
 	ram_size = 1024ULL << 20;
 	while ((opt = getopt(argc, argv, "k:d:m:c:")) != -1) {
 		switch (opt) {
-		case 'k': kernel = optarg; break;
-		case 'd': dtb = optarg; break;
-		case 'm': ram_size = strtoull(optarg, NULL, 0) << 20; break;
-		case 'c': nr_vcpus = strtoul(optarg, NULL, 0); break;
-		default: goto usage;
+		case 'k':
+			kernel = optarg;
+			break;
+		case 'd':
+			dtb = optarg;
+			break;
+		case 'm':
+			ram_size = strtoull(optarg, NULL, 0) << 20;
+			break;
+		case 'c':
+			nr_vcpus = strtoul(optarg, NULL, 0);
+			break;
+		default:
+			goto usage;
 		}
 	}
 	if (!kernel || !dtb || !nr_vcpus || nr_vcpus > MAX_VCPUS || ram_size < (64ULL << 20))
@@ -342,7 +392,7 @@ int main(int argc, char **argv)
 	/* Default IPA size (40 bits), protected. */
 	vm_fd = ioctl(kvm, KVM_CREATE_VM, KVM_VM_TYPE_ARM_PROTECTED);
 	if (vm_fd < 0)
-		die("KVM_CREATE_VM(KVM_VM_TYPE_ARM_PROTECTED) (is the host in kvm-arm.mode=protected?)");
+		die("KVM_CREATE_VM(PROTECTED) (is the host in kvm-arm.mode=protected?)");
 	vcpu_mmap_size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
 
 	/* Guest memory: anonymous, donated to the guest page by page as it faults. */
@@ -416,8 +466,9 @@ int main(int argc, char **argv)
 		xioctl(gic.fd, KVM_SET_DEVICE_ATTR, &a, "vGIC init");
 	}
 
-	fprintf(stderr, "ua-vmm: protected VM, %u vCPUs, %llu MiB at 0x%llx, kernel %llu bytes, "
-		"device tree at 0x%llx\n", nr_vcpus, (unsigned long long)(ram_size >> 20),
+	fprintf(stderr,
+		"ua-vmm: protected VM, %u vCPUs, %llu MiB at 0x%llx, kernel %llu bytes, device tree at 0x%llx\n",
+		nr_vcpus, (unsigned long long)(ram_size >> 20),
 		RAM_BASE, (unsigned long long)kernel_size,
 		(unsigned long long)(RAM_BASE + dtb_off));
 	for (i = 1; i < nr_vcpus; i++)
