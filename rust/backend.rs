@@ -90,6 +90,9 @@ pub(crate) struct ModelBackend {
     pub(crate) encrypt_calls: Atomic<u64>,
     /// Calls made in atomic context, where a real conversion could not sleep.
     pub(crate) atomic_calls: Atomic<u64>,
+    /// Ranges made shared while not all zero: what a host that keeps contents
+    /// across a share (pKVM, Arm CCA) would have been shown.
+    pub(crate) dirty_shares: Atomic<u64>,
 }
 
 #[allow(dead_code)]
@@ -104,6 +107,7 @@ impl ModelBackend {
                 decrypt_calls: Atomic::new(0),
                 encrypt_calls: Atomic::new(0),
                 atomic_calls: Atomic::new(0),
+                dirty_shares: Atomic::new(0),
             }),
             GFP_KERNEL,
         )
@@ -119,6 +123,10 @@ impl ModelBackend {
     fn convert(&self, r: &PageRange, shared: bool) -> Result {
         if crate::sys::in_atomic() {
             self.atomic_calls.add(1, Relaxed);
+        }
+        #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+        if shared && !crate::sys::in_atomic() && !r.is_zeroed().unwrap_or(false) {
+            self.dirty_shares.add(1, Relaxed);
         }
         let call = self.calls.fetch_add(1, Relaxed) + 1;
         let failed = self.fail_at.load(Relaxed) == call;

@@ -422,6 +422,28 @@ impl PageRange {
     }
 
     #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+    /// Sets every byte of the range to `val` through a temporary mapping (may sleep).
+    pub(crate) fn fill(&self, val: u8) -> Result {
+        let map = TempMap::new(self.pfn, self.nr)?;
+        // SAFETY: `map` maps the `nr` pages of the range, writable, and the range owner
+        // is the caller.
+        unsafe { core::ptr::write_bytes(map.0.cast::<u8>(), val, self.nr * PAGE_SIZE) };
+        Ok(())
+    }
+
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+    /// Whether every byte of the range is zero, read through a temporary mapping (may
+    /// sleep).
+    pub(crate) fn is_zeroed(&self) -> Result<bool> {
+        let map = TempMap::new(self.pfn, self.nr)?;
+        let words = self.nr * PAGE_SIZE / core::mem::size_of::<u64>();
+        // SAFETY: `map` maps the `nr` pages of the range, page-aligned, so `words`
+        // aligned `u64`s are readable there while `map` lives.
+        let w = unsafe { core::slice::from_raw_parts(map.0.cast::<u64>(), words) };
+        Ok(w.iter().all(|&x| x == 0))
+    }
+
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
     /// Writes `val` to the byte at `offset` through a temporary mapping (may sleep).
     pub(crate) fn write_byte(&self, offset: usize, val: u8) -> Result {
         if offset >= self.nr * PAGE_SIZE {
