@@ -8,6 +8,7 @@
 #   make bench  benchmark tables against the baselines
 #   make test-coco  the suites inside a pKVM protected VM (arm64, nested
 #               under QEMU), the host checking what it can read
+#   make bench-coco the ITS-like and churn workloads in that protected VM
 #
 # ARCH=x86_64 (the default for run and bench) or ARCH=arm64 (cross-built
 # with LLVM, QEMU virt with GICv3). 'make test' without ARCH runs both.
@@ -16,7 +17,7 @@
 
 T := tools/testing
 
-.PHONY: all run test test-coco bench setup build check clean distclean
+.PHONY: all run test test-coco bench bench-coco setup build check clean distclean
 
 all: run
 
@@ -34,6 +35,9 @@ run:
 
 test-coco:
 	@$(T)/coco.sh
+
+bench-coco:
+	@$(T)/coco.sh bench
 
 bench:
 	@$(T)/bench.sh

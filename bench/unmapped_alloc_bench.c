@@ -3,7 +3,10 @@
  * Benchmark of unmapped_alloc against what the kernel does today, run by
  * 'make bench' in one boot. It is built in (the direct map and TLB calls
  * of the secretmem baseline are not available to modules) and started by
- * writing "real" or "sim <us>" to /sys/kernel/debug/unmapped_alloc_bench.
+ * writing "real" or "sim <us>" to /sys/kernel/debug/unmapped_alloc_bench,
+ * or "pkvm" in a pKVM protected guest ('make bench-coco'): the ITS-like and
+ * churn workloads only, whose conversions are real MEM_SHARE/MEM_UNSHARE
+ * hypercalls there.
  * Every workload runs against every allocator that can serve it; each
  * result is one line
  *
@@ -662,7 +665,8 @@ static void workload_churn(void)
 	kfree(per_cpu_work);
 }
 
-static void bench_run(void)
+/* @all: every workload; otherwise the ITS-like and churn ones. */
+static void bench_run(bool all)
 {
 	unmapped_alloc_set_sim_delay(sim_delay_us);
 	pr_info("run %s: sim_delay_us=%u, %d CPUs\n", run, sim_delay_us,
@@ -675,13 +679,17 @@ static void bench_run(void)
 	unmapped_alloc_set_reserve(0, 0);
 	unmapped_alloc_drain();
 	workload_its();
-	workload_unmapped("unmapped-64M-order0", false);
-	workload_unmapped("unmapped-64M-mixed", true);
+	if (all) {
+		workload_unmapped("unmapped-64M-order0", false);
+		workload_unmapped("unmapped-64M-mixed", true);
+	}
 	workload_churn();
 	unmapped_alloc_set_reserve(256, 512);
-	/* Let the background work fill the reserve before the bursts. */
-	msleep(200);
-	workload_virtio();
+	if (all) {
+		/* Let the background work fill the reserve before the bursts. */
+		msleep(200);
+		workload_virtio();
+	}
 
 	unmapped_alloc_set_sim_delay(0);
 	pr_info("run %s done\n", run);
@@ -694,6 +702,7 @@ static ssize_t bench_write(struct file *file, const char __user *ubuf,
 {
 	char buf[32];
 	unsigned int us = 0;
+	bool pkvm = false;
 
 	if (len >= sizeof(buf))
 		return -EINVAL;
@@ -702,13 +711,15 @@ static ssize_t bench_write(struct file *file, const char __user *ubuf,
 	buf[len] = '\0';
 	if (sysfs_streq(buf, "real"))
 		us = 0;
+	else if (sysfs_streq(buf, "pkvm"))
+		pkvm = true;
 	else if (sscanf(buf, "sim %u", &us) != 1 || !us || us > 1000)
 		return -EINVAL;
 
 	mutex_lock(&bench_lock);
 	sim_delay_us = us;
-	run = us ? "sim-coco" : "real";
-	bench_run();
+	run = pkvm ? "pkvm" : us ? "sim-coco" : "real";
+	bench_run(!pkvm);
 	mutex_unlock(&bench_lock);
 	return len;
 }

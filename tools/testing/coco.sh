@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # make test-coco: the KUnit suites inside a real confidential guest.
+# make bench-coco (coco.sh bench): the ITS-like and churn workloads there.
 #
 # QEMU (TCG, virt with EL2 and a GICv3) boots the arm64 test kernel as a pKVM
 # host (kvm-arm.mode=protected). Its initramfs holds ua-vmm (coco/vmm.c,
@@ -13,10 +14,13 @@
 #
 # Last line: "coco: N passed, N failed". Exit status non-zero on a failed or
 # skipped coco test, a failed suite, a host check line that is not all-good,
-# a crash, a timeout or a kernel splat.
+# a crash, a timeout or a kernel splat. In bench mode the guest is the bench
+# kernel with a busybox initramfs, and the result is a table.
 set -euo pipefail
 export UA_ARCH=arm64
 . "$(dirname "$0")/lib.sh"
+mode=${1:-test}
+case "$mode" in test|bench) ;; *) die "usage: coco.sh [test|bench]" ;; esac
 
 COCO=$UA_CACHE/coco
 GUEST_VCPUS=2
@@ -24,7 +28,15 @@ GUEST_NODE_MIB=768	# two NUMA nodes
 GUEST_RAM_BASE=0x40000000
 mkdir -p "$COCO" "$UA_CACHE/logs"
 
+# The host is always the test kernel; in bench mode the guest is the bench
+# kernel (both configurations have KVM and ARM_PKVM_GUEST, arm64.config).
 "$UA_ROOT/tools/testing/build.sh"
+host_image=$(ua_kernel_image)
+guest_image=$host_image
+if [ "$mode" = bench ]; then
+	UA_BUILD=$UA_CACHE/build-bench$UA_SUFFIX UA_CONFIG=bench "$UA_ROOT/tools/testing/build.sh"
+	guest_image=$(UA_BUILD=$UA_CACHE/build-bench$UA_SUFFIX; ua_kernel_image)
+fi
 
 # The VMM: static arm64 binary against the pinned tree's <linux/kvm.h>.
 hdr=$COCO/usr/include/linux/kvm.h
@@ -42,10 +54,29 @@ if [ ! -x "$vmm" ] || [ "$src/vmm.c" -nt "$vmm" ] || [ "$src/ua_coco.h" -nt "$vm
 		-Werror -I"$COCO/usr/include" -I"$src" -pthread -o "$vmm" "$src/vmm.c"
 fi
 
+# The bench guest's initramfs.
+initrd_props=
+if [ "$mode" = bench ]; then
+	groot=$COCO/bench-guest-initramfs
+	ua_initramfs_root "$groot" "$src/bench-guest-init.sh"
+	mkdir -p "$groot/tmp"
+	ua_initramfs_pack "$groot" "$COCO/bench-guest-initramfs.cpio.gz"
+	# vmm.c loads it 128 MiB into RAM.
+	istart=$((GUEST_RAM_BASE + (128 << 20)))
+	iend=$((istart + $(stat -c %s "$COCO/bench-guest-initramfs.cpio.gz")))
+	initrd_props="linux,initrd-start = <0x0 $(printf '0x%x' $istart)>;
+		linux,initrd-end = <0x0 $(printf '0x%x' $iend)>;"
+fi
+
 # The guest's device tree; the addresses are those of vmm.c.
 node_bytes=$((GUEST_NODE_MIB << 20))
-guest_cmdline="earlycon=pl011,mmio32,0x09000000 keep_bootcon panic=-1 oops=panic
-	debug_pagealloc=on kunit_shutdown=poweroff kunit.filter_glob=*unmapped_alloc*"
+guest_cmdline="earlycon=pl011,mmio32,0x09000000 keep_bootcon panic=-1 oops=panic"
+if [ "$mode" = test ]; then
+	guest_cmdline="$guest_cmdline debug_pagealloc=on kunit_shutdown=poweroff
+		kunit.filter_glob=*unmapped_alloc*"
+else
+	guest_cmdline="$guest_cmdline kunit.enable=0 debug_pagealloc=off"
+fi
 guest_cmdline=$(echo $guest_cmdline)
 cat >"$COCO/guest.dts" <<EOF
 /dts-v1/;
@@ -56,6 +87,7 @@ cat >"$COCO/guest.dts" <<EOF
 	interrupt-parent = <&gic>;
 	chosen {
 		bootargs = "$guest_cmdline";
+		$initrd_props
 	};
 	memory@40000000 {
 		device_type = "memory";
@@ -113,13 +145,14 @@ stage "making the pKVM host's initramfs (ua-vmm, the guest kernel, its device tr
 root=$COCO/host-initramfs
 ua_initramfs_root "$root" "$src/host-init.sh"
 cp "$vmm" "$root/ua-vmm"
-cp "$(ua_kernel_image)" "$root/Image"
+cp "$guest_image" "$root/Image"
 cp "$COCO/guest.dtb" "$root/guest.dtb"
+[ "$mode" = test ] || cp "$COCO/bench-guest-initramfs.cpio.gz" "$root/guest-initrd.cpio.gz"
 printf 'COCO_MEM_MIB=%d\nCOCO_VCPUS=%d\n' $((2 * GUEST_NODE_MIB)) $GUEST_VCPUS >"$root/coco.env"
 initrd=$COCO/host-initramfs.cpio.gz
 ua_initramfs_pack "$root" "$initrd"
 
-log=$UA_CACHE/logs/coco-console.log
+log=$UA_CACHE/logs/coco-$mode-console.log
 stage "booting the pKVM host under QEMU/TCG, the protected guest inside (console: $log)"
 start=$(date +%s)
 qrc=0
@@ -129,16 +162,30 @@ UA_QEMU_EL2=1 UA_QEMU_NODE_GIB=2 UA_QEMU_TIMEOUT=${UA_COCO_TIMEOUT:-1500} \
 stage "QEMU finished in $(($(date +%s) - start)) s (exit $qrc)"
 
 ok=1
-tr -d '\r' <"$log" >"$COCO/console.txt"
-grep -E '^coco(-host)?:|^ua-vmm:' "$COCO/console.txt" || true
+console=$COCO/$mode-console.txt
+tr -d '\r' <"$log" >"$console"
+grep -E '^coco(-host)?:|^ua-vmm:' "$console" || true
 [ "$qrc" = 0 ] || { echo "error: QEMU exited with $qrc (crash or timeout)" >&2; ok=0; }
-grep -q 'coco-host: Protected .* initialized successfully' "$COCO/console.txt" ||
+grep -q 'coco-host: Protected .* initialized successfully' "$console" ||
 	{ echo "error: the host did not initialise pKVM in protected mode" >&2; ok=0; }
-grep -q 'coco-host: vmm exit 0' "$COCO/console.txt" ||
+grep -q 'coco-host: vmm exit 0' "$console" ||
 	{ echo "error: the VMM did not end with the guest powering off" >&2; ok=0; }
 
+if [ "$mode" = bench ]; then
+	grep -q 'ua-bench-guest: ok' "$console" ||
+		{ echo "error: the benchmark did not complete in the guest" >&2; ok=0; }
+	if ! "$UA_ROOT/tools/testing/splats.sh" "$console" >"$UA_CACHE/logs/coco-bench-splats.txt"; then
+		echo "error: kernel splats in the host or the guest:" >&2
+		head -20 "$UA_CACHE/logs/coco-bench-splats.txt" >&2
+		ok=0
+	fi
+	[ $ok = 1 ] || exit 1
+	python3 "$UA_ROOT/tools/testing/bench_report.py" "$console" "$COCO" arm64
+	exit 0
+fi
+
 parsed=$UA_CACHE/logs/coco-parsed.txt
-python3 "$UA_KSRC/tools/testing/kunit/kunit.py" parse "$COCO/console.txt" >"$parsed" 2>&1 || true
+python3 "$UA_KSRC/tools/testing/kunit/kunit.py" parse "$console" >"$parsed" 2>&1 || true
 grep -E '^\[[0-9:]+\] ' "$parsed" | sed -E 's/^\[[0-9:]+\] //' | grep -vE '^=+$' || true
 read -r passed failed skipped < <(python3 - "$parsed" <<'PY'
 import re, sys
@@ -156,16 +203,16 @@ PY
 # The point of the exercise: the coco suite ran (not skipped) and every host
 # check line says all shared pages read, no private page read.
 for t in host_reads_only_shared_memory freed_shared_memory_is_private_again; do
-	grep -qE "^ *ok [0-9]+ $t\$" "$COCO/console.txt" ||
+	grep -qE "^ *ok [0-9]+ $t\$" "$console" ||
 		{ echo "error: $t did not pass in the protected guest" >&2; ok=0; }
 done
-checks=$(grep -c '^coco: host read' "$COCO/console.txt" || true)
+checks=$(grep -c '^coco: host read' "$console" || true)
 bad=$(awk '/^coco: host read / {
 	split($4, s, "/"); split($7, p, "/");
-	if (s[1] != s[2] || p[1] != 0) n++ } END { print n + 0 }' "$COCO/console.txt")
+	if (s[1] != s[2] || p[1] != 0) n++ } END { print n + 0 }' "$console")
 [ "$checks" -ge 3 ] || { echo "error: only $checks host checks ran (expected 3)" >&2; ok=0; }
 [ "$bad" = 0 ] || { echo "error: $bad host checks saw private memory or missed shared memory" >&2; ok=0; }
-if ! "$UA_ROOT/tools/testing/splats.sh" "$COCO/console.txt" >"$UA_CACHE/logs/coco-splats.txt"; then
+if ! "$UA_ROOT/tools/testing/splats.sh" "$console" >"$UA_CACHE/logs/coco-splats.txt"; then
 	echo "error: kernel splats in the host or the guest:" >&2
 	head -20 "$UA_CACHE/logs/coco-splats.txt" >&2
 	ok=0

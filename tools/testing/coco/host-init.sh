@@ -13,7 +13,9 @@ if [ ! -e /dev/kvm ]; then
 	echo "coco-host: no /dev/kvm"
 else
 	start=$(cut -d' ' -f1 /proc/uptime)
-	/ua-vmm -k /Image -d /guest.dtb -m "$COCO_MEM_MIB" -c "$COCO_VCPUS"
+	initrd=
+	[ -f /guest-initrd.cpio.gz ] && initrd="-i /guest-initrd.cpio.gz"
+	/ua-vmm -k /Image -d /guest.dtb $initrd -m "$COCO_MEM_MIB" -c "$COCO_VCPUS"
 	echo "coco-host: vmm exit $? after $(awk -v s="$start" '{ printf "%d", $1 - s }' /proc/uptime) s"
 fi
 poweroff -f

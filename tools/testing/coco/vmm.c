@@ -20,8 +20,9 @@
  *   0x080a0000  GICv3 redistributors (128 KiB per vCPU)
  *   0x09000000  PL011 (write-only console)
  *   0x40000000  RAM; the kernel at its start, the device tree in its last 2 MiB
+ *   0x48000000  the initramfs, if any (the device tree's linux,initrd-start)
  *
- * Usage: ua-vmm -k Image -d guest.dtb [-m MiB] [-c vCPUs]
+ * Usage: ua-vmm -k Image -d guest.dtb [-i initramfs] [-m MiB] [-c vCPUs]
  * Exit status: 0 if the guest powered off or reset, 1 on any error.
  */
 #define _GNU_SOURCE
@@ -52,6 +53,7 @@
 #define UART_SIZE	0x1000ULL
 #define RAM_BASE	0x40000000ULL
 #define DTB_SPACE	(2ULL << 20)
+#define INITRD_OFFSET	(128ULL << 20)
 #define MAX_VCPUS	8
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 
@@ -351,22 +353,25 @@ static void set_device_attr(int fd, uint32_t group, uint64_t attr, uint64_t val,
 
 int main(int argc, char **argv)
 {
-	const char *kernel = NULL, *dtb = NULL;
+	const char *kernel = NULL, *dtb = NULL, *initrd = NULL;
 	unsigned int nr_vcpus = 1, i;
-	uint64_t kernel_size, dtb_size, text_offset, dtb_off;
+	uint64_t kernel_size, dtb_size, text_offset, dtb_off, initrd_size = 0;
 	struct kvm_userspace_memory_region slot;
 	struct kvm_create_device gic = { .type = KVM_DEV_TYPE_ARM_VGIC_V3 };
 	struct sigaction sa = { .sa_handler = probe_fault };
 	int kvm, opt;
 
 	ram_size = 1024ULL << 20;
-	while ((opt = getopt(argc, argv, "k:d:m:c:")) != -1) {
+	while ((opt = getopt(argc, argv, "k:d:i:m:c:")) != -1) {
 		switch (opt) {
 		case 'k':
 			kernel = optarg;
 			break;
 		case 'd':
 			dtb = optarg;
+			break;
+		case 'i':
+			initrd = optarg;
 			break;
 		case 'm':
 			ram_size = strtoull(optarg, NULL, 0) << 20;
@@ -400,7 +405,9 @@ int main(int argc, char **argv)
 		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (ram == MAP_FAILED)
 		die("mmap of %llu MiB", (unsigned long long)(ram_size >> 20));
-	load_file(kernel, 0, ram_size - DTB_SPACE, &kernel_size);
+	if (ram_size < INITRD_OFFSET + DTB_SPACE)
+		die("at least %llu MiB of RAM", (INITRD_OFFSET + DTB_SPACE) >> 20);
+	load_file(kernel, 0, INITRD_OFFSET, &kernel_size);
 	/* arm64 Image header: text_offset at byte 8 (0 for any recent kernel). */
 	memcpy(&text_offset, ram + 8, sizeof(text_offset));
 	if (text_offset) {
@@ -409,6 +416,8 @@ int main(int argc, char **argv)
 	}
 	dtb_off = ram_size - DTB_SPACE;
 	load_file(dtb, dtb_off, DTB_SPACE, &dtb_size);
+	if (initrd)
+		load_file(initrd, INITRD_OFFSET, dtb_off - INITRD_OFFSET, &initrd_size);
 	slot = (struct kvm_userspace_memory_region){
 		.slot = 0, .guest_phys_addr = RAM_BASE, .memory_size = ram_size,
 		.userspace_addr = (uint64_t)ram,
@@ -467,9 +476,9 @@ int main(int argc, char **argv)
 	}
 
 	fprintf(stderr,
-		"ua-vmm: protected VM, %u vCPUs, %llu MiB at 0x%llx, kernel %llu bytes, device tree at 0x%llx\n",
+		"ua-vmm: protected VM, %u vCPUs, %llu MiB at 0x%llx, kernel %llu bytes, initramfs %llu bytes, device tree at 0x%llx\n",
 		nr_vcpus, (unsigned long long)(ram_size >> 20),
-		RAM_BASE, (unsigned long long)kernel_size,
+		RAM_BASE, (unsigned long long)kernel_size, (unsigned long long)initrd_size,
 		(unsigned long long)(RAM_BASE + dtb_off));
 	for (i = 1; i < nr_vcpus; i++)
 		if (pthread_create(&vcpus[i].thread, NULL, vcpu_loop, &vcpus[i]))
@@ -477,7 +486,7 @@ int main(int argc, char **argv)
 	vcpu_loop(&vcpus[0]);
 	return 1;
 usage:
-	fprintf(stderr, "usage: %s -k Image -d guest.dtb [-m MiB] [-c vCPUs (1-%d)]\n",
+	fprintf(stderr, "usage: %s -k Image -d guest.dtb [-i initramfs] [-m MiB] [-c vCPUs (1-%d)]\n",
 		argv[0], MAX_VCPUS);
 	return 1;
 }
