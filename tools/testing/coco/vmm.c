@@ -486,7 +486,8 @@ int main(int argc, char **argv)
 	vcpu_loop(&vcpus[0]);
 	return 1;
 usage:
-	fprintf(stderr, "usage: %s -k Image -d guest.dtb [-i initramfs] [-m MiB] [-c vCPUs (1-%d)]\n",
+	fprintf(stderr,
+		"usage: %s -k Image -d guest.dtb [-i initramfs] [-m MiB] [-c vCPUs (1-%d)]\n",
 		argv[0], MAX_VCPUS);
 	return 1;
 }
