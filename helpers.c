@@ -10,6 +10,8 @@
 #include <linux/mm.h>
 #include <linux/mutex.h>
 #include <linux/preempt.h>
+#include <linux/ratelimit.h>
+#include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/smp.h>
 #include <linux/reboot.h>
@@ -60,6 +62,45 @@ int ua_pfn_to_nid(unsigned long pfn)
 int ua_numa_node_id(void)
 {
 	return numa_node_id();
+}
+
+/*
+ * Bad frees are reported with the caller's stack, rate limited like SLUB's
+ * reports rather than once per boot, so that every broken caller shows up.
+ */
+static DEFINE_RATELIMIT_STATE(ua_bad_free_rs, DEFAULT_RATELIMIT_INTERVAL,
+			      DEFAULT_RATELIMIT_BURST);
+
+bool ua_bad_free_ratelimit(void)
+{
+	return __ratelimit(&ua_bad_free_rs);
+}
+
+/*
+ * A caller's GFP_NOFS or GFP_NOIO also governs what the component allocates
+ * for it (blocks, metadata, temporary mappings, all GFP_KERNEL): it enters
+ * the matching memalloc scope around that work. Returns what to restore.
+ */
+unsigned int ua_reclaim_scope_enter(gfp_t gfp)
+{
+	unsigned int flags = 0;
+
+	if (!(gfp & __GFP_IO))
+		flags = PF_MEMALLOC_NOIO;
+	else if (!(gfp & __GFP_FS))
+		flags = PF_MEMALLOC_NOFS;
+	return memalloc_flags_save(flags);
+}
+
+void ua_reclaim_scope_exit(unsigned int old)
+{
+	memalloc_flags_restore(old);
+}
+
+/* The current task's NOFS/NOIO scope (tests). */
+unsigned int ua_reclaim_scope_current(void)
+{
+	return current->flags & (PF_MEMALLOC_NOFS | PF_MEMALLOC_NOIO);
 }
 
 bool ua_node_has_memory(int nid)

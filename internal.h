@@ -17,6 +17,8 @@ struct page;
 const gfp_t RUST_CONST_HELPER___GFP_THISNODE = __GFP_THISNODE;
 const gfp_t RUST_CONST_HELPER___GFP_NORETRY = __GFP_NORETRY;
 const gfp_t RUST_CONST_HELPER___GFP_ACCOUNT = __GFP_ACCOUNT;
+const gfp_t RUST_CONST_HELPER_GFP_NOFS = GFP_NOFS;
+const gfp_t RUST_CONST_HELPER_GFP_NOIO = GFP_NOIO;
 #endif
 
 unsigned long ua_page_to_pfn(const struct page *page);
@@ -34,6 +36,10 @@ bool ua_in_atomic(void);
 void *ua_vmap_pfns(unsigned long pfn, unsigned int nr);
 unsigned int ua_block_order(void);
 bool ua_can_set_direct_map(void);
+bool ua_bad_free_ratelimit(void);
+unsigned int ua_reclaim_scope_enter(gfp_t gfp);
+void ua_reclaim_scope_exit(unsigned int old);
+unsigned int ua_reclaim_scope_current(void);
 
 unsigned int ua_get_cpu(void);
 void ua_put_cpu(void);

@@ -93,6 +93,8 @@ pub(crate) struct ModelBackend {
     /// Ranges made shared while not all zero: what a host that keeps contents
     /// across a share (pKVM, Arm CCA) would have been shown.
     pub(crate) dirty_shares: Atomic<u64>,
+    /// The NOFS/NOIO memalloc scope of the task that made the last call.
+    pub(crate) last_scope: Atomic<u32>,
 }
 
 #[allow(dead_code)]
@@ -108,6 +110,7 @@ impl ModelBackend {
                 encrypt_calls: Atomic::new(0),
                 atomic_calls: Atomic::new(0),
                 dirty_shares: Atomic::new(0),
+                last_scope: Atomic::new(0),
             }),
             GFP_KERNEL,
         )
@@ -125,8 +128,12 @@ impl ModelBackend {
             self.atomic_calls.add(1, Relaxed);
         }
         #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
-        if shared && !crate::sys::in_atomic() && !r.is_zeroed().unwrap_or(false) {
-            self.dirty_shares.add(1, Relaxed);
+        {
+            if shared && !crate::sys::in_atomic() && !r.is_zeroed().unwrap_or(false) {
+                self.dirty_shares.add(1, Relaxed);
+            }
+            self.last_scope
+                .store(crate::sys::reclaim_scope_current(), Relaxed);
         }
         let call = self.calls.fetch_add(1, Relaxed) + 1;
         let failed = self.fail_at.load(Relaxed) == call;

@@ -343,6 +343,8 @@ mod tests {
 
     #[test]
     fn stats_and_tables_match_counters() -> Result {
+        // Refused frees below are reported with a stack.
+        let _splats = crate::testutil::ExpectSplats::new();
         let model = ModelBackend::new()?;
         let (u, d) = pair(&model)?;
         let k = KmallocDecrypted::new(&d)?;

@@ -36,7 +36,7 @@ use kernel::{
     prelude::*,
     sync::{
         atomic::{Atomic, Relaxed},
-        new_mutex, Arc, Mutex,
+        new_mutex, Arc, Mutex, MutexGuard,
     },
     time::{Instant, Monotonic},
     workqueue::{self, impl_has_work, new_work, Work, WorkItem},
@@ -410,6 +410,8 @@ impl PageAllocator {
                     self.kick();
                     return None;
                 }
+                // What is allocated for this caller below respects its NOFS/NOIO.
+                let _scope = sys::ReclaimScope::enter(gfp);
                 if self.scrub_pending() > 0 {
                     if let Some(pfn) = self.alloc_from_pools(nid, order, thisnode, take_dirty) {
                         return Some(pfn);
@@ -481,12 +483,10 @@ impl PageAllocator {
         if self.shut_down.load(Relaxed) {
             return None;
         }
-        // Unmapped blocks are zeroed while still mapped; decrypted ones after conversion.
-        let zero = match self.kind {
-            Kind::Unmapped => bindings::__GFP_ZERO,
-            Kind::Decrypted(_) => 0,
-        };
-        let base = bindings::GFP_KERNEL | zero | bindings::__GFP_NOWARN;
+        // Blocks are zeroed while still mapped and private: hosts that keep a page's
+        // contents across a share (pKVM, Arm CCA) would otherwise be shown whatever
+        // the page allocator's last user left there.
+        let base = bindings::GFP_KERNEL | bindings::__GFP_ZERO | bindings::__GFP_NOWARN;
         let thisnode = gfp & bindings::__GFP_THISNODE != 0;
         let start = Instant::<Monotonic>::now();
         // A full-sized block without heavy reclaim first, then smaller ones down to the
@@ -526,18 +526,6 @@ impl PageAllocator {
                 return None;
             }
         };
-        // Zero a block to be shared while it is still private: hosts that keep a
-        // page's contents across a share (pKVM, Arm CCA) would otherwise be shown
-        // whatever the page allocator's last user left there.
-        if matches!(self.kind, Kind::Decrypted(_))
-            && block
-                .range(0, block.nr_pages())
-                .and_then(|r| r.scrub())
-                .is_err()
-        {
-            block.release();
-            return None;
-        }
         let converted = match &self.kind {
             Kind::Unmapped => block.set_direct_map(0, block.nr_pages(), false),
             Kind::Decrypted(backend) => block.whole().and_then(|r| backend.decrypt(&r)),
@@ -571,7 +559,7 @@ impl PageAllocator {
                 self.stats.converted_pages.add(block.nr_pages() as u64);
                 // Zero them again through the (now shared) direct mapping: where a
                 // conversion scrambles the contents (AMD SEV), the guest's view of the
-                // zeros written above is no longer zeros.
+                // zeros the page allocator wrote is no longer zeros.
                 if block
                     .range(0, block.nr_pages())
                     .and_then(|r| r.scrub())
@@ -717,12 +705,13 @@ impl PageAllocator {
             }
             Err(e) => {
                 self.stats.bad_frees.inc();
-                pr_warn_once!(
-                    "refused to free pfn {:#x} order {}: {:?}\n",
+                sys::report_bad_free(format_args!(
+                    "{} pages: refused to free pfn {:#x} order {}: {:?}\n",
+                    self.kind.prefix(),
                     pfn.0,
                     order,
                     e
-                );
+                ));
             }
         }
         r
@@ -904,7 +893,20 @@ impl PageAllocator {
     /// Like [`Self::shrink`], but keeps at least `floor` free pages per node (the atomic
     /// reserve).
     pub(crate) fn shrink_to(&self, keep: usize, floor: usize) -> usize {
-        let _maintenance = self.maintenance.lock();
+        let maintenance = self.maintenance.lock();
+        self.shrink_locked(&maintenance, keep, floor)
+    }
+
+    /// [`Self::shrink_to`] for the shrinker: `None` at once if maintenance work holds
+    /// the lock. That work may allocate with `GFP_KERNEL` (temporary mappings, page
+    /// tables of a conversion) and so enter reclaim, which calls the shrinker: waiting
+    /// here would deadlock.
+    pub(crate) fn try_shrink_to(&self, keep: usize, floor: usize) -> Option<usize> {
+        let maintenance = self.maintenance.try_lock()?;
+        Some(self.shrink_locked(&maintenance, keep, floor))
+    }
+
+    fn shrink_locked(&self, _maintenance: &MutexGuard<'_, ()>, keep: usize, floor: usize) -> usize {
         self.stats.shrink_calls.inc();
         let mut released = 0;
         for pool in self.nodes.iter() {
@@ -995,15 +997,19 @@ impl PageAllocator {
     /// without going below the reserve.
     pub(crate) fn trim(&self) {
         self.scrub_pending();
-        let (low, high) = self.watermarks();
-        if high > 0 {
+        if self.watermarks().1 > 0 {
+            // Under the maintenance lock, so that a shrink never runs beside a refill
+            // that has taken a block but not added it yet; the shrinker only
+            // try-locks, so the block allocations may enter reclaim.
+            let _maintenance = self.maintenance.lock();
+            let (low, high) = self.watermarks();
             for nid in 0..self.nodes.len() as i32 {
                 if sys::node_has_memory(nid) && self.pool_pages(nid).free < low.max(1) {
                     self.refill(nid, high);
                 }
             }
         }
-        self.shrink_to(self.cache_blocks(), high);
+        self.shrink_to(self.cache_blocks(), self.watermarks().1);
     }
 
     /// The atomic reserve's watermarks in free pages per node: `(low, high)`.
@@ -1439,7 +1445,25 @@ mod tests {
     }
 
     #[test]
+    fn shrinker_never_waits_for_maintenance() -> Result {
+        let a = private(0)?;
+        drop(alloc(&a, 0)?);
+        a.scrub_pending();
+        assert_eq!(a.total_pages().held, 1 << a.max_order());
+        {
+            // As if maintenance work had entered reclaim: the shrinker must not wait.
+            let _maintenance = a.maintenance.lock();
+            assert_eq!(a.try_shrink_to(0, 0), None);
+        }
+        assert_eq!(a.try_shrink_to(0, 0), Some(1));
+        assert_eq!(a.total_pages().held, 0);
+        Ok(())
+    }
+
+    #[test]
     fn bad_input_detected_without_change() -> Result {
+        // Refused frees below are reported with a stack.
+        let _splats = crate::testutil::ExpectSplats::new();
         let a = private(0)?;
         assert!(a.alloc(NUMA_NO_NODE, K, a.max_order() + 1, true).is_none());
         assert!(a.alloc(4096, K, 0, true).is_none());
@@ -1623,6 +1647,26 @@ mod decrypted_tests {
     }
 
     #[test]
+    fn caller_nofs_noio_respected() -> Result {
+        let model = ModelBackend::new()?;
+        let a = private(&model, 0)?;
+        // Each allocation takes a new block; its conversion sees the caller's scope.
+        for (gfp, scope) in [
+            (bindings::GFP_NOFS, bindings::PF_MEMALLOC_NOFS),
+            (bindings::GFP_NOIO, bindings::PF_MEMALLOC_NOIO),
+            (K, 0),
+        ] {
+            let pfn = a.alloc(NUMA_NO_NODE, gfp, 0, true).ok_or(ENOMEM)?;
+            assert_eq!(model.last_scope.load(Relaxed), scope);
+            assert_eq!(sys::reclaim_scope_current(), 0);
+            assert_eq!(a.free(pfn, 0), Ok(()));
+            drain_and_check(&a, &model);
+        }
+        assert_eq!(model.decrypt_calls.load(Relaxed), 3);
+        Ok(())
+    }
+
+    #[test]
     fn blocks_zeroed_before_sharing() -> Result {
         // Free memory of this node, block-sized, dirtied and given back: the
         // allocator's next block is one of these (the buddy allocator hands out
@@ -1641,7 +1685,7 @@ mod decrypted_tests {
         let pfn = a.alloc(nid, K, 0, true).ok_or(ENOMEM)?;
         let base = Pfn(pfn.0 & !((1usize << sys::block_order()) - 1));
         // The block was one of the dirtied ones, or the test proves nothing.
-        assert!(dirtied.iter().any(|&d| d == base));
+        assert!(dirtied.contains(&base));
         assert_eq!(model.decrypt_calls.load(Relaxed), 1);
         assert_eq!(model.dirty_shares.load(Relaxed), 0);
         assert_eq!(a.free(pfn, 0), Ok(()));
@@ -1822,6 +1866,8 @@ mod decrypted_tests {
 
     #[test]
     fn wrong_kind_free_refused() -> Result {
+        // Refused frees below are reported with a stack.
+        let _splats = crate::testutil::ExpectSplats::new();
         let model = ModelBackend::new()?;
         let d = private(&model, 0)?;
         let u = PageAllocator::new(Config {

@@ -518,12 +518,12 @@ impl ObjCache {
             .unwrap_or_else(|| self.free_slow(addr));
         if let Err(e) = r {
             self.stats.bad_frees.inc();
-            pr_warn_once!(
+            sys::report_bad_free(format_args!(
                 "{}: refused to free {:#x}: {:?}\n",
                 core::str::from_utf8(&self.name).unwrap_or("?"),
                 addr,
                 e
-            );
+            ));
         }
         r
     }
@@ -579,6 +579,22 @@ impl ObjCache {
             self.give_back(base);
         }
         Ok(())
+    }
+
+    /// Whether `addr` is the start of an allocated object of the slab whose first
+    /// page is `head`, which the caller found tagged with this cache. Like `ksize()`,
+    /// the answer is only stable while the caller owns the object.
+    fn is_live_in_slab(&self, addr: usize, head: Pfn) -> bool {
+        let Some(node) = self.node(head.nid()) else {
+            return false;
+        };
+        let node = node.lock();
+        let Some(i) = node.find(head, self.slab_pages()) else {
+            return false;
+        };
+        let slab = &node.slabs[i];
+        self.index(addr.wrapping_sub(slab.bytes.addr()))
+            .is_ok_and(|obj| slab.free.load(Relaxed) & (1u64 << obj) == 0)
     }
 
     /// Takes every CPU's current slab away from it; empty ones go back.
@@ -771,7 +787,10 @@ impl KmallocDecrypted {
     #[inline(never)]
     fn refused(&self, addr: usize, e: BadObjFree) {
         self.bad_frees.inc();
-        pr_warn_once!("kfree_decrypted: refused {:#x}: {:?}\n", addr, e);
+        sys::report_bad_free(format_args!(
+            "kfree_decrypted: refused {:#x}: {:?}\n",
+            addr, e
+        ));
     }
 
     #[cold]
@@ -807,10 +826,8 @@ impl KmallocDecrypted {
         if tag == TAG_LARGE {
             return (head.virt() == addr).then_some(PAGE_SIZE << order);
         }
-        self.caches
-            .iter()
-            .find(|c| c.tag() == tag)
-            .map(|c| c.size())
+        let cache = self.caches.iter().find(|c| c.tag() == tag)?;
+        cache.is_live_in_slab(addr, head).then(|| cache.size())
     }
 
     /// Gives empty slabs back, then lets the page allocator return free blocks.
@@ -952,6 +969,8 @@ mod tests {
 
     #[test]
     fn cpu_slab_serves_and_refuses_without_the_lists() -> Result {
+        // Refused frees below are reported with a stack.
+        let _splats = crate::testutil::ExpectSplats::new();
         let model = ModelBackend::new()?;
         let k = instance(&model, (0, 0), false)?;
         let c = &k.caches()[0];
@@ -1117,6 +1136,8 @@ mod tests {
 
     #[test]
     fn bad_frees_detected_without_change() -> Result {
+        // Refused frees below are reported with a stack.
+        let _splats = crate::testutil::ExpectSplats::new();
         let model = ModelBackend::new()?;
         let k = instance(&model, (0, 0), false)?;
         let a = k.alloc(512, NUMA_NO_NODE, K).ok_or(ENOMEM)?;
@@ -1128,9 +1149,16 @@ mod tests {
         assert_eq!(k.free(big + PAGE_SIZE), Err(BadObjFree::Interior));
         assert_eq!(k.free(0x10), Err(BadObjFree::NotOurs));
         assert_eq!(k.caches()[1].usage().0, 1);
+        // ksize_decrypted()'s contract: the size of a live object, 0 for anything else.
+        assert_eq!(k.usable_size(a), Some(512));
+        assert_eq!(k.usable_size(a + 256), None);
+        assert_eq!(k.usable_size(big + PAGE_SIZE), None);
+        assert_eq!(k.usable_size(other_addr), None);
         assert_eq!(k.free(a), Ok(()));
+        assert_eq!(k.usable_size(a), None);
         assert_eq!(k.free(a), Err(BadObjFree::DoubleFree));
         assert_eq!(k.free(big), Ok(()));
+        assert_eq!(k.usable_size(big), None);
         assert_eq!(k.free(big), Err(BadObjFree::NotOurs));
         assert_eq!(k.bad_frees.get(), 6);
         // A dedicated cache refuses objects of another cache.

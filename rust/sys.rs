@@ -122,6 +122,51 @@ impl Pfn {
     }
 }
 
+/// Reports a refused free as SLUB reports bad frees: the message, then the caller's
+/// stack, rate limited rather than once per boot so that every broken caller shows up.
+/// The caller has already refused the free; nothing else changes.
+#[cold]
+pub(crate) fn report_bad_free(msg: core::fmt::Arguments<'_>) {
+    // SAFETY: No requirements.
+    if unsafe { bindings::ua_bad_free_ratelimit() } {
+        kernel::pr_warn!("{}", msg);
+        // SAFETY: No requirements; prints the current task's stack.
+        unsafe { bindings::dump_stack() };
+    }
+}
+
+/// While it lives, the calling task allocates as the caller's `gfp` allows: in a
+/// NOIO or NOFS memalloc scope if `gfp` lacks `__GFP_IO` or `__GFP_FS`, so that the
+/// component's own `GFP_KERNEL` allocations done for that caller (blocks, metadata,
+/// temporary mappings) cannot recurse into I/O or filesystem reclaim.
+pub(crate) struct ReclaimScope(u32, core::marker::PhantomData<*mut ()>);
+
+impl ReclaimScope {
+    /// Enters the scope `gfp` asks for.
+    pub(crate) fn enter(gfp: bindings::gfp_t) -> Self {
+        // SAFETY: No requirements; the returned flags are restored on drop.
+        Self(
+            unsafe { bindings::ua_reclaim_scope_enter(gfp) },
+            core::marker::PhantomData,
+        )
+    }
+}
+
+impl Drop for ReclaimScope {
+    fn drop(&mut self) {
+        // SAFETY: Restores what `enter()` saved, on the same task: the scope is not
+        // `Send`.
+        unsafe { bindings::ua_reclaim_scope_exit(self.0) };
+    }
+}
+
+/// The calling task's NOFS/NOIO memalloc scope flags.
+#[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+pub(crate) fn reclaim_scope_current() -> u32 {
+    // SAFETY: No requirements.
+    unsafe { bindings::ua_reclaim_scope_current() }
+}
+
 /// Node of the calling CPU.
 pub(crate) fn local_node() -> i32 {
     // SAFETY: No requirements.

@@ -178,3 +178,23 @@ pub(crate) fn run_concurrently<T: Send + Sync + 'static>(
     latch.done.wait_for_completion();
     Ok(())
 }
+
+/// Marks the kernel log from its creation to its drop as holding expected splats:
+/// refused frees are reported with the caller's stack, which the test scripts
+/// (`tools/testing/splats.sh`) would otherwise count as a kernel splat. Only tests
+/// that make bad calls hold one, for their duration.
+pub(crate) struct ExpectSplats;
+
+impl ExpectSplats {
+    /// Starts the region.
+    pub(crate) fn new() -> Self {
+        kernel::pr_info!("expect splat begin\n");
+        Self
+    }
+}
+
+impl Drop for ExpectSplats {
+    fn drop(&mut self) {
+        kernel::pr_info!("expect splat end\n");
+    }
+}

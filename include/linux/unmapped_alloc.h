@@ -57,7 +57,8 @@ struct page *unmapped_alloc_noscrub(int nid, gfp_t gfp, unsigned int order);
  * @order: the order it was allocated with
  *
  * May be called from any context. A page the allocator does not own, a
- * wrong order or a double free is reported once and changes nothing.
+ * wrong order or a double free is reported with the caller's stack (rate
+ * limited) and changes nothing.
  */
 void unmapped_free(struct page *page, unsigned int order);
 
@@ -91,7 +92,7 @@ struct page *alloc_decrypted_pages(gfp_t gfp, unsigned int order);
  * @order: the order it was allocated with
  *
  * Any context. Pages of another kind, a wrong order or a double free are
- * reported once and change nothing.
+ * reported with the caller's stack (rate limited) and change nothing.
  */
 void free_decrypted_pages(struct page *page, unsigned int order);
 
@@ -157,7 +158,7 @@ bool decrypted_alloc_ready(void);
  *
  * Any context. A pointer that is not a live object of kmalloc_decrypted()
  * (another allocator's memory, an interior pointer, a double free) is
- * reported once and changes nothing.
+ * reported with the caller's stack (rate limited) and changes nothing.
  */
 void kfree_decrypted(const void *p);
 
