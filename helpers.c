@@ -4,7 +4,9 @@
  * exports of its C API (the functions themselves are defined in Rust).
  */
 #include <linux/cpu.h>
+#include <linux/debugfs.h>
 #include <linux/export.h>
+#include <linux/fault-inject.h>
 #include <linux/gfp.h>
 #include <linux/memcontrol.h>
 #include <linux/mm.h>
@@ -75,6 +77,67 @@ bool ua_bad_free_ratelimit(void)
 {
 	return __ratelimit(&ua_bad_free_rs);
 }
+
+/*
+ * Fault injection with the kernel's framework: boot parameter
+ * fail_unmapped_alloc=<interval>,<probability>,<space>,<times> and debugfs
+ * fail_unmapped_alloc/ (probability, interval, times, verbose, ... and
+ * "sites", a mask of the UA_FAIL_* points to fail). Only the real paths are
+ * instrumented: the model backend of the unit tests has its own.
+ */
+#ifdef CONFIG_FAULT_INJECTION
+static u32 ua_fail_sites = UA_FAIL_ALL;
+static DECLARE_FAULT_ATTR(fail_unmapped_alloc);
+
+static int __init setup_fail_unmapped_alloc(char *str)
+{
+	return setup_fault_attr(&fail_unmapped_alloc, str);
+}
+__setup("fail_unmapped_alloc=", setup_fail_unmapped_alloc);
+
+#ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
+static int __init fail_unmapped_alloc_debugfs(void)
+{
+	struct dentry *dir;
+
+	dir = fault_create_debugfs_attr("fail_unmapped_alloc", NULL, &fail_unmapped_alloc);
+	if (IS_ERR(dir))
+		return PTR_ERR(dir);
+	debugfs_create_x32("sites", 0600, dir, &ua_fail_sites);
+	return 0;
+}
+late_initcall(fail_unmapped_alloc_debugfs);
+#endif
+
+bool ua_should_fail(unsigned int site, size_t size)
+{
+	return (READ_ONCE(ua_fail_sites) & site) && should_fail(&fail_unmapped_alloc, size);
+}
+
+#if IS_ENABLED(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)
+/* Tests: fail the next @times calls at @sites, quietly; 0 stops injecting. */
+void ua_fail_inject(unsigned int sites, int times)
+{
+	fail_unmapped_alloc.probability = 0;
+	WRITE_ONCE(ua_fail_sites, times ? sites : UA_FAIL_ALL);
+	fail_unmapped_alloc.verbose = 0;
+	fail_unmapped_alloc.interval = 1;
+	atomic_set(&fail_unmapped_alloc.space, 0);
+	atomic_set(&fail_unmapped_alloc.times, times);
+	if (times)
+		fail_unmapped_alloc.probability = 100;
+}
+#endif
+#else
+bool ua_should_fail(unsigned int site, size_t size)
+{
+	return false;
+}
+
+void ua_fail_inject(unsigned int sites, int times)
+{
+}
+#endif
 
 /*
  * A caller's GFP_NOFS or GFP_NOIO also governs what the component allocates

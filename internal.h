@@ -37,6 +37,15 @@ void *ua_vmap_pfns(unsigned long pfn, unsigned int nr);
 unsigned int ua_block_order(void);
 bool ua_can_set_direct_map(void);
 bool ua_bad_free_ratelimit(void);
+
+/* Fault injection sites (fail_unmapped_alloc/sites in debugfs). */
+#define UA_FAIL_CONVERSION	0x1U	/* set_memory_decrypted/encrypted() */
+#define UA_FAIL_DIRECT_MAP	0x2U	/* set_direct_map_valid_noflush() */
+#define UA_FAIL_BLOCK		0x4U	/* taking a block from the page allocator */
+#define UA_FAIL_METADATA	0x8U	/* a block's bookkeeping */
+#define UA_FAIL_ALL		0xfU
+bool ua_should_fail(unsigned int site, size_t size);
+void ua_fail_inject(unsigned int sites, int times);
 unsigned int ua_reclaim_scope_enter(gfp_t gfp);
 void ua_reclaim_scope_exit(unsigned int old);
 unsigned int ua_reclaim_scope_current(void);

@@ -516,11 +516,12 @@ impl PageAllocator {
         self.stats.blocks_taken.inc();
 
         // Metadata first, while the block is still mapped and can simply go back.
+        let injected = sys::should_fail(sys::FailSite::Metadata, 0);
         let (buddy, slot) = match (
             Buddy::new(block.order(), GFP_KERNEL),
             KBox::<PoolBlock>::new_uninit(GFP_KERNEL),
         ) {
-            (Ok(buddy), Ok(slot)) => (buddy, slot),
+            (Ok(buddy), Ok(slot)) if !injected => (buddy, slot),
             _ => {
                 block.release();
                 return None;
@@ -1445,6 +1446,38 @@ mod tests {
     }
 
     #[test]
+    fn injected_failures_undone_or_counted() -> Result {
+        // The kernel's fault injection (fail_unmapped_alloc) is in the test config.
+        if !cfg!(CONFIG_FAULT_INJECTION) {
+            return Ok(());
+        }
+        let a = private(0)?;
+        // A failed direct map removal is undone: the block goes back, mapped.
+        sys::fail_inject(bindings::UA_FAIL_DIRECT_MAP, 1);
+        let r = a.alloc(NUMA_NO_NODE, K, 0, true);
+        sys::fail_inject(0, 0);
+        assert_eq!(a.stats.conversion_failures.get(), 1);
+        assert_eq!(a.stats.leaked_blocks.get(), 0);
+        // Block and metadata failures: the allocation falls back or fails cleanly.
+        let mut live = KVec::new();
+        live.push(r, GFP_KERNEL)?;
+        for site in [bindings::UA_FAIL_BLOCK, bindings::UA_FAIL_METADATA] {
+            sys::fail_inject(site, 1);
+            live.push(a.alloc(NUMA_NO_NODE, K, 0, true), GFP_KERNEL)?;
+            sys::fail_inject(0, 0);
+        }
+        // Whatever was served is really unmapped, and serving works again.
+        live.push(a.alloc(NUMA_NO_NODE, K, 0, true), GFP_KERNEL)?;
+        assert!(live.last().is_some_and(|p| p.is_some()));
+        for pfn in live.iter().flatten() {
+            assert!(!pfn.is_present());
+            assert_eq!(a.free(*pfn, 0), Ok(()));
+        }
+        drain_and_check(&a);
+        Ok(())
+    }
+
+    #[test]
     fn shrinker_never_waits_for_maintenance() -> Result {
         let a = private(0)?;
         drop(alloc(&a, 0)?);
@@ -1643,6 +1676,42 @@ mod decrypted_tests {
         drain_and_check(&a, &model);
         assert_eq!(model.shared_pages(), 0);
         assert_eq!(a.stats.leaked_blocks.get(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn injected_conversion_failure_leaks_block() -> Result {
+        if !cfg!(CONFIG_FAULT_INJECTION) {
+            return Ok(());
+        }
+        // The real backend: fault injection fails its set_memory_decrypted() call.
+        let a = PageAllocator::new(Config {
+            kind: Kind::Decrypted(Backend::Real),
+            block_order: sys::block_order(),
+            cache_blocks: 0,
+            reserve: (0, 0),
+            background: false,
+            refused: None,
+        })?;
+        sys::fail_inject(bindings::UA_FAIL_CONVERSION, 1);
+        let first = a.alloc(NUMA_NO_NODE, K, 0, true);
+        sys::fail_inject(0, 0);
+        // The block's state is unknown: leaked and counted, never used or freed.
+        assert_eq!(a.stats.conversion_failures.get(), 1);
+        assert_eq!(a.stats.leaked_blocks.get(), 1);
+        let pfn = match first {
+            Some(pfn) => pfn,
+            None => a.alloc(NUMA_NO_NODE, K, 0, true).ok_or(ENOMEM)?,
+        };
+        // A failed conversion back leaks that block too, instead of returning it.
+        assert_eq!(a.free(pfn, 0), Ok(()));
+        a.scrub_pending();
+        sys::fail_inject(bindings::UA_FAIL_CONVERSION, 1);
+        a.shrink(0);
+        sys::fail_inject(0, 0);
+        assert_eq!(a.stats.leaked_blocks.get(), 2);
+        assert_eq!(a.stats.blocks_released.get(), 0);
+        assert_eq!(a.stats.blocks_taken.get(), 2);
         Ok(())
     }
 

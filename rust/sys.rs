@@ -122,6 +122,34 @@ impl Pfn {
     }
 }
 
+/// Where the kernel's fault injection (`fail_unmapped_alloc` in debugfs) can make the
+/// real paths fail.
+#[derive(Clone, Copy)]
+pub(crate) enum FailSite {
+    /// `set_memory_decrypted()` / `set_memory_encrypted()`.
+    Conversion = bindings::UA_FAIL_CONVERSION as isize,
+    /// `set_direct_map_valid_noflush()`.
+    DirectMap = bindings::UA_FAIL_DIRECT_MAP as isize,
+    /// Taking a block from the page allocator.
+    Block = bindings::UA_FAIL_BLOCK as isize,
+    /// A block's bookkeeping.
+    Metadata = bindings::UA_FAIL_METADATA as isize,
+}
+
+/// Whether fault injection fails this call at `site`, for `bytes` of memory.
+pub(crate) fn should_fail(site: FailSite, bytes: usize) -> bool {
+    // SAFETY: No requirements.
+    unsafe { bindings::ua_should_fail(site as u32, bytes) }
+}
+
+/// Tests: fails the next `times` calls at the sites of the `sites` mask (quietly);
+/// 0 stops injecting.
+#[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+pub(crate) fn fail_inject(sites: u32, times: i32) {
+    // SAFETY: No requirements.
+    unsafe { bindings::ua_fail_inject(sites, times) }
+}
+
 /// Reports a refused free as SLUB reports bad frees: the message, then the caller's
 /// stack, rate limited rather than once per boot so that every broken caller shows up.
 /// The caller has already refused the free; nothing else changes.
@@ -314,6 +342,9 @@ pub(crate) struct Block {
 impl Block {
     /// Takes a block from the buddy allocator. `__GFP_ZERO` in `gfp` zeroes it.
     pub(crate) fn alloc(nid: i32, gfp: bindings::gfp_t, order: u32) -> Option<Self> {
+        if should_fail(FailSite::Block, PAGE_SIZE << order) {
+            return None;
+        }
         // SAFETY: Any node id and flags are accepted; the result is checked for NULL.
         let page = unsafe { bindings::ua_alloc_pages_node(nid, gfp, order) };
         if page.is_null() {
@@ -362,6 +393,9 @@ impl Block {
     /// or valid again, without flushing the TLB.
     pub(crate) fn set_direct_map(&self, first: usize, nr: usize, valid: bool) -> Result {
         self.check_range(first, nr)?;
+        if should_fail(FailSite::DirectMap, nr * PAGE_SIZE) {
+            return Err(EIO);
+        }
         // SAFETY: The block owns these pages, so nobody else accesses them through the
         // direct map while its entries change.
         to_result(unsafe {
@@ -423,12 +457,18 @@ impl PageRange {
 
     /// Marks the pages shared with the host (decrypted).
     pub(crate) fn set_decrypted(&self) -> Result {
+        if should_fail(FailSite::Conversion, self.nr * PAGE_SIZE) {
+            return Err(EIO);
+        }
         // SAFETY: The range owner asks for its pages to become visible to the host.
         to_result(unsafe { bindings::set_memory_decrypted(self.pfn.virt(), self.nr as i32) })
     }
 
     /// Marks the pages private (encrypted) again.
     pub(crate) fn set_encrypted(&self) -> Result {
+        if should_fail(FailSite::Conversion, self.nr * PAGE_SIZE) {
+            return Err(EIO);
+        }
         // SAFETY: The range owner converts its own pages.
         to_result(unsafe { bindings::set_memory_encrypted(self.pfn.virt(), self.nr as i32) })
     }
