@@ -195,11 +195,11 @@ static void coco_check(uint64_t gpa, uint32_t seq)
 	}
 	for (i = 0; i < mb->nr; i++) {
 		struct ua_coco_range *r = &mb->r[i];
+		uint32_t kind = r->kind < UA_COCO_NR_KINDS ? r->kind : UA_COCO_PLAIN_PAGE;
 		bool read;
 
 		res = probe(r->gpa, r->len, r->pattern);
 		read = res == UA_COCO_READ_PATTERN || res == UA_COCO_READ_OTHER;
-		uint32_t kind = r->kind < UA_COCO_NR_KINDS ? r->kind : UA_COCO_PLAIN_PAGE;
 
 		r->result = res;
 		total[kind]++;
