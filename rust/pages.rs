@@ -1425,7 +1425,11 @@ mod tests {
     #[test]
     fn shrink_returns_free_blocks() -> Result {
         let a = private(8)?;
-        let blocks = [alloc(&a, 9)?, alloc(&a, 9)?, alloc(&a, 9)?];
+        // All on one node: the cache limit is per node, and this task may move to a
+        // CPU of another node between allocations.
+        let nid = sys::local_node();
+        let on_node = || UnmappedPages::new_in(&a, nid, K | bindings::__GFP_THISNODE, 9, true);
+        let blocks = [on_node()?, on_node()?, on_node()?];
         drop(blocks);
         a.trim();
         // Within the cache limit: kept, unmapped.
