@@ -185,20 +185,7 @@ if [ "$mode" = bench ]; then
 fi
 
 parsed=$UA_CACHE/logs/coco-parsed.txt
-python3 "$UA_KSRC/tools/testing/kunit/kunit.py" parse "$console" >"$parsed" 2>&1 || true
-grep -E '^\[[0-9:]+\] ' "$parsed" | sed -E 's/^\[[0-9:]+\] //' | grep -vE '^=+$' || true
-read -r passed failed skipped < <(python3 - "$parsed" <<'PY'
-import re, sys
-text = open(sys.argv[1]).read()
-m = re.findall(r'Ran (\d+) tests?: (.*)', text)
-p = f = s = 0
-if m:
-    d = {k: int(v) for k, v in re.findall(r'(passed|failed|skipped|crashed|errors): (\d+)', m[-1][1])}
-    p, s = d.get('passed', 0), d.get('skipped', 0)
-    f = d.get('failed', 0) + d.get('crashed', 0) + d.get('errors', 0)
-print(p, f, s)
-PY
-)
+read -r passed failed skipped < <(ua_kunit_results "$console" "$parsed")
 [ $((passed + failed)) -gt 0 ] || { echo "error: no test ran in the protected guest" >&2; ok=0; }
 # The point of the exercise: the coco suite ran (not skipped) and every host
 # check line says all shared pages read, no private page read.

@@ -45,6 +45,25 @@ ua_kernel_image() {
 	esac
 }
 
+# ua_kunit_results LOG PARSED: parse the KTAP output of a console log with
+# kunit.py into PARSED, show its suite lines on stderr, and print
+# "passed failed skipped" (crashes and errors count as failed).
+ua_kunit_results() {
+	python3 "$UA_KSRC/tools/testing/kunit/kunit.py" parse "$1" >"$2" 2>&1 || true
+	grep -E '^\[[0-9:]+\] ' "$2" | sed -E 's/^\[[0-9:]+\] //' | grep -vE '^=+$' >&2 || true
+	python3 - "$2" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+m = re.findall(r'Ran (\d+) tests?: (.*)', text)
+p = f = s = 0
+if m:
+    d = {k: int(v) for k, v in re.findall(r'(passed|failed|skipped|crashed|errors): (\d+)', m[-1][1])}
+    p, s = d.get('passed', 0), d.get('skipped', 0)
+    f = d.get('failed', 0) + d.get('crashed', 0) + d.get('errors', 0)
+print(p, f, s)
+PY
+}
+
 # ua_initramfs_root DIR INIT: a fresh staging directory for a busybox
 # initramfs with INIT as /init.
 ua_initramfs_root() {

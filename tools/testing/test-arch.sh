@@ -23,20 +23,7 @@ boot() {
 	start=$(date +%s)
 	"$UA_ROOT/tools/testing/qemu.sh" "$log" "kunit_shutdown=reboot $cmdline" || qrc=$?
 	stage "QEMU finished in $(($(date +%s) - start)) s (exit $qrc)"
-	python3 "$UA_KSRC/tools/testing/kunit/kunit.py" parse "$log" >"$parsed" 2>&1 || true
-	grep -E '^\[[0-9:]+\] ' "$parsed" | sed -E 's/^\[[0-9:]+\] //' | grep -vE '^=+$' || true
-	read -r passed failed skipped < <(python3 - "$parsed" <<'PY'
-import re, sys
-text = open(sys.argv[1]).read()
-m = re.findall(r'Ran (\d+) tests?: (.*)', text)
-p = f = s = 0
-if m:
-    d = {k: int(v) for k, v in re.findall(r'(passed|failed|skipped|crashed|errors): (\d+)', m[-1][1])}
-    p, s = d.get('passed', 0), d.get('skipped', 0)
-    f = d.get('failed', 0) + d.get('crashed', 0) + d.get('errors', 0)
-print(p, f, s)
-PY
-)
+	read -r passed failed skipped < <(ua_kunit_results "$log" "$parsed")
 	if [ "$qrc" != 0 ]; then echo "error: QEMU exited with $qrc (crash or timeout)" >&2; ok=0; fi
 	if ! grep -q 'reboot: Restarting system' "$log"; then
 		echo "error: the kernel did not reach KUnit shutdown (crash?)" >&2; ok=0
