@@ -1631,8 +1631,13 @@ mod decrypted_tests {
     use kernel::bindings::{GFP_ATOMIC, GFP_KERNEL as K};
 
     fn private(model: &Arc<ModelBackend>, cache_blocks: usize) -> Result<Arc<PageAllocator>> {
+        private_with(Backend::Model(model.clone()), cache_blocks)
+    }
+
+    /// A test instance of decrypted pages converting through `backend`.
+    fn private_with(backend: Backend, cache_blocks: usize) -> Result<Arc<PageAllocator>> {
         PageAllocator::new(Config {
-            kind: Kind::Decrypted(Backend::Model(model.clone())),
+            kind: Kind::Decrypted(backend),
             block_order: sys::block_order(),
             cache_blocks,
             reserve: (0, 0),
@@ -1689,14 +1694,7 @@ mod decrypted_tests {
             return Ok(());
         }
         // The real backend: fault injection fails its set_memory_decrypted() call.
-        let a = PageAllocator::new(Config {
-            kind: Kind::Decrypted(Backend::Real),
-            block_order: sys::block_order(),
-            cache_blocks: 0,
-            reserve: (0, 0),
-            background: false,
-            refused: None,
-        })?;
+        let a = private_with(Backend::Real, 0)?;
         sys::fail_inject(bindings::UA_FAIL_CONVERSION, 1);
         let first = a.alloc(NUMA_NO_NODE, K, 0, true);
         sys::fail_inject(0, 0);
