@@ -6,6 +6,9 @@
 #   make run    set up, build, boot the kernel in QEMU, exercise the allocator
 #   make test   set up, build, run the KUnit suites under QEMU
 #   make bench  benchmark tables against the baselines
+#   make torture    the torture test, 10 minutes per architecture
+#               (DURATION=seconds to change): every API at once under CPU
+#               hotplug, reclaim, fault injection and a hostile host
 #   make test-coco  the suites inside a pKVM protected VM (arm64, nested
 #               under QEMU), the host checking what it can read
 #   make bench-coco the ITS-like and churn workloads in that protected VM
@@ -17,7 +20,7 @@
 
 T := tools/testing
 
-.PHONY: all run test test-coco bench bench-coco setup build check clean distclean
+.PHONY: all run test test-coco torture bench bench-coco setup build check clean distclean
 
 all: run
 
@@ -41,6 +44,11 @@ bench-coco:
 
 bench:
 	@$(T)/bench.sh
+
+torture:
+	@rc=0; for a in $${ARCH:-x86_64 arm64}; do \
+		UA_ARCH=$$a ARCH= $(T)/torture.sh || rc=1; \
+	done; exit $$rc
 
 # Style checks: rustfmt with the tree's configuration, clippy, checkpatch.
 check:

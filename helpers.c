@@ -109,10 +109,34 @@ static int __init fail_unmapped_alloc_debugfs(void)
 late_initcall(fail_unmapped_alloc_debugfs);
 #endif
 
+static atomic64_t ua_fail_injected_count = ATOMIC64_INIT(0);
+
 bool ua_should_fail(unsigned int site, size_t size)
 {
-	return (READ_ONCE(ua_fail_sites) & site) && should_fail(&fail_unmapped_alloc, size);
+	if (!(READ_ONCE(ua_fail_sites) & site) || !should_fail(&fail_unmapped_alloc, size))
+		return false;
+	atomic64_inc(&ua_fail_injected_count);
+	return true;
 }
+
+u64 ua_fail_injected(void)
+{
+	return atomic64_read(&ua_fail_injected_count);
+}
+
+#if IS_ENABLED(CONFIG_UNMAPPED_ALLOC_TORTURE)
+/* The torture test: fail @percent % of the calls at @sites, quietly, for good. */
+void ua_fail_configure(unsigned int sites, unsigned int percent)
+{
+	fail_unmapped_alloc.probability = 0;
+	WRITE_ONCE(ua_fail_sites, sites);
+	fail_unmapped_alloc.verbose = 0;
+	fail_unmapped_alloc.interval = 1;
+	atomic_set(&fail_unmapped_alloc.space, 0);
+	atomic_set(&fail_unmapped_alloc.times, -1);
+	fail_unmapped_alloc.probability = percent;
+}
+#endif
 
 #if IS_ENABLED(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)
 /* Tests: fail the next @times calls at @sites, quietly; 0 stops injecting. */
@@ -132,6 +156,15 @@ void ua_fail_inject(unsigned int sites, int times)
 bool ua_should_fail(unsigned int site, size_t size)
 {
 	return false;
+}
+
+u64 ua_fail_injected(void)
+{
+	return 0;
+}
+
+void ua_fail_configure(unsigned int sites, unsigned int percent)
+{
 }
 
 void ua_fail_inject(unsigned int sites, int times)

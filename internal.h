@@ -46,6 +46,8 @@ bool ua_bad_free_ratelimit(void);
 #define UA_FAIL_ALL		0xfU
 bool ua_should_fail(unsigned int site, size_t size);
 void ua_fail_inject(unsigned int sites, int times);
+u64 ua_fail_injected(void);
+void ua_fail_configure(unsigned int sites, unsigned int percent);
 unsigned int ua_reclaim_scope_enter(gfp_t gfp);
 void ua_reclaim_scope_exit(unsigned int old);
 unsigned int ua_reclaim_scope_current(void);
@@ -69,6 +71,10 @@ int ua_register_reboot_notifier(void);
 unsigned long unmapped_alloc_reclaimable(void);
 unsigned long unmapped_alloc_shrink(unsigned long nr_to_scan);
 void unmapped_alloc_unshare_all(void);
+
+/* Defined in Rust for the torture test (CONFIG_UNMAPPED_ALLOC_TORTURE). */
+long ua_torture_host_write(u64 seed);
+long ua_torture_model_shared_pages(void);
 
 /* A probe on unmapped_alloc_pages that counts hits, for the KUnit suite. */
 int ua_trace_probe_register(void);

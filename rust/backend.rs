@@ -95,6 +95,9 @@ pub(crate) struct ModelBackend {
     pub(crate) dirty_shares: Atomic<u64>,
     /// The NOFS/NOIO memalloc scope of the task that made the last call.
     pub(crate) last_scope: Atomic<u32>,
+    /// Non-zero: calls also fail where `fail_unmapped_alloc` says so, as real
+    /// conversions do (the torture test's model).
+    inject: Atomic<u32>,
 }
 
 #[allow(dead_code)]
@@ -111,6 +114,7 @@ impl ModelBackend {
                 atomic_calls: Atomic::new(0),
                 dirty_shares: Atomic::new(0),
                 last_scope: Atomic::new(0),
+                inject: Atomic::new(0),
             }),
             GFP_KERNEL,
         )
@@ -136,12 +140,18 @@ impl ModelBackend {
                 .store(crate::sys::reclaim_scope_current(), Relaxed);
         }
         let call = self.calls.fetch_add(1, Relaxed) + 1;
-        let failed = self.fail_at.load(Relaxed) == call;
+        let failed = self.fail_at.load(Relaxed) == call
+            || (self.inject.load(Relaxed) != 0
+                && crate::sys::should_fail(
+                    crate::sys::FailSite::Conversion,
+                    r.nr_pages() * crate::sys::PAGE_SIZE,
+                ));
         let (first, nr) = (r.pfn().0, r.nr_pages());
         let mut ranges = self.shared.lock();
         ranges.retain(|&mut (f, n)| f + n <= first || first + nr <= f);
+        // Atomic: the shrinker converts under this lock from inside reclaim.
         if shared || failed {
-            ranges.push((first, nr), GFP_KERNEL)?;
+            ranges.push((first, nr), GFP_ATOMIC)?;
         }
         if failed {
             return Err(EIO);
@@ -166,5 +176,34 @@ impl ModelBackend {
     /// Number of shared pages.
     pub(crate) fn shared_pages(&self) -> usize {
         self.shared.lock().iter().map(|&(_, n)| n).sum()
+    }
+
+    /// Lets the kernel's fault injection (`fail_unmapped_alloc`, conversion site) fail
+    /// calls too.
+    pub(crate) fn set_inject(&self, on: bool) {
+        self.inject.store(u32::from(on), Relaxed);
+    }
+
+    /// The hostile host: overwrites every shared page, free or in use, with
+    /// pseudo-random bytes. One range at a time under the lock, so that no range can
+    /// be made private and given back while it is written. Returns the pages written.
+    #[cfg(CONFIG_UNMAPPED_ALLOC_TORTURE)]
+    pub(crate) fn host_write(&self, seed: u64) -> usize {
+        let mut written = 0;
+        let mut i = 0;
+        loop {
+            let ranges = self.shared.lock();
+            let Some(&(first, nr)) = ranges.get(i) else {
+                break;
+            };
+            written += crate::sys::host_scribble(
+                crate::sys::Pfn(first),
+                nr,
+                seed.wrapping_add(i as u64),
+            );
+            drop(ranges);
+            i += 1;
+        }
+        written
     }
 }

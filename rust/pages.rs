@@ -420,6 +420,14 @@ impl PageAllocator {
                 self.grow(nid, gfp, order)
             });
         let pfn = pfn.and_then(|pfn| self.charge(pfn, gfp, order));
+        // Decrypted pages: the host may have written them while they were free.
+        if let (Some(pfn), Kind::Decrypted(_)) = (pfn, &self.kind) {
+            if (scrub || gfp & bindings::__GFP_ZERO != 0)
+                && !sys::zero_on_handout(pfn, 1 << order)
+            {
+                pr_err_once!("decrypted pfn {:#x} not in the direct map\n", pfn.0);
+            }
+        }
         if self.reserve_low_on(nid) {
             self.kick();
         }

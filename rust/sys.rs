@@ -546,6 +546,52 @@ impl PageRange {
     }
 }
 
+/// Zeroes the `nr` frames at `pfn` of a decrypted allocation being handed out, through
+/// the direct map. Shared memory can be written by the host while it is free, so
+/// zeroing it when freed would promise nothing: it is zeroed on the way out. Returns
+/// false, writing nothing, if a frame is not mapped.
+pub(crate) fn zero_on_handout(pfn: Pfn, nr: usize) -> bool {
+    if !(0..nr).all(|i| pfn.add(i).is_present()) {
+        return false;
+    }
+    // SAFETY: Every frame is mapped in the direct map, where `pfn_to_kaddr` points, and
+    // the allocator is handing them to its caller: nobody else uses them.
+    unsafe { core::ptr::write_bytes(pfn.virt() as *mut u8, 0, nr * PAGE_SIZE) };
+    true
+}
+
+/// The hostile host of the torture test: writes pseudo-random bytes (from `seed`) over
+/// the `nr` frames at `pfn` that are mapped in the direct map, as the host of a
+/// confidential guest may write any shared byte at any time. Returns the pages written.
+///
+/// Only for the model backend's record of shared ranges, read under its lock: those
+/// frames belong to a decrypted block until the model records them private again.
+#[cfg(CONFIG_UNMAPPED_ALLOC_TORTURE)]
+pub(crate) fn host_scribble(pfn: Pfn, nr: usize, seed: u64) -> usize {
+    let mut x = seed | 1;
+    let mut written = 0;
+    for i in 0..nr {
+        let frame = pfn.add(i);
+        if !frame.is_present() {
+            continue;
+        }
+        let words = frame.virt() as *mut u64;
+        for w in 0..PAGE_SIZE / core::mem::size_of::<u64>() {
+            // xorshift64: cheap bytes nobody could mistake for metadata.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // SAFETY: The frame is mapped in the direct map (checked above), page
+            // aligned, and shared memory the allocator owns (the caller holds the
+            // model's lock, which every conversion back to private takes first).
+            // Users race with these writes on purpose, as with a real host.
+            unsafe { words.add(w).write_volatile(x) };
+        }
+        written += 1;
+    }
+    written
+}
+
 impl PageRange {
     /// `len` bytes at `offset` of the range, accessed through the direct map; fails
     /// unless the range is inside and its pages are mapped there (decrypted memory).

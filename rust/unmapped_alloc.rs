@@ -53,6 +53,10 @@ module! {
             default: 512,
             description: "Atomic reserve of decrypted pages per node: refill up to this",
         },
+        decrypted_model: u32 {
+            default: 0,
+            description: "Torture kernels only: 1 puts kmalloc-decrypted on the model backend",
+        },
     },
 }
 
@@ -66,6 +70,14 @@ static DECRYPTED: Published<Arc<PageAllocator>> = Published::new();
 fn global() -> Result<&'static Arc<PageAllocator>> {
     GLOBAL.get().ok_or(ENODEV)
 }
+
+/// The model backend under [`DECRYPTED`] when booted with `decrypted_model=1`, where the
+/// torture test's hostile host finds the shared memory.
+#[cfg(CONFIG_UNMAPPED_ALLOC_TORTURE)]
+static MODEL: Published<Arc<backend::ModelBackend>> = Published::new();
+
+/// Shrinker scans, the kernel's reclaim asking the component for memory.
+static SHRINKER_SCANS: stats::Counter = stats::Counter::new();
 
 /// The system-wide `kmalloc-decrypted-*` caches, on [`DECRYPTED`].
 static KMALLOC: Published<KmallocDecrypted> = Published::new();
@@ -88,7 +100,7 @@ impl kernel::Module for UnmappedAllocModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let mut unmapped_config = Config::default_global(Kind::Unmapped);
         unmapped_config.cache_blocks = *module_parameters::unmapped_cache_blocks.value() as usize;
-        let mut decrypted_config = Config::default_global(Kind::Decrypted(backend::Backend::Real));
+        let mut decrypted_config = Config::default_global(Kind::Decrypted(decrypted_backend()?));
         decrypted_config.cache_blocks = *module_parameters::decrypted_cache_blocks.value() as usize;
         let low = *module_parameters::decrypted_reserve_low.value() as usize;
         let high = *module_parameters::decrypted_reserve_high.value() as usize;
@@ -128,6 +140,49 @@ impl kernel::Module for UnmappedAllocModule {
         pr_info!("ready, blocks of order {}\n", globals.unmapped.max_order());
         Ok(Self { _debugfs: files })
     }
+}
+
+/// The backend of the system-wide decrypted instance: the real one, or with
+/// `decrypted_model=1` in a torture kernel the model, whose record of shared pages the
+/// hostile host overwrites and whose conversions fail where `fail_unmapped_alloc` says.
+fn decrypted_backend() -> Result<backend::Backend> {
+    if *module_parameters::decrypted_model.value() == 0 {
+        return Ok(backend::Backend::Real);
+    }
+    #[cfg(CONFIG_UNMAPPED_ALLOC_TORTURE)]
+    {
+        let model = backend::ModelBackend::new()?;
+        model.set_inject(true);
+        if !MODEL.publish(model.clone())? {
+            return Err(EBUSY);
+        }
+        pr_warn!("decrypted memory on the model backend (torture)\n");
+        Ok(backend::Backend::Model(model))
+    }
+    #[cfg(not(CONFIG_UNMAPPED_ALLOC_TORTURE))]
+    {
+        pr_err!("decrypted_model needs CONFIG_UNMAPPED_ALLOC_TORTURE: ignored\n");
+        Ok(backend::Backend::Real)
+    }
+}
+
+/// Torture test: the hostile host overwrites all shared memory; returns the pages
+/// written, or -1 without the model backend.
+#[cfg(CONFIG_UNMAPPED_ALLOC_TORTURE)]
+#[no_mangle]
+pub extern "C" fn ua_torture_host_write(seed: u64) -> ffi::c_long {
+    MODEL
+        .get()
+        .map_or(-1, |m| m.host_write(seed) as ffi::c_long)
+}
+
+/// Torture test: pages the model backend records as shared, or -1 without it.
+#[cfg(CONFIG_UNMAPPED_ALLOC_TORTURE)]
+#[no_mangle]
+pub extern "C" fn ua_torture_model_shared_pages() -> ffi::c_long {
+    MODEL
+        .get()
+        .map_or(-1, |m| m.shared_pages() as ffi::c_long)
 }
 
 /// Page allocation of the C API from `instance`.
@@ -397,7 +452,10 @@ pub extern "C" fn unmapped_alloc_read_counters(c: *mut bindings::unmapped_alloc_
         decrypted_pages_unshared: d.stats.reverted_pages.get(),
         decrypted_held_pages: dp.held as u64,
         decrypted_used_pages: dp.used() as u64,
+        unmapped_leaked_pages: u.stats.leaked_pages.get(),
+        decrypted_leaked_pages: d.stats.leaked_pages.get(),
         atomic_failures: atomic,
+        shrinker_scans: SHRINKER_SCANS.get(),
     };
     sys::write_out(c, counters);
 }
@@ -447,6 +505,7 @@ pub extern "C" fn unmapped_alloc_reclaimable() -> ffi::c_ulong {
 /// Shrinker callback: give every fully free block back; returns the pages freed.
 #[no_mangle]
 pub extern "C" fn unmapped_alloc_shrink(_nr_to_scan: ffi::c_ulong) -> ffi::c_ulong {
+    SHRINKER_SCANS.inc();
     instances()
         .map(|a| {
             let before = a.total_pages().held;

@@ -237,7 +237,12 @@ enum unmapped_page_state unmapped_alloc_page_state(const struct page *page);
  * @decrypted_pages_unshared: pages set_memory_encrypted() calls covered
  * @decrypted_held_pages: pages held in decrypted blocks
  * @decrypted_used_pages: decrypted pages handed out (slabs included)
+ * @unmapped_leaked_pages: unmapped pages whose direct map state is unknown
+ *	after a failure, kept away from the page allocator for good
+ * @decrypted_leaked_pages: decrypted pages whose encryption state is unknown
+ *	after a failure, kept away from the page allocator for good
  * @atomic_failures: allocations in atomic context that found no memory
+ * @shrinker_scans: calls of the component's shrinker by memory reclaim
  */
 struct unmapped_alloc_counters {
 	u64 unmapped_conversions;
@@ -251,7 +256,10 @@ struct unmapped_alloc_counters {
 	u64 decrypted_pages_unshared;
 	u64 decrypted_held_pages;
 	u64 decrypted_used_pages;
+	u64 unmapped_leaked_pages;
+	u64 decrypted_leaked_pages;
 	u64 atomic_failures;
+	u64 shrinker_scans;
 };
 
 /**

@@ -13,15 +13,18 @@ set -euo pipefail
 "$UA_ROOT/tools/testing/build.sh"
 total_p=0 total_f=0 total_s=0 ok=1
 
-# boot NAME CMDLINE: one boot; adds its counts to the totals.
+# boot NAME CMDLINE [INITRD]: one boot; adds its counts to the totals. With
+# the kmemleak initramfs, its /init scans for leaks after the suites and
+# reboots; without one, KUnit reboots when done.
 boot() {
-	local name=$1 cmdline=$2
+	local name=$1 cmdline=$2 initrd=${3:-}
 	local log=$UA_CACHE/logs/kunit$UA_SUFFIX-$name.log
 	local parsed=$UA_CACHE/logs/kunit$UA_SUFFIX-$name-parsed.txt
 	local qrc=0 start passed failed skipped
 	stage "KUnit under QEMU/TCG, $name boot (console: $log)"
 	start=$(date +%s)
-	"$UA_ROOT/tools/testing/qemu.sh" "$log" "kunit_shutdown=reboot $cmdline" || qrc=$?
+	[ -n "$initrd" ] || cmdline="kunit_shutdown=reboot $cmdline"
+	"$UA_ROOT/tools/testing/qemu.sh" "$log" "$cmdline" $initrd || qrc=$?
 	stage "QEMU finished in $(($(date +%s) - start)) s (exit $qrc)"
 	read -r passed failed skipped < <(ua_kunit_results "$log" "$parsed")
 	if [ "$qrc" != 0 ]; then echo "error: QEMU exited with $qrc (crash or timeout)" >&2; ok=0; fi
@@ -34,11 +37,22 @@ boot() {
 		head -20 "$UA_CACHE/logs/splats$UA_SUFFIX-$name.txt" >&2
 		ok=0
 	fi
+	if [ -n "$initrd" ]; then
+		leaks=$(grep -oE 'kmemleak: ([0-9]+ leaks|not available)' "$log" | tail -n 1 || true)
+		echo "${leaks:-kmemleak: no scan} after the $name boot" >&2
+		if [ "$leaks" != "kmemleak: 0 leaks" ]; then
+			grep -A 12 '^unreferenced object' "$log" | head -60 >&2 || true
+			ok=0
+		fi
+	fi
 	total_p=$((total_p + passed)) total_f=$((total_f + failed)) total_s=$((total_s + skipped))
 	LAST_LOG=$log
 }
 
-boot suites "kunit.filter_glob=${UA_FILTER:-unmapped_alloc*}"
+kmemleak_initrd=$UA_CACHE/kmemleak-initramfs$UA_SUFFIX.cpio.gz
+ua_initramfs_root "$UA_CACHE/kmemleak-initramfs$UA_SUFFIX" "$UA_ROOT/tools/testing/kmemleak-init.sh"
+ua_initramfs_pack "$UA_CACHE/kmemleak-initramfs$UA_SUFFIX" "$kmemleak_initrd"
+boot suites "kunit.filter_glob=${UA_FILTER:-unmapped_alloc*}" "$kmemleak_initrd"
 if [ "$UA_ARCH" = arm64 ] && [ -z "${UA_FILTER:-}" ]; then
 	boot no-direct-map "rodata=noalias debug_pagealloc=off \
 kunit.filter_glob=unmapped_alloc_real_backend.global_unmapped_follows_can_set_direct_map"
@@ -63,6 +77,19 @@ if [ "$UA_ARCH" = arm64 ] && [ -z "${UA_FILTER:-}" ]; then
 	else
 		grep -E 'FAIL|error' "$its_log" | head -20 >&2 || true
 		echo "not ok: its_devices (log: $its_log)"
+		total_f=$((total_f + 1))
+	fi
+fi
+# The torture test for a minute (make torture runs it for ten): one test.
+if [ -z "${UA_FILTER:-}" ] && [ "${UA_TORTURE:-1}" != 0 ]; then
+	torture_out=$UA_CACHE/logs/torture$UA_SUFFIX-summary.txt
+	if DURATION=${UA_TORTURE_DURATION:-60} "$UA_ROOT/tools/testing/torture.sh" >"$torture_out" 2>&1; then
+		tail -n 1 "$torture_out"
+		echo "ok: torture"
+		total_p=$((total_p + 1))
+	else
+		tail -n 25 "$torture_out" >&2
+		echo "not ok: torture (log: $UA_CACHE/logs/torture$UA_SUFFIX.log)"
 		total_f=$((total_f + 1))
 	fi
 fi

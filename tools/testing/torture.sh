@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# make torture: boot the test kernel (UA_ARCH) with the built-in torture test
+# for DURATION seconds (default 600): worker kthreads on every API, hard-IRQ
+# allocations, CPU hotplug, a memory hog driving reclaim, 1% of conversions
+# and direct map changes failed by fail_unmapped_alloc, and a hostile host
+# writing all shared memory (decrypted memory on the model backend). KASAN,
+# lockdep and DEBUG_PAGEALLOC watch; kmemleak scans at the end.
+# UA_TORTURE_ARGS adds unmapped_alloc_torture.* parameters.
+# Last line: "ARCH: torture: N ops, N hotplug, N reclaim, N injected,
+# N leaked, N errors"; exits non-zero on any error, leak report, splat,
+# crash or timeout.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+duration=${DURATION:-600}
+[[ $duration =~ ^[1-9][0-9]*$ ]] || die "DURATION=$duration: seconds, above 0"
+"$UA_ROOT/tools/testing/build.sh"
+
+root=$UA_CACHE/torture-initramfs$UA_SUFFIX
+initrd=$root.cpio.gz
+ua_initramfs_root "$root" "$UA_ROOT/tools/testing/kmemleak-init.sh"
+ua_initramfs_pack "$root" "$initrd"
+
+log=$UA_CACHE/logs/torture$UA_SUFFIX.log
+# watermark_scale_factor: 10% of memory between the watermarks, the room
+# the others allocate in while the hog holds all down to the low one.
+cmdline="kunit.enable=0 unmapped_alloc.decrypted_model=1 sysctl.vm.watermark_scale_factor=1000
+unmapped_alloc_torture.duration=$duration
+unmapped_alloc_torture.inject_percent=1 unmapped_alloc_torture.inject_sites=3
+${UA_TORTURE_ARGS:-}"
+stage "torture for $duration s under QEMU/TCG (console: $log)"
+start=$(date +%s)
+qrc=0
+UA_QEMU_TIMEOUT=$((duration + 900)) "$UA_ROOT/tools/testing/qemu.sh" "$log" "$(echo $cmdline)" "$initrd" || qrc=$?
+stage "QEMU finished in $(($(date +%s) - start)) s (exit $qrc)"
+
+ok=1
+grep -E 'unmapped_alloc torture: (stats|end):' "$log" | sed -E 's/^\[[^]]*\] //' >&2 || true
+line=$(grep -oE 'torture: [0-9]+ ops, .*' "$log" | tail -n 1 || true)
+if [ -z "$line" ]; then
+	echo "error: the torture run did not finish" >&2; ok=0; line="torture: did not finish"
+elif ! [[ $line =~ ,\ 0\ errors$ ]]; then
+	grep -E 'torture: ERROR' "$log" | head -20 >&2 || true
+	ok=0
+fi
+leaks=$(grep -oE 'kmemleak: ([0-9]+ leaks|not available)' "$log" | tail -n 1 || true)
+if [ "$leaks" != "kmemleak: 0 leaks" ]; then
+	echo "error: ${leaks:-no kmemleak scan}" >&2
+	grep -A 12 '^unreferenced object' "$log" | head -60 >&2 || true
+	ok=0
+fi
+if [ "$qrc" != 0 ]; then echo "error: QEMU exited with $qrc (crash or timeout)" >&2; ok=0; fi
+if ! grep -q 'reboot: Restarting system' "$log"; then
+	echo "error: the guest did not reach its end (crash?)" >&2; ok=0
+fi
+if ! "$UA_ROOT/tools/testing/splats.sh" "$log" >"$UA_CACHE/logs/splats$UA_SUFFIX-torture.txt"; then
+	echo "error: unexpected kernel splats in the torture boot:" >&2
+	head -20 "$UA_CACHE/logs/splats$UA_SUFFIX-torture.txt" >&2
+	ok=0
+fi
+echo "$UA_ARCH: $line${leaks:+, $leaks}"
+[ $ok = 1 ]
