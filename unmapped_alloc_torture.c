@@ -37,6 +37,7 @@
 #include <linux/set_memory.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
+#include <linux/swap.h>
 #include <linux/torture.h>
 #include <linux/unmapped_alloc.h>
 
@@ -153,6 +154,7 @@ static unsigned long ua_host_snapshot(void)
 {
 	unsigned long gen = atomic_long_read(&ua_host_gen);
 
+	/* The generation is read before the bytes it vouches for. */
 	smp_rmb();
 	return gen;
 }
@@ -207,8 +209,11 @@ static void ua_check_zero(struct ua_alloc *a, unsigned long gen)
 		atomic_long_inc(&n_zero_checks);
 		return;
 	}
+	/*
+	 * The bytes read above count only if the host's generation, read after
+	 * them, did not move. The host may write after the hand-out, not before.
+	 */
 	smp_rmb();
-	/* The host may write shared memory after the hand-out, not before. */
 	if (!ua_host_quiet(gen)) {
 		atomic_long_inc(&n_zero_skipped);
 		return;
@@ -224,13 +229,13 @@ static void ua_check_state(struct ua_alloc *a, const char *when)
 	int i;
 
 	if (a->kind == UA_KMALLOC && ksize_decrypted(a->p) < a->size)
-		ua_error("%s: ksize_decrypted(%px) %zu below %u\n", when, a->p,
+		ua_error("%s: ksize_decrypted(%p) %zu below %u\n", when, a->p,
 			 ksize_decrypted(a->p), a->size);
 	if (a->kind == UA_KMALLOC && !IS_ALIGNED((unsigned long)a->p, 256))
-		ua_error("%s: object %px not 256 B aligned\n", when, a->p);
+		ua_error("%s: object %p not 256 B aligned\n", when, a->p);
 	if (a->kind == UA_CACHE &&
 	    !IS_ALIGNED((unsigned long)a->p, ua_caches[a->cache].align))
-		ua_error("%s: object %px not %u B aligned\n", when, a->p,
+		ua_error("%s: object %p not %u B aligned\n", when, a->p,
 			 ua_caches[a->cache].align);
 	if (a->kind != UA_UNMAPPED && a->kind != UA_DECRYPTED)
 		return;
@@ -284,7 +289,10 @@ static void ua_untrack(struct ua_alloc *a)
 	if (a->stamped && ua_host_quiet(a->host_gen)) {
 		long bad = ua_stamp_range(a, true);
 
-		/* Like a seqcount reader: valid only if the host stayed quiet. */
+		/*
+		 * Like a seqcount reader: the stamp read above counts only if
+		 * the host's generation, read after it, did not move.
+		 */
 		smp_rmb();
 		if (bad >= 0 && ua_host_quiet(a->host_gen))
 			ua_error("stamp of %s at %pa (%zu bytes) overwritten at byte %ld\n",
@@ -297,7 +305,7 @@ static void ua_untrack(struct ua_alloc *a)
 		return;
 	entry = mtree_erase(&ua_live, first);
 	if (entry != xa_mk_value(a->stamp))
-		ua_error("%pa: live record %px, expected stamp %lx\n", &first, entry,
+		ua_error("%pa: live record %p, expected stamp %lx\n", &first, entry,
 			 a->stamp);
 	a->tracked = false;
 }
@@ -508,7 +516,6 @@ static int ua_worker_fn(void *arg)
 	struct ua_alloc *a;
 	unsigned long x;
 
-	VERBOSE_TOROUT_STRING("ua_worker_fn started");
 	do {
 		x = torture_random(&w->rand);
 		a = &w->slot[x % slots];
@@ -659,7 +666,6 @@ static int ua_maint_fn(void *arg)
 	DEFINE_TORTURE_RANDOM(rand);
 	unsigned long x, low;
 
-	VERBOSE_TOROUT_STRING("ua_maint_fn started");
 	do {
 		torture_hrtimeout_ms(20, 100000, &rand);
 		x = torture_random(&rand);
@@ -709,7 +715,6 @@ static int ua_hog_fn(void *arg)
 	unsigned long floor;
 	LIST_HEAD(held);
 
-	VERBOSE_TOROUT_STRING("ua_hog_fn started");
 	/* After the boot's sysctl.* parameters (watermark_scale_factor) apply. */
 	while (system_state != SYSTEM_RUNNING && !torture_must_stop())
 		schedule_timeout_interruptible(HZ / 10);
@@ -730,6 +735,14 @@ static int ua_hog_fn(void *arg)
 			list_add(&page->lru, &held);
 			cond_resched();
 		}
+		/*
+		 * Down there, direct reclaim as the page allocator enters it for
+		 * a caller that cannot wait for kswapd: it calls the shrinkers,
+		 * the component's among them, concurrently with the workers.
+		 */
+		if (!torture_must_stop())
+			try_to_free_pages(node_zonelist(numa_node_id(), GFP_KERNEL), 0,
+					  GFP_KERNEL, NULL);
 		torture_hrtimeout_ms(50, 50000, &rand);
 		list_for_each_entry_safe(page, tmp, &held, lru) {
 			list_del(&page->lru);
@@ -750,11 +763,12 @@ static int ua_host_fn(void *arg)
 	DEFINE_TORTURE_RANDOM(rand);
 	long pages;
 
-	VERBOSE_TOROUT_STRING("ua_host_fn started");
 	do {
 		atomic_long_inc(&ua_host_gen);
+		/* Odd generation visible before the first write... */
 		smp_mb__after_atomic();
 		pages = ua_torture_host_write(torture_random(&rand));
+		/* ...and the writes before the even one. */
 		smp_mb__before_atomic();
 		atomic_long_inc(&ua_host_gen);
 		if (pages > 0)
@@ -776,6 +790,15 @@ static long ua_leaked_pages(const struct unmapped_alloc_counters *c)
 	       ua_c0.unmapped_leaked_pages - ua_c0.decrypted_leaked_pages;
 }
 
+/* Conversions and reversions since the start, both kinds. */
+static u64 ua_conversions(const struct unmapped_alloc_counters *c)
+{
+	return c->unmapped_conversions + c->unmapped_reversions +
+	       c->decrypted_conversions + c->decrypted_reversions -
+	       ua_c0.unmapped_conversions - ua_c0.unmapped_reversions -
+	       ua_c0.decrypted_conversions - ua_c0.decrypted_reversions;
+}
+
 static void ua_print_stats(const char *what)
 {
 	struct unmapped_alloc_counters c;
@@ -787,10 +810,7 @@ static void ua_print_stats(const char *what)
 		atomic_long_read(&n_frees), atomic_long_read(&n_remote_frees),
 		atomic_long_read(&n_irq_frees), atomic_long_read(&n_hotplug),
 		c.shrinker_scans - ua_c0.shrinker_scans, atomic_long_read(&n_hog_rounds),
-		c.unmapped_conversions + c.unmapped_reversions + c.decrypted_conversions +
-		c.decrypted_reversions - ua_c0.unmapped_conversions -
-		ua_c0.unmapped_reversions - ua_c0.decrypted_conversions -
-		ua_c0.decrypted_reversions,
+		ua_conversions(&c),
 		ua_fail_injected() - ua_injected0, ua_leaked_pages(&c),
 		atomic_long_read(&n_maint), atomic_long_read(&n_caches_cycled),
 		atomic_long_read(&n_host_pages), atomic_long_read(&n_zero_checks),
@@ -800,7 +820,6 @@ static void ua_print_stats(const char *what)
 
 static int ua_stats_fn(void *arg)
 {
-	VERBOSE_TOROUT_STRING("ua_stats_fn started");
 	do {
 		schedule_timeout_interruptible(stat_interval * HZ);
 		if (!torture_must_stop())
@@ -856,13 +875,16 @@ static void ua_final_checks(void)
 			 c.decrypted_used_pages, ua_c0.decrypted_used_pages);
 	shared = ua_torture_model_shared_pages();
 	if (shared >= 0 && shared != c.decrypted_held_pages + c.decrypted_leaked_pages)
-		ua_error("the model has %ld shared pages, the component holds %llu and leaked %llu: shared memory went back to the page allocator\n",
+		ua_error("%ld pages shared, %llu held and %llu leaked: some went back\n",
 			 shared, c.decrypted_held_pages, c.decrypted_leaked_pages);
 	if (duration >= 30) {
 		if (hog && c.shrinker_scans == ua_c0.shrinker_scans)
 			ua_error("the memory hog never drove reclaim into the shrinker\n");
-		if (inject_percent > 0 && ua_fail_injected() == ua_injected0)
-			ua_error("no failure was injected\n");
+		/* Expect one only where the odds make it near certain. */
+		if (inject_percent > 0 && ua_fail_injected() == ua_injected0 &&
+		    ua_conversions(&c) * inject_percent >= 500)
+			ua_error("no failure injected in %llu conversions\n",
+				 ua_conversions(&c));
 		if (onoff_interval > 0 && num_possible_cpus() > 1 &&
 		    !atomic_long_read(&n_hotplug))
 			ua_error("no CPU hotplug happened\n");

@@ -38,10 +38,11 @@ stage "QEMU finished in $(($(date +%s) - start)) s (exit $qrc)"
 
 ok=1
 grep -E 'unmapped_alloc torture: (stats|end):' "$log" | sed -E 's/^\[[^]]*\] //' >&2 || true
-line=$(grep -oE 'torture: [0-9]+ ops, .*' "$log" | tail -n 1 || true)
+line=$(grep -oE 'torture: [0-9]+ ops, .*' "$log" | tr -d '\r' | tail -n 1 || true)
 if [ -z "$line" ]; then
 	echo "error: the torture run did not finish" >&2; ok=0; line="torture: did not finish"
 elif ! [[ $line =~ ,\ 0\ errors$ ]]; then
+	echo "error: the torture run found errors" >&2
 	grep -E 'torture: ERROR' "$log" | head -20 >&2 || true
 	ok=0
 fi
