@@ -159,16 +159,20 @@ static unsigned long ua_host_snapshot(void)
 	return gen;
 }
 
+/* Pages (unmapped or decrypted), as opposed to objects. */
+static bool ua_is_pages(const struct ua_alloc *a)
+{
+	return a->kind == UA_UNMAPPED || a->kind == UA_DECRYPTED;
+}
+
 static phys_addr_t ua_phys(const struct ua_alloc *a)
 {
-	return a->kind == UA_UNMAPPED || a->kind == UA_DECRYPTED ?
-		page_to_phys(a->page) : virt_to_phys(a->p);
+	return ua_is_pages(a) ? page_to_phys(a->page) : virt_to_phys(a->p);
 }
 
 static size_t ua_bytes(const struct ua_alloc *a)
 {
-	return a->kind == UA_UNMAPPED || a->kind == UA_DECRYPTED ?
-		PAGE_SIZE << a->order : a->size;
+	return ua_is_pages(a) ? PAGE_SIZE << a->order : a->size;
 }
 
 /* The stamp pattern: word @i of an allocation stamped @stamp. */
@@ -237,7 +241,7 @@ static void ua_check_state(struct ua_alloc *a, const char *when)
 	    !IS_ALIGNED((unsigned long)a->p, ua_caches[a->cache].align))
 		ua_error("%s: object %p not %u B aligned\n", when, a->p,
 			 ua_caches[a->cache].align);
-	if (a->kind != UA_UNMAPPED && a->kind != UA_DECRYPTED)
+	if (!ua_is_pages(a))
 		return;
 	pages[0] = a->page;
 	pages[1] = a->page + (1 << a->order) - 1;

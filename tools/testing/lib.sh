@@ -88,3 +88,25 @@ ua_busybox() {
 	arm64) echo "$UA_CACHE/busybox-arm64/bin/busybox" ;;
 	esac
 }
+
+# ua_kmemleak_initrd: build the initramfs whose /init (kmemleak-init.sh) waits
+# for the torture run if the kernel has one, scans with kmemleak and reboots;
+# print its path.
+ua_kmemleak_initrd() {
+	local root=$UA_CACHE/kmemleak-initramfs$UA_SUFFIX
+	ua_initramfs_root "$root" "$UA_ROOT/tools/testing/kmemleak-init.sh"
+	ua_initramfs_pack "$root" "$root.cpio.gz"
+	echo "$root.cpio.gz"
+}
+
+# ua_kmemleak_result LOG: print the verdict of the kmemleak scan in a console
+# log ("kmemleak: N leaks", "... not available" or "... no scan"); on anything
+# but 0 leaks, show the reports on stderr and fail.
+ua_kmemleak_result() {
+	local leaks
+	leaks=$(grep -oE 'kmemleak: ([0-9]+ leaks|not available)' "$1" | tail -n 1 || true)
+	echo "${leaks:-kmemleak: no scan}"
+	[ "$leaks" = "kmemleak: 0 leaks" ] && return 0
+	grep -A 12 '^unreferenced object' "$1" | head -60 >&2 || true
+	return 1
+}

@@ -38,20 +38,14 @@ boot() {
 		ok=0
 	fi
 	if [ -n "$initrd" ]; then
-		leaks=$(grep -oE 'kmemleak: ([0-9]+ leaks|not available)' "$log" | tail -n 1 || true)
-		echo "${leaks:-kmemleak: no scan} after the $name boot" >&2
-		if [ "$leaks" != "kmemleak: 0 leaks" ]; then
-			grep -A 12 '^unreferenced object' "$log" | head -60 >&2 || true
-			ok=0
-		fi
+		leaks=$(ua_kmemleak_result "$log") || ok=0
+		echo "$leaks after the $name boot" >&2
 	fi
 	total_p=$((total_p + passed)) total_f=$((total_f + failed)) total_s=$((total_s + skipped))
 	LAST_LOG=$log
 }
 
-kmemleak_initrd=$UA_CACHE/kmemleak-initramfs$UA_SUFFIX.cpio.gz
-ua_initramfs_root "$UA_CACHE/kmemleak-initramfs$UA_SUFFIX" "$UA_ROOT/tools/testing/kmemleak-init.sh"
-ua_initramfs_pack "$UA_CACHE/kmemleak-initramfs$UA_SUFFIX" "$kmemleak_initrd"
+kmemleak_initrd=$(ua_kmemleak_initrd)
 boot suites "kunit.filter_glob=${UA_FILTER:-unmapped_alloc*}" "$kmemleak_initrd"
 if [ "$UA_ARCH" = arm64 ] && [ -z "${UA_FILTER:-}" ]; then
 	boot no-direct-map "rodata=noalias debug_pagealloc=off \

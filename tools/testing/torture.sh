@@ -18,10 +18,7 @@ duration=${DURATION:-600}
 [[ $duration =~ ^[1-9][0-9]*$ ]] || die "DURATION=$duration: seconds, above 0"
 "$UA_ROOT/tools/testing/build.sh"
 
-root=$UA_CACHE/torture-initramfs$UA_SUFFIX
-initrd=$root.cpio.gz
-ua_initramfs_root "$root" "$UA_ROOT/tools/testing/kmemleak-init.sh"
-ua_initramfs_pack "$root" "$initrd"
+initrd=$(ua_kmemleak_initrd)
 
 log=$UA_CACHE/logs/torture$UA_SUFFIX.log
 # watermark_scale_factor: 10% of memory between the watermarks, the room
@@ -46,10 +43,8 @@ elif ! [[ $line =~ ,\ 0\ errors$ ]]; then
 	grep -E 'torture: ERROR' "$log" | head -20 >&2 || true
 	ok=0
 fi
-leaks=$(grep -oE 'kmemleak: ([0-9]+ leaks|not available)' "$log" | tail -n 1 || true)
-if [ "$leaks" != "kmemleak: 0 leaks" ]; then
-	echo "error: ${leaks:-no kmemleak scan}" >&2
-	grep -A 12 '^unreferenced object' "$log" | head -60 >&2 || true
+if ! leaks=$(ua_kmemleak_result "$log"); then
+	echo "error: $leaks" >&2
 	ok=0
 fi
 if [ "$qrc" != 0 ]; then echo "error: QEMU exited with $qrc (crash or timeout)" >&2; ok=0; fi
@@ -61,5 +56,5 @@ if ! "$UA_ROOT/tools/testing/splats.sh" "$log" >"$UA_CACHE/logs/splats$UA_SUFFIX
 	head -20 "$UA_CACHE/logs/splats$UA_SUFFIX-torture.txt" >&2
 	ok=0
 fi
-echo "$UA_ARCH: $line${leaks:+, $leaks}"
+echo "$UA_ARCH: $line, $leaks"
 [ $ok = 1 ]
