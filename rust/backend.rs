@@ -196,11 +196,8 @@ impl ModelBackend {
             let Some(&(first, nr)) = ranges.get(i) else {
                 break;
             };
-            written += crate::sys::host_scribble(
-                crate::sys::Pfn(first),
-                nr,
-                seed.wrapping_add(i as u64),
-            );
+            written +=
+                crate::sys::host_scribble(crate::sys::Pfn(first), nr, seed.wrapping_add(i as u64));
             drop(ranges);
             i += 1;
         }

@@ -95,7 +95,14 @@ pub(crate) struct Buddy {
     tags: KVec<u16>,
     nr_free: usize,
     nr_dirty: usize,
+    /// Free chunks of each order: bit k of [`Buddy::free_orders`] without a bitmap scan.
+    free_chunks: [u16; MAX_ORDERS],
+    /// Chunks of each order in state [`PageState::Dirty`].
+    dirty_chunks: [u16; MAX_ORDERS],
 }
+
+/// Orders a block can have chunks of (a block is at most 2^15 pages).
+const MAX_ORDERS: usize = 16;
 
 fn bitmap_base(block_order: u32, k: u32) -> usize {
     // Orders 0..k take 2^B + 2^(B-1) + ... + 2^(B-k+1) bits = 2^(B+1) - 2^(B-k+1).
@@ -105,6 +112,9 @@ fn bitmap_base(block_order: u32, k: u32) -> usize {
 impl Buddy {
     /// A block of 2^`order` pages, all free.
     pub(crate) fn new(order: u32, flags: kernel::alloc::Flags) -> Result<Self> {
+        if order as usize >= MAX_ORDERS {
+            return Err(EINVAL);
+        }
         let pages = 1usize << order;
         let bits = bitmap_base(order, order + 1);
         let mut free = KVec::new();
@@ -120,6 +130,8 @@ impl Buddy {
             tags,
             nr_free: pages,
             nr_dirty: 0,
+            free_chunks: [0; MAX_ORDERS],
+            dirty_chunks: [0; MAX_ORDERS],
         };
         b.set_free(order, 0, true);
         Ok(b)
@@ -157,11 +169,35 @@ impl Buddy {
 
     fn set_free(&mut self, k: u32, i: usize, free: bool) {
         let (w, m) = self.bit(k, i);
+        let was = self.free[w] & m != 0;
         if free {
             self.free[w] |= m;
         } else {
             self.free[w] &= !m;
         }
+        match (was, free) {
+            (false, true) => self.free_chunks[k as usize] += 1,
+            (true, false) => self.free_chunks[k as usize] -= 1,
+            _ => {}
+        }
+    }
+
+    /// Bit k set when the block has a free chunk of order exactly k.
+    pub(crate) fn free_orders(&self) -> u32 {
+        Self::mask(&self.free_chunks)
+    }
+
+    /// Bit k set when the block has a chunk of order k waiting to be scrubbed (and not
+    /// claimed for scrubbing yet).
+    pub(crate) fn dirty_orders(&self) -> u32 {
+        Self::mask(&self.dirty_chunks)
+    }
+
+    fn mask(counts: &[u16; MAX_ORDERS]) -> u32 {
+        counts
+            .iter()
+            .enumerate()
+            .fold(0, |m, (k, &n)| m | (u32::from(n != 0) << k))
     }
 
     /// Index of the first free chunk of order `k`.
@@ -185,15 +221,17 @@ impl Buddy {
 
     /// Whether a chunk of order `k` can be allocated.
     pub(crate) fn can_alloc(&self, k: u32) -> bool {
-        k <= self.order && (k..=self.order).any(|j| self.find_free(j).is_some())
+        k <= self.order && self.free_orders() >> k != 0
     }
 
-    /// Allocates a chunk of order `k`; returns the offset of its first page.
+    /// Allocates a chunk of order `k` from the smallest free chunk that fits; returns
+    /// the offset of its first page.
     pub(crate) fn alloc(&mut self, k: u32) -> Option<usize> {
-        if k > self.order {
+        if !self.can_alloc(k) {
             return None;
         }
-        let (mut j, mut i) = (k..=self.order).find_map(|j| self.find_free(j).map(|i| (j, i)))?;
+        let mut j = k + (self.free_orders() >> k).trailing_zeros();
+        let mut i = self.find_free(j)?;
         self.set_free(j, i, false);
         // Split down to order k, freeing the upper halves.
         while j > k {
@@ -210,6 +248,9 @@ impl Buddy {
 
     /// Takes a dirty chunk of exactly order `k` for a user that does not need it scrubbed.
     pub(crate) fn alloc_dirty(&mut self, k: u32) -> Option<usize> {
+        if self.dirty_orders() & (1 << k) == 0 {
+            return None;
+        }
         let off = (0..self.nr_pages())
             .step_by(1 << k)
             .find(|&off| self.state[off] == PageState::Dirty(k as u8))?;
@@ -261,7 +302,7 @@ impl Buddy {
 
     /// Finds a dirty chunk and marks it as being scrubbed; returns its offset and order.
     pub(crate) fn claim_dirty(&mut self) -> Option<(usize, u32)> {
-        if self.nr_dirty == 0 {
+        if self.dirty_orders() == 0 {
             return None;
         }
         let (off, k) = self.state.iter().enumerate().find_map(|(off, s)| match s {
@@ -314,6 +355,12 @@ impl Buddy {
         if !aligned || inside_other || !transition_allowed(from, to) {
             return Err(IllegalTransition { from, to });
         }
+        if let PageState::Dirty(k) = from {
+            self.dirty_chunks[usize::from(k)] -= 1;
+        }
+        if let PageState::Dirty(k) = to {
+            self.dirty_chunks[usize::from(k)] += 1;
+        }
         self.state[off] = to;
         Ok(())
     }
@@ -328,12 +375,21 @@ impl Buddy {
         })
     }
 
+    /// Number of free chunks of order `k`, counted in the bitmap; checks that the
+    /// running counts agree with the bitmaps and the page states.
     #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
-    /// Number of free chunks of each order (index = order), for checks and debugfs.
-    pub(crate) fn free_chunks(&self, k: u32) -> usize {
-        (0..1usize << (self.order - k))
+    pub(crate) fn count_free_chunks(&self, k: u32) -> usize {
+        let n = (0..1usize << (self.order - k))
             .filter(|&i| self.is_free(k, i))
-            .count()
+            .count();
+        assert_eq!(n, usize::from(self.free_chunks[k as usize]));
+        let dirty = self
+            .state
+            .iter()
+            .filter(|&&s| s == PageState::Dirty(k as u8))
+            .count();
+        assert_eq!(dirty, usize::from(self.dirty_chunks[k as usize]));
+        n
     }
 }
 
@@ -370,9 +426,9 @@ mod tests {
             release(&mut b, off, 0);
         }
         assert!(b.is_empty());
-        assert_eq!(b.free_chunks(9), 1);
+        assert_eq!(b.count_free_chunks(9), 1);
         for k in 0..9 {
-            assert_eq!(b.free_chunks(k), 0);
+            assert_eq!(b.count_free_chunks(k), 0);
         }
         Ok(())
     }
@@ -414,12 +470,17 @@ mod tests {
                 }
                 release(&mut b, off, k);
             }
+            // The running counts behind the O(1) checks agree with the bitmaps.
+            for k in 0..=9 {
+                let n = b.count_free_chunks(k);
+                assert_eq!((b.free_orders() & (1 << k) != 0), (n > 0));
+            }
         }
         while let Some((off, k)) = live.pop() {
             release(&mut b, off, k);
         }
         assert!(b.is_empty());
-        assert_eq!(b.free_chunks(9), 1);
+        assert_eq!(b.count_free_chunks(9), 1);
         Ok(())
     }
 

@@ -50,10 +50,49 @@ struct PoolBlock {
     leaked: bool,
 }
 
-/// The blocks of one node, sorted by first frame.
+/// The blocks of one node, sorted by first frame, with running page counts and, for
+/// every order, bitmaps over the blocks' positions. An allocation finds its block with
+/// a find-first-bit (one word covers 64 blocks) instead of a walk over all blocks.
+///
+/// Every change to a block's buddy state goes through [`NodePool::touch`], which keeps
+/// the counts and the bitmaps right.
 struct NodePool {
     blocks: KVec<KBox<PoolBlock>>,
+    /// Bit `i` of order `k` (word `k * words + i / 64`): `blocks[i]` has a free chunk
+    /// of order exactly `k`. Never set for a leaked block.
+    avail: KVec<u64>,
+    /// The same for chunks of order `k` waiting to be scrubbed.
+    dirty: KVec<u64>,
+    /// Words per order in `avail` and `dirty`.
+    words: usize,
+    /// Running totals of the blocks' counts.
+    pages: PoolPages,
 }
+
+/// What the pool's indexes need to know of one block.
+#[derive(Clone, Copy, Default)]
+struct Summary {
+    free: usize,
+    dirty: usize,
+    releasable: bool,
+    free_orders: u32,
+    dirty_orders: u32,
+}
+
+impl Summary {
+    fn of(b: &PoolBlock) -> Self {
+        Self {
+            free: b.buddy.nr_free(),
+            dirty: b.buddy.nr_dirty(),
+            releasable: b.buddy.is_empty() && !b.leaked,
+            free_orders: if b.leaked { 0 } else { b.buddy.free_orders() },
+            dirty_orders: b.buddy.dirty_orders(),
+        }
+    }
+}
+
+/// Orders the pool keeps bitmaps for (see [`stats::MAX_ORDER`]).
+const POOL_ORDERS: usize = MAX_ORDER + 1;
 
 impl Start for KBox<PoolBlock> {
     fn start(&self) -> Pfn {
@@ -62,27 +101,149 @@ impl Start for KBox<PoolBlock> {
 }
 
 impl NodePool {
+    fn new() -> Self {
+        Self {
+            blocks: KVec::new(),
+            avail: KVec::new(),
+            dirty: KVec::new(),
+            words: 0,
+            pages: PoolPages::default(),
+        }
+    }
+
     /// Index of the block containing `pfn`.
     fn find(&self, pfn: Pfn) -> Option<usize> {
         let i = sorted::floor(&self.blocks, pfn)?;
         self.blocks[i].block.contains(pfn).then_some(i)
     }
 
-    /// Inserts a block, keeping the order. May only fail to grow the vector.
-    fn insert(&mut self, b: KBox<PoolBlock>) -> core::result::Result<(), KBox<PoolBlock>> {
-        sorted::insert(&mut self.blocks, b).map(|_| ())
+    /// Runs `f` on block `i` and brings the counts and bitmaps up to date.
+    fn touch<R>(&mut self, i: usize, f: impl FnOnce(&mut PoolBlock) -> R) -> R {
+        let before = Summary::of(&self.blocks[i]);
+        let r = f(&mut self.blocks[i]);
+        let after = Summary::of(&self.blocks[i]);
+        let p = &mut self.pages;
+        p.free = p.free - before.free + after.free;
+        p.dirty = p.dirty - before.dirty + after.dirty;
+        p.free_blocks =
+            p.free_blocks - usize::from(before.releasable) + usize::from(after.releasable);
+        Self::toggle(
+            &mut self.avail,
+            self.words,
+            i,
+            before.free_orders ^ after.free_orders,
+        );
+        Self::toggle(
+            &mut self.dirty,
+            self.words,
+            i,
+            before.dirty_orders ^ after.dirty_orders,
+        );
+        r
     }
 
-    fn pages(&self) -> PoolPages {
+    /// Flips bit `i` of every order in `orders`.
+    fn toggle(bits: &mut [u64], words: usize, i: usize, mut orders: u32) {
+        while orders != 0 {
+            let k = orders.trailing_zeros() as usize;
+            orders &= orders - 1;
+            bits[k * words + i / 64] ^= 1 << (i % 64);
+        }
+    }
+
+    /// The first block with bit `k` set in `bits`.
+    fn first(&self, bits: &[u64], k: u32) -> Option<usize> {
+        let row = bits.get(k as usize * self.words..(k as usize + 1) * self.words)?;
+        let (w, word) = row.iter().enumerate().find(|(_, &w)| w != 0)?;
+        Some(w * 64 + word.trailing_zeros() as usize)
+    }
+
+    /// Allocates a chunk of `order` from the block with the smallest free chunk that
+    /// fits (the lowest such block), like the page allocator's free areas.
+    fn alloc(&mut self, order: u32) -> Option<Pfn> {
+        let i = (order as usize..POOL_ORDERS).find_map(|k| self.first(&self.avail, k as u32))?;
+        let off = self.touch(i, |b| b.buddy.alloc(order))?;
+        Some(self.blocks[i].block.pfn().add(off))
+    }
+
+    /// Takes a chunk of exactly `order` that waits to be scrubbed.
+    fn alloc_dirty(&mut self, order: u32) -> Option<Pfn> {
+        let i = self.first(&self.dirty, order)?;
+        let off = self.touch(i, |b| b.buddy.alloc_dirty(order))?;
+        Some(self.blocks[i].block.pfn().add(off))
+    }
+
+    /// Claims a chunk waiting to be scrubbed: its block's first frame, the chunk's
+    /// offset and order, and its pages.
+    fn claim_dirty(&mut self) -> Option<(Pfn, usize, u32, Result<sys::PageRange>)> {
+        let i = (0..POOL_ORDERS).find_map(|k| self.first(&self.dirty, k as u32))?;
+        let (off, k) = self.touch(i, |b| b.buddy.claim_dirty())?;
+        let b = &self.blocks[i];
+        Some((b.block.pfn(), off, k, b.block.range(off, 1 << k)))
+    }
+
+    /// Inserts a block, keeping the order. May only fail to grow the vectors.
+    fn insert(&mut self, b: KBox<PoolBlock>) -> core::result::Result<(), KBox<PoolBlock>> {
+        let words = (self.blocks.len() + 1).div_ceil(64);
+        for bits in [&mut self.avail, &mut self.dirty] {
+            if bits.len() < words * POOL_ORDERS
+                && bits.resize(words * POOL_ORDERS, 0, GFP_ATOMIC).is_err()
+            {
+                return Err(b);
+            }
+        }
+        sorted::insert(&mut self.blocks, b)?;
+        self.rebuild();
+        Ok(())
+    }
+
+    /// Takes block `i` out of the pool.
+    fn remove(&mut self, i: usize) -> Option<KBox<PoolBlock>> {
+        let b = self.blocks.remove(i).ok()?;
+        self.rebuild();
+        Some(b)
+    }
+
+    /// Recomputes the counts and bitmaps after the positions changed. The bitmaps
+    /// already have room for every block.
+    fn rebuild(&mut self) {
+        self.words = self.blocks.len().div_ceil(64);
+        self.avail.truncate(self.words * POOL_ORDERS);
+        self.dirty.truncate(self.words * POOL_ORDERS);
+        self.avail.iter_mut().for_each(|w| *w = 0);
+        self.dirty.iter_mut().for_each(|w| *w = 0);
         let mut p = PoolPages::default();
-        for b in self.blocks.iter() {
+        for i in 0..self.blocks.len() {
+            let s = Summary::of(&self.blocks[i]);
+            p.blocks += 1;
+            p.held += self.blocks[i].buddy.nr_pages();
+            p.free += s.free;
+            p.dirty += s.dirty;
+            p.free_blocks += usize::from(s.releasable);
+            Self::toggle(&mut self.avail, self.words, i, s.free_orders);
+            Self::toggle(&mut self.dirty, self.words, i, s.dirty_orders);
+        }
+        self.pages = p;
+    }
+
+    /// Checks the running counts and the bitmaps against a recount of every block.
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+    fn check(&self) {
+        let mut p = PoolPages::default();
+        for (i, b) in self.blocks.iter().enumerate() {
+            let s = Summary::of(b);
             p.blocks += 1;
             p.held += b.buddy.nr_pages();
-            p.free += b.buddy.nr_free();
-            p.dirty += b.buddy.nr_dirty();
-            p.free_blocks += usize::from(b.buddy.is_empty() && !b.leaked);
+            p.free += s.free;
+            p.dirty += s.dirty;
+            p.free_blocks += usize::from(s.releasable);
+            for k in 0..POOL_ORDERS {
+                let bit = |bits: &KVec<u64>| bits[k * self.words + i / 64] >> (i % 64) & 1 != 0;
+                assert_eq!(bit(&self.avail), (s.free_orders & (1 << k) != 0));
+                assert_eq!(bit(&self.dirty), (s.dirty_orders & (1 << k) != 0));
+            }
         }
-        p
+        assert_eq!(p, self.pages);
     }
 }
 
@@ -288,12 +449,7 @@ impl PageAllocator {
         if config.block_order as usize > MAX_ORDER {
             return Err(EINVAL);
         }
-        let nodes = new_per_node!(
-            || NodePool {
-                blocks: KVec::new()
-            },
-            c"unmapped_alloc_pool"
-        )?;
+        let nodes = new_per_node!(NodePool::new, c"unmapped_alloc_pool")?;
         Arc::pin_init(
             try_pin_init!(Self {
                 kind: config.kind,
@@ -342,7 +498,15 @@ impl PageAllocator {
 
     /// Page counts of node `nid`'s pool.
     pub(crate) fn pool_pages(&self, nid: i32) -> PoolPages {
-        self.pool(nid).map(|p| p.lock().pages()).unwrap_or_default()
+        self.pool(nid).map(|p| p.lock().pages).unwrap_or_default()
+    }
+
+    /// Checks every pool's running counts and bitmaps against a recount.
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+    fn check_pools(&self) {
+        for pool in self.nodes.iter() {
+            pool.lock().check();
+        }
     }
 
     /// Page counts of all pools together.
@@ -401,34 +565,20 @@ impl PageAllocator {
         let thisnode = gfp & bindings::__GFP_THISNODE != 0;
         let take_dirty = !scrub && gfp & bindings::__GFP_ZERO == 0;
 
-        let pfn = self
-            .alloc_from_pools(nid, order, thisnode, take_dirty)
-            .or_else(|| {
-                if !sys::gfp_allows_blocking(gfp) {
-                    // Changing the direct map or scrubbing may sleep: fail fast.
-                    self.stats.atomic_failures.inc();
-                    self.kick();
-                    return None;
-                }
-                // What is allocated for this caller below respects its NOFS/NOIO.
-                let _scope = sys::ReclaimScope::enter(gfp);
-                if self.scrub_pending() > 0 {
-                    if let Some(pfn) = self.alloc_from_pools(nid, order, thisnode, take_dirty) {
-                        return Some(pfn);
-                    }
-                }
-                self.grow(nid, gfp, order)
-            });
+        let (mut pfn, mut reserve_low) = self.alloc_from_pools(nid, order, thisnode, take_dirty);
+        if pfn.is_none() {
+            pfn = self.alloc_slow(nid, gfp, order, thisnode, take_dirty);
+            reserve_low = self.reserve_low_on(nid);
+        }
         let pfn = pfn.and_then(|pfn| self.charge(pfn, gfp, order));
         // Decrypted pages: the host may have written them while they were free.
         if let (Some(pfn), Kind::Decrypted(_)) = (pfn, &self.kind) {
-            if (scrub || gfp & bindings::__GFP_ZERO != 0)
-                && !sys::zero_on_handout(pfn, 1 << order)
+            if (scrub || gfp & bindings::__GFP_ZERO != 0) && !sys::zero_on_handout(pfn, 1 << order)
             {
                 pr_err_once!("decrypted pfn {:#x} not in the direct map\n", pfn.0);
             }
         }
-        if self.reserve_low_on(nid) {
+        if reserve_low {
             self.kick();
         }
         match pfn {
@@ -455,34 +605,63 @@ impl PageAllocator {
     }
 
     /// Serves from memory that is already unmapped: node `nid` first, then the others.
-    fn alloc_from_pools(&self, nid: i32, order: u32, thisnode: bool, dirty: bool) -> Option<Pfn> {
+    /// Also tells whether node `nid` is below its low watermark, read under the same
+    /// lock hold as the allocation.
+    fn alloc_from_pools(
+        &self,
+        nid: i32,
+        order: u32,
+        thisnode: bool,
+        dirty: bool,
+    ) -> (Option<Pfn>, bool) {
+        let low = self.reserve_low.load(Relaxed);
+        let mut reserve_low = false;
         let others = (0..self.nodes.len() as i32).filter(|&n| n != nid && !thisnode);
         for n in Iterator::chain(core::iter::once(nid), others) {
             let Some(pool) = self.pool(n) else { continue };
             let mut pool = pool.lock();
+            let mut pfn = None;
             if dirty {
-                for b in pool.blocks.iter_mut() {
-                    if let Some(off) = b.buddy.alloc_dirty(order) {
-                        self.stats.noscrub_allocs.inc();
-                        return Some(b.block.pfn().add(off));
-                    }
+                pfn = pool.alloc_dirty(order);
+                if pfn.is_some() {
+                    self.stats.noscrub_allocs.inc();
                 }
             }
-            // Prefer the fullest block that fits, to let the others empty out.
-            let best = pool
-                .blocks
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| b.buddy.can_alloc(order))
-                .min_by_key(|(_, b)| b.buddy.nr_free())
-                .map(|(i, _)| i);
-            if let Some(i) = best {
-                let b = &mut pool.blocks[i];
-                let off = b.buddy.alloc(order)?;
-                return Some(b.block.pfn().add(off));
+            let pfn = pfn.or_else(|| pool.alloc(order));
+            if n == nid {
+                reserve_low = low > 0 && pool.pages.free < low;
+            }
+            if pfn.is_some() {
+                return (pfn, reserve_low);
             }
         }
-        None
+        (None, reserve_low)
+    }
+
+    /// The pools had nothing: scrub what was freed, else take a new block. Sleeps; in
+    /// atomic context it fails at once.
+    fn alloc_slow(
+        self: &Arc<Self>,
+        nid: i32,
+        gfp: bindings::gfp_t,
+        order: u32,
+        thisnode: bool,
+        dirty: bool,
+    ) -> Option<Pfn> {
+        if !sys::gfp_allows_blocking(gfp) {
+            // Changing the direct map or scrubbing may sleep: fail fast.
+            self.stats.atomic_failures.inc();
+            self.kick();
+            return None;
+        }
+        // What is allocated for this caller below respects its NOFS/NOIO.
+        let _scope = sys::ReclaimScope::enter(gfp);
+        if self.scrub_pending() > 0 {
+            if let (Some(pfn), _) = self.alloc_from_pools(nid, order, thisnode, dirty) {
+                return Some(pfn);
+            }
+        }
+        self.grow(nid, gfp, order)
     }
 
     /// Takes a new block of at least 2^`order` pages, converts it and sets up its
@@ -841,9 +1020,8 @@ impl PageAllocator {
         }
         let mut pool = self.pool(pfn.nid())?.lock();
         let i = pool.find(pfn)?;
-        let b = &mut pool.blocks[i];
-        let off = pfn.0 - b.block.pfn().0;
-        Some(f(b, off))
+        let off = pfn.0 - pool.blocks[i].block.pfn().0;
+        Some(pool.touch(i, |b| f(b, off)))
     }
 
     /// Schedules background scrubbing and trimming.
@@ -861,13 +1039,7 @@ impl PageAllocator {
         let mut done = 0;
         for pool in self.nodes.iter() {
             loop {
-                let claimed = {
-                    let mut pool = pool.lock();
-                    pool.blocks.iter_mut().find_map(|b| {
-                        let (off, k) = b.buddy.claim_dirty()?;
-                        Some((b.block.pfn(), off, k, b.block.range(off, 1 << k)))
-                    })
-                };
+                let claimed = pool.lock().claim_dirty();
                 let Some((base, off, k, range)) = claimed else {
                     break;
                 };
@@ -879,10 +1051,10 @@ impl PageAllocator {
                 let mut pool = pool.lock();
                 if let Some(i) = pool.find(base) {
                     if scrubbed {
-                        pool.blocks[i].buddy.scrubbed(off, k);
+                        pool.touch(i, |b| b.buddy.scrubbed(off, k));
                     } else {
                         // Out of vmalloc space: leave it dirty for the next run.
-                        pool.blocks[i].buddy.unclaim(off, k);
+                        pool.touch(i, |b| b.buddy.unclaim(off, k));
                         break;
                     }
                 }
@@ -922,18 +1094,18 @@ impl PageAllocator {
             loop {
                 let victim = {
                     let mut pool = pool.lock();
-                    let releasable = |b: &&KBox<PoolBlock>| b.buddy.is_empty() && !b.leaked;
-                    let empty = pool.blocks.iter().filter(releasable).count();
-                    let free = pool.pages().free;
-                    let last = pool.blocks.iter().rev().find(releasable);
-                    let above_floor = last.is_some_and(|b| free >= floor + b.buddy.nr_pages());
-                    if empty <= keep || !above_floor {
+                    // The last releasable block: allocations fill the first ones.
+                    let last = pool
+                        .blocks
+                        .iter()
+                        .rposition(|b| b.buddy.is_empty() && !b.leaked);
+                    let above_floor = last.is_some_and(|i| {
+                        pool.pages.free >= floor + pool.blocks[i].buddy.nr_pages()
+                    });
+                    if pool.pages.free_blocks <= keep || !above_floor {
                         None
                     } else {
-                        pool.blocks
-                            .iter()
-                            .rposition(|b| b.buddy.is_empty() && !b.leaked)
-                            .and_then(|i| pool.blocks.remove(i).ok())
+                        last.and_then(|i| pool.remove(i))
                     }
                 };
                 let Some(ub) = victim else { break };
@@ -987,7 +1159,7 @@ impl PageAllocator {
                     {
                         let mut p = pool.lock();
                         if let Some(i) = p.find(range.pfn()) {
-                            p.blocks[i].leaked = true;
+                            p.touch(i, |b| b.leaked = true);
                         }
                     }
                     let _ = self
@@ -1137,7 +1309,12 @@ impl PinnedDrop for PageAllocator {
         self.shrink(0);
         for pool in self.nodes.iter() {
             let mut pool = pool.lock();
-            while let Some(ub) = pool.blocks.pop() {
+            while let Some(ub) = pool
+                .blocks
+                .len()
+                .checked_sub(1)
+                .and_then(|i| pool.remove(i))
+            {
                 let ub = KBox::into_inner(ub);
                 if ub.leaked {
                     // Counted when it was leaked.
@@ -1231,7 +1408,9 @@ mod tests {
 
     /// Scrubs, shrinks to nothing, and checks that every block went back mapped.
     fn drain_and_check(a: &PageAllocator) {
+        a.check_pools();
         a.scrub_pending();
+        a.check_pools();
         a.shrink(0);
         assert_eq!(a.total_pages(), PoolPages::default());
         assert_eq!(a.stats.blocks_released.get(), a.stats.blocks_taken.get());
@@ -1337,6 +1516,44 @@ mod tests {
         let big = alloc(&a, a.max_order())?;
         assert_eq!(a.stats.blocks_taken.get(), 1);
         drop(big);
+        drain_and_check(&a);
+        Ok(())
+    }
+
+    #[test]
+    fn smallest_free_chunk_first() -> Result {
+        let a = private(2)?;
+        let nid = sys::local_node();
+        let n = 1usize << a.max_order();
+        let get = |order| UnmappedPages::new_in(&a, nid, K | bindings::__GFP_THISNODE, order, true);
+        let mut first = KVec::new();
+        for _ in 0..n {
+            first.push(get(0)?, GFP_KERNEL)?;
+        }
+        // A second block, split down for one page; the next page is that page's buddy.
+        let second = get(0)?;
+        let buddy = get(0)?;
+        assert_eq!(a.stats.blocks_taken.get(), 2);
+        assert_ne!(
+            second.first().0 >> a.max_order(),
+            first[0].first().0 >> a.max_order()
+        );
+        assert_eq!(buddy.first().0, second.first().0 ^ 1);
+        // One page of the full block comes back: the next page is that one, not a split
+        // of the second block's chunks of order 1 and up.
+        let hole = first.remove(n / 2)?.first();
+        assert_eq!(a.scrub_pending(), 1);
+        a.check_pools();
+        let again = get(0)?;
+        assert_eq!(again.first(), hole);
+        // Two pages only fit in the second block.
+        let pair = get(1)?;
+        assert_eq!(
+            pair.first().0 >> a.max_order(),
+            second.first().0 >> a.max_order()
+        );
+        a.check_pools();
+        drop((first, second, buddy, again, pair));
         drain_and_check(&a);
         Ok(())
     }
@@ -1660,6 +1877,7 @@ mod decrypted_tests {
 
     /// Frees all, shrinks, and checks that every page went back private.
     fn drain_and_check(a: &PageAllocator, model: &ModelBackend) {
+        a.check_pools();
         a.scrub_pending();
         a.shrink(0);
         assert_eq!(a.total_pages(), PoolPages::default());

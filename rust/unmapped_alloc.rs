@@ -180,9 +180,7 @@ pub extern "C" fn ua_torture_host_write(seed: u64) -> ffi::c_long {
 #[cfg(CONFIG_UNMAPPED_ALLOC_TORTURE)]
 #[no_mangle]
 pub extern "C" fn ua_torture_model_shared_pages() -> ffi::c_long {
-    MODEL
-        .get()
-        .map_or(-1, |m| m.shared_pages() as ffi::c_long)
+    MODEL.get().map_or(-1, |m| m.shared_pages() as ffi::c_long)
 }
 
 /// Page allocation of the C API from `instance`.
