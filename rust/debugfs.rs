@@ -15,19 +15,19 @@
 
 use crate::{pages::PageAllocator, slab::KmallocDecrypted};
 use core::fmt;
-use kernel::{debugfs, prelude::*, uaccess::UserSliceReader};
+use kernel::{debugfs, prelude::*, sync::Arc, uaccess::UserSliceReader};
 
 /// The global instances the files show.
 #[derive(Clone, Copy)]
 pub(crate) struct Globals<'a> {
     pub(crate) unmapped: &'a PageAllocator,
-    pub(crate) decrypted: &'a PageAllocator,
+    pub(crate) decrypted: &'a Arc<PageAllocator>,
     pub(crate) kmalloc: &'a KmallocDecrypted,
 }
 
 impl<'a> Globals<'a> {
     fn pages(&self) -> [&'a PageAllocator; 2] {
-        [self.unmapped, self.decrypted]
+        [self.unmapped, &**self.decrypted]
     }
 }
 
@@ -115,7 +115,7 @@ impl fmt::Display for Nodes<'_> {
 /// The `reserve` file.
 pub(crate) struct Reserve<'a> {
     pub(crate) unmapped: &'a PageAllocator,
-    pub(crate) decrypted: &'a PageAllocator,
+    pub(crate) decrypted: &'a Arc<PageAllocator>,
 }
 
 impl fmt::Display for Reserve<'_> {
@@ -324,7 +324,7 @@ mod tests {
         pages::{Config, Kind},
         sys::{self, NUMA_NO_NODE},
     };
-    use kernel::{bindings::GFP_KERNEL as K, sync::Arc};
+    use kernel::bindings::GFP_KERNEL as K;
 
     fn pair(model: &Arc<ModelBackend>) -> Result<(Arc<PageAllocator>, Arc<PageAllocator>)> {
         let config = |kind| Config {

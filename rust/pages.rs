@@ -922,7 +922,7 @@ impl PageAllocator {
     /// The pages of a live allocation, for reading and writing them in tests.
     #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
     pub(crate) fn range_of(&self, pfn: Pfn, order: u32) -> Option<sys::PageRange> {
-        self.with_block(pfn, |b, off| {
+        self.peek_block(pfn, |b, off| {
             b.buddy.check_used(off, order).ok()?;
             b.block.range(off, 1 << order).ok()
         })
@@ -938,7 +938,7 @@ impl PageAllocator {
         offset: usize,
         len: usize,
     ) -> Option<MappedBytes> {
-        self.with_block(pfn, |b, off| {
+        self.peek_block(pfn, |b, off| {
             b.buddy.check_used(off, order).ok()?;
             b.block
                 .range(off, 1 << order)
@@ -964,7 +964,7 @@ impl PageAllocator {
         if leaked {
             return Ownership::Leaked;
         }
-        self.with_block(pfn, |b, off| match b.buddy.chunk_state(off) {
+        self.peek_block(pfn, |b, off| match b.buddy.chunk_state(off) {
             Some((_, PageState::Used(_))) => Ownership::Used,
             _ => Ownership::Free,
         })
@@ -1003,7 +1003,7 @@ impl PageAllocator {
 
     /// The live allocation containing page `pfn`: its first page, order and tag.
     pub(crate) fn chunk_of(&self, pfn: Pfn) -> Option<(Pfn, u32, u16)> {
-        self.with_block(pfn, |b, off| {
+        self.peek_block(pfn, |b, off| {
             let (head, k) = b.buddy.used_chunk(off)?;
             Some((b.block.pfn().add(head), k, b.buddy.tag(off)?))
         })
@@ -1022,6 +1022,17 @@ impl PageAllocator {
         let i = pool.find(pfn)?;
         let off = pfn.0 - pool.blocks[i].block.pfn().0;
         Some(pool.touch(i, |b| f(b, off)))
+    }
+
+    /// [`Self::with_block`] for lookups that change nothing.
+    fn peek_block<R>(&self, pfn: Pfn, f: impl FnOnce(&PoolBlock, usize) -> R) -> Option<R> {
+        if !pfn.is_valid() {
+            return None;
+        }
+        let pool = self.pool(pfn.nid())?.lock();
+        let i = pool.find(pfn)?;
+        let b = &pool.blocks[i];
+        Some(f(b, pfn.0 - b.block.pfn().0))
     }
 
     /// Schedules background scrubbing and trimming.
@@ -1201,13 +1212,18 @@ impl PageAllocator {
         )
     }
 
-    /// Sets the watermarks; `low <= high` is required.
-    pub(crate) fn set_watermarks(&self, low: usize, high: usize) -> Result {
+    /// Sets the watermarks; `low <= high` is required. A node below the new low
+    /// watermark is refilled by the background work right away, not at the next
+    /// allocation that notices: the reserve is for callers that cannot wait.
+    pub(crate) fn set_watermarks(self: &Arc<Self>, low: usize, high: usize) -> Result {
         if low > high {
             return Err(EINVAL);
         }
         self.reserve_high.store(high, Relaxed);
         self.reserve_low.store(low, Relaxed);
+        if (0..self.nodes.len() as i32).any(|nid| self.reserve_low_on(nid)) {
+            self.kick();
+        }
         Ok(())
     }
 

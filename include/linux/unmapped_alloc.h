@@ -284,6 +284,8 @@ void unmapped_alloc_drain(void);
  * @low: refill when a node has fewer free decrypted pages
  * @high: refill up to this many
  *
+ * A node already below @low is refilled by background work right away.
+ *
  * Return: 0, or -EINVAL if @low is above @high.
  */
 int unmapped_alloc_set_reserve(unsigned long low, unsigned long high);
