@@ -3,7 +3,8 @@
  * Benchmark of unmapped_alloc against what the kernel does today, run by
  * 'make bench' in one boot. It is built in (the direct map and TLB calls
  * of the secretmem baseline are not available to modules) and started by
- * writing "real" or "sim <us>" to /sys/kernel/debug/unmapped_alloc_bench,
+ * writing "real", "sim <us>" or "scale" (the multi-CPU workloads only) to
+ * /sys/kernel/debug/unmapped_alloc_bench,
  * or "pkvm" in a pKVM protected guest ('make bench-coco'): the ITS-like and
  * churn workloads only, whose conversions are real MEM_SHARE/MEM_UNSHARE
  * hypercalls there.
@@ -56,14 +57,26 @@ static unsigned int sim_delay_us;
 static const char *run = "real";
 
 #define ITS_ALLOCS	10000
+#define ITS_ROUNDS	5
 #define VIRTIO_BURSTS	100
 #define VIRTIO_BURST	32
 #define VIRTIO_SIZE	1536
+#define VIRTIO_ROUNDS	5
 #define UNMAPPED_BYTES	(64UL << 20)
+#define UNMAPPED_ROUNDS	3
 #define CHURN_OPS	45000
 #define CHURN_ROUNDS	9
+#define REMOTE_OPS	(CHURN_OPS / CHURN_ROUNDS)
+#define REMOTE_BATCH	64
+#define GROWTH_BLOCKS	256
+#define GROWTH_ROUNDS	3
+#define MAX_ROUNDS	9
 
-/* What one allocator did in one workload. */
+/*
+ * What one allocator did in one workload. Counts are from the first round;
+ * times are one figure per round (the allocators take turns round by
+ * round, so that background work and host noise hit all of them alike).
+ */
 struct result {
 	u64 conversions;	/* set_memory_*() or direct map calls */
 	u64 flushes;		/* TLB flushes */
@@ -71,8 +84,9 @@ struct result {
 	u64 peak_pages;		/* pages held at the peak of the live set */
 	u64 left_pages;		/* pages still held after free (+ shrink) */
 	u64 atomic_failures;
-	u64 ns;			/* median ns of an alloc plus a free */
 	u64 ops;
+	unsigned int rounds;
+	u64 round_ns[MAX_ROUNDS];	/* per round: ns of an op, 0 if it failed */
 };
 
 /* Counters of the baselines' own conversions and flushes. */
@@ -174,10 +188,18 @@ static u64 median(u64 *v, unsigned int n)
 
 static void report(const char *workload, const char *alloc, struct result *r)
 {
-	pr_info("ua-bench,%s,%s,%s,conversions=%llu,flushes=%llu,splits=%llu,peak_pages=%llu,left_pages=%llu,atomic_failures=%llu,median_ns=%llu,ops=%llu\n",
+	char rounds[MAX_ROUNDS * 21 + 1] = "";
+	u64 sorted[MAX_ROUNDS];
+	unsigned int i, len = 0;
+
+	for (i = 0; i < r->rounds; i++)
+		len += scnprintf(rounds + len, sizeof(rounds) - len, "%s%llu",
+				 i ? "/" : "", r->round_ns[i]);
+	memcpy(sorted, r->round_ns, sizeof(sorted));
+	pr_info("ua-bench,%s,%s,%s,conversions=%llu,flushes=%llu,splits=%llu,peak_pages=%llu,left_pages=%llu,atomic_failures=%llu,median_ns=%llu,ops=%llu,rounds=%s\n",
 		run, workload, alloc, r->conversions, r->flushes, r->splits,
-		r->peak_pages, r->left_pages, r->atomic_failures, r->ns,
-		r->ops);
+		r->peak_pages, r->left_pages, r->atomic_failures,
+		median(sorted, r->rounds), r->ops, rounds);
 }
 
 /* ---- the ITS 7.2 gen_pool scheme, as in irq-gic-v3-its.c ---- */
@@ -319,107 +341,150 @@ static u64 conversions(enum obj_alloc a)
 
 /* ---- workload: ITS-like ---- */
 
+struct its_state {
+	size_t *sizes;
+	void **objs;
+	u64 *t_alloc, *t_free;
+};
+
+/*
+ * One round of the ITS-like workload with allocator @a: every object
+ * allocated, then all freed (and the component drained). The round's
+ * figure is the median alloc plus the median free; the counts go to @r.
+ */
+static u64 its_round(struct its_state *st, enum obj_alloc a, struct result *r)
+{
+	u64 conv0 = conversions(a), slab0 = slab_pages(), t, pages = 0;
+	unsigned int i, n;
+
+	its_pool_pages = 0;
+	for (i = 0; i < ITS_ALLOCS; i++) {
+		t = ktime_get_ns();
+		st->objs[i] = obj_alloc(a, st->sizes[i], GFP_KERNEL);
+		st->t_alloc[i] = ktime_get_ns() - t;
+		if (!st->objs[i])
+			break;
+		if (a == OBJ_PER_ALLOC || (a == OBJ_ITS && st->sizes[i] >= PAGE_SIZE))
+			pages += 1 << get_order(st->sizes[i]);
+	}
+	n = i;
+	r->ops = n;
+	r->peak_pages = a == OBJ_KMALLOC || a == OBJ_COMPONENT ?
+		obj_pages(a, slab0, false) : pages + its_pool_pages;
+	while (i--) {
+		t = ktime_get_ns();
+		obj_free(a, st->objs[i], st->sizes[i]);
+		st->t_free[i] = ktime_get_ns() - t;
+	}
+	if (a == OBJ_COMPONENT)
+		unmapped_alloc_drain();
+	r->left_pages = a == OBJ_KMALLOC || a == OBJ_COMPONENT ?
+		obj_pages(a, slab0, true) : a == OBJ_ITS ? its_pool_pages : 0;
+	r->conversions = conversions(a) - conv0;
+	if (n < ITS_ALLOCS)
+		return 0;
+	return median(st->t_alloc, n) + median(st->t_free, n);
+}
+
 static void workload_its(void)
 {
-	size_t *sizes = kvmalloc_array(ITS_ALLOCS, sizeof(*sizes), GFP_KERNEL);
-	void **objs = kvmalloc_array(ITS_ALLOCS, sizeof(*objs), GFP_KERNEL);
-	u64 *t_alloc = kvmalloc_array(ITS_ALLOCS, sizeof(u64), GFP_KERNEL);
-	u64 *t_free = kvmalloc_array(ITS_ALLOCS, sizeof(u64), GFP_KERNEL);
+	struct its_state st = {
+		.sizes = kvmalloc_array(ITS_ALLOCS, sizeof(size_t), GFP_KERNEL),
+		.objs = kvmalloc_array(ITS_ALLOCS, sizeof(void *), GFP_KERNEL),
+		.t_alloc = kvmalloc_array(ITS_ALLOCS, sizeof(u64), GFP_KERNEL),
+		.t_free = kvmalloc_array(ITS_ALLOCS, sizeof(u64), GFP_KERNEL),
+	};
+	struct result res[OBJ_NR] = {};
 	struct rnd_state rnd;
+	unsigned int i, round;
 	enum obj_alloc a;
-	unsigned int i;
 
-	if (!sizes || !objs || !t_alloc || !t_free)
+	if (!st.sizes || !st.objs || !st.t_alloc || !st.t_free)
 		goto out;
 	prandom_seed_state(&rnd, 42);
 	for (i = 0; i < ITS_ALLOCS; i++)
-		sizes[i] = 256 + prandom_u32_state(&rnd) % (8192 - 256 + 1);
+		st.sizes[i] = 256 + prandom_u32_state(&rnd) % (8192 - 256 + 1);
+	for (round = 0; round < ITS_ROUNDS; round++) {
+		for (a = 0; a < OBJ_NR; a++) {
+			struct result r = {};
 
-	for (a = 0; a < OBJ_NR; a++) {
-		struct result r = {};
-		u64 conv0 = conversions(a), slab0 = slab_pages(), t, pages = 0;
-
-		its_pool_pages = 0;
-		for (i = 0; i < ITS_ALLOCS; i++) {
-			t = ktime_get_ns();
-			objs[i] = obj_alloc(a, sizes[i], GFP_KERNEL);
-			t_alloc[i] = ktime_get_ns() - t;
-			if (!objs[i])
-				break;
-			if (a == OBJ_PER_ALLOC || (a == OBJ_ITS && sizes[i] >= PAGE_SIZE))
-				pages += 1 << get_order(sizes[i]);
+			res[a].round_ns[round] = its_round(&st, a, &r);
+			if (!round)
+				res[a] = (struct result){ .conversions = r.conversions,
+					.peak_pages = r.peak_pages,
+					.left_pages = r.left_pages, .ops = r.ops,
+					.round_ns = { res[a].round_ns[0] } };
+			res[a].rounds = round + 1;
 		}
-		r.ops = i;
-		r.peak_pages = a == OBJ_KMALLOC || a == OBJ_COMPONENT ?
-			obj_pages(a, slab0, false) : pages + its_pool_pages;
-		while (i--) {
-			t = ktime_get_ns();
-			obj_free(a, objs[i], sizes[i]);
-			t_free[i] = ktime_get_ns() - t;
-			if (a == OBJ_ITS && sizes[i] >= PAGE_SIZE)
-				pages -= 1 << get_order(sizes[i]);
-		}
-		if (a == OBJ_COMPONENT)
-			unmapped_alloc_drain();
-		r.left_pages = a == OBJ_KMALLOC || a == OBJ_COMPONENT ?
-			obj_pages(a, slab0, true) :
-			a == OBJ_ITS ? its_pool_pages : 0;
-		r.conversions = conversions(a) - conv0;
-		r.ns = median(t_alloc, r.ops) + median(t_free, r.ops);
-		report("its", obj_name[a], &r);
 	}
+	for (a = 0; a < OBJ_NR; a++)
+		report("its", obj_name[a], &res[a]);
 out:
-	kvfree(sizes);
-	kvfree(objs);
-	kvfree(t_alloc);
-	kvfree(t_free);
+	kvfree(st.sizes);
+	kvfree(st.objs);
+	kvfree(st.t_alloc);
+	kvfree(st.t_free);
 }
 
 /* ---- workload: virtio-like bursts in atomic context ---- */
 
 static DEFINE_SPINLOCK(tx_lock);
 
+/*
+ * VIRTIO_BURSTS / VIRTIO_ROUNDS bursts with @a under a spinlock with
+ * interrupts off; the median alloc+free of the round.
+ */
+static u64 virtio_round(enum obj_alloc a, u64 *t, struct result *r)
+{
+	struct unmapped_alloc_counters c0, c1;
+	void *burst[VIRTIO_BURST];
+	unsigned long flags;
+	unsigned int b, i, n = 0;
+	u64 conv0 = conversions(a);
+
+	unmapped_alloc_read_counters(&c0);
+	for (b = 0; b < VIRTIO_BURSTS / VIRTIO_ROUNDS; b++) {
+		spin_lock_irqsave(&tx_lock, flags);
+		for (i = 0; i < VIRTIO_BURST; i++) {
+			u64 s = ktime_get_ns();
+
+			burst[i] = obj_alloc(a, VIRTIO_SIZE, GFP_ATOMIC);
+			if (!burst[i]) {
+				r->atomic_failures++;
+				continue;
+			}
+			memset(burst[i], 0x5a, 64);
+			obj_free(a, burst[i], VIRTIO_SIZE);
+			t[n++] = ktime_get_ns() - s;
+		}
+		spin_unlock_irqrestore(&tx_lock, flags);
+	}
+	unmapped_alloc_read_counters(&c1);
+	r->ops += n;
+	r->conversions += conversions(a) - conv0;
+	if (a == OBJ_COMPONENT)
+		r->atomic_failures += c1.atomic_failures - c0.atomic_failures;
+	return median(t, n);
+}
+
 static void workload_virtio(void)
 {
 	u64 *t = kvmalloc_array(VIRTIO_BURSTS * VIRTIO_BURST, sizeof(u64),
 				GFP_KERNEL);
-	void *burst[VIRTIO_BURST];
-	unsigned long flags;
+	struct result res[OBJ_NR] = {};
+	unsigned int round;
 	enum obj_alloc a;
-	unsigned int b, i, n;
 
 	if (!t)
 		return;
-	for (a = 0; a < OBJ_NR; a++) {
-		struct unmapped_alloc_counters c0, c1;
-		struct result r = {};
-		u64 conv0 = conversions(a);
-
-		unmapped_alloc_read_counters(&c0);
-		for (b = 0, n = 0; b < VIRTIO_BURSTS; b++) {
-			spin_lock_irqsave(&tx_lock, flags);
-			for (i = 0; i < VIRTIO_BURST; i++) {
-				u64 s = ktime_get_ns();
-
-				burst[i] = obj_alloc(a, VIRTIO_SIZE, GFP_ATOMIC);
-				if (!burst[i]) {
-					r.atomic_failures++;
-					continue;
-				}
-				memset(burst[i], 0x5a, 64);
-				obj_free(a, burst[i], VIRTIO_SIZE);
-				t[n++] = ktime_get_ns() - s;
-			}
-			spin_unlock_irqrestore(&tx_lock, flags);
+	for (round = 0; round < VIRTIO_ROUNDS; round++) {
+		for (a = 0; a < OBJ_NR; a++) {
+			res[a].round_ns[round] = virtio_round(a, t, &res[a]);
+			res[a].rounds = round + 1;
 		}
-		unmapped_alloc_read_counters(&c1);
-		r.ops = n;
-		r.ns = median(t, n);
-		r.conversions = conversions(a) - conv0;
-		if (a == OBJ_COMPONENT)
-			r.atomic_failures += c1.atomic_failures - c0.atomic_failures;
-		report("virtio", obj_name[a], &r);
 	}
+	for (a = 0; a < OBJ_NR; a++)
+		report("virtio", obj_name[a], &res[a]);
 	kvfree(t);
 }
 
@@ -427,10 +492,13 @@ static void workload_virtio(void)
 
 /*
  * The component runs before the secretmem scheme, so that it cannot profit
- * from direct map splits the per-page scheme leaves behind.
+ * from direct map splits the per-page scheme leaves behind. The fair
+ * baseline is alloc_pages(__GFP_ZERO): the component hands out zeroed pages.
  */
-enum page_alloc { PG_PLAIN, PG_COMPONENT, PG_SECRETMEM, PG_NR };
-static const char *const pg_name[PG_NR] = { "kmalloc", "component", "secretmem" };
+enum page_alloc { PG_PLAIN, PG_ZERO, PG_COMPONENT, PG_SECRETMEM, PG_NR };
+static const char *const pg_name[PG_NR] = {
+	"alloc_pages", "alloc_pages_zero", "component", "secretmem"
+};
 
 static struct page *pg_alloc(enum page_alloc a, unsigned int order)
 {
@@ -441,6 +509,8 @@ static struct page *pg_alloc(enum page_alloc a, unsigned int order)
 	switch (a) {
 	case PG_PLAIN:
 		return alloc_pages(GFP_KERNEL, order);
+	case PG_ZERO:
+		return alloc_pages(GFP_KERNEL | __GFP_ZERO, order);
 	case PG_SECRETMEM:
 		page = alloc_pages(GFP_KERNEL | __GFP_ZERO, order);
 		if (!page)
@@ -464,6 +534,7 @@ static void pg_free(enum page_alloc a, struct page *page, unsigned int order)
 
 	switch (a) {
 	case PG_PLAIN:
+	case PG_ZERO:
 		__free_pages(page, order);
 		break;
 	case PG_SECRETMEM:
@@ -478,75 +549,144 @@ static void pg_free(enum page_alloc a, struct page *page, unsigned int order)
 	}
 }
 
+struct pg_state {
+	struct page **pages;
+	u8 *orders;
+	u64 *t;
+};
+
+/* 64 MiB allocated with @a, then freed; the median allocation. */
+static u64 unmapped_round(struct pg_state *st, enum page_alloc a, bool mixed,
+			  struct result *r)
+{
+	unsigned long max = UNMAPPED_BYTES >> PAGE_SHIFT, held = 0, n = 0, i;
+	struct unmapped_alloc_counters c0, c1;
+	u64 conv0 = base_conversions, fl0 = base_flushes;
+	u64 split0 = direct_map_splits();
+	struct rnd_state rnd;
+
+	prandom_seed_state(&rnd, 7);
+	unmapped_alloc_read_counters(&c0);
+	while (held < max) {
+		unsigned int order = mixed ? prandom_u32_state(&rnd) % 5 : 0;
+		u64 s = ktime_get_ns();
+
+		if (held + (1UL << order) > max)
+			order = 0;
+		st->pages[n] = pg_alloc(a, order);
+		st->t[n] = ktime_get_ns() - s;
+		if (!st->pages[n])
+			break;
+		st->orders[n++] = order;
+		held += 1UL << order;
+	}
+	unmapped_alloc_read_counters(&c1);
+	r->peak_pages = a == PG_COMPONENT ? c1.unmapped_held_pages : held;
+	for (i = 0; i < n; i++)
+		pg_free(a, st->pages[i], st->orders[i]);
+	if (a == PG_COMPONENT) {
+		unmapped_alloc_drain();
+		unmapped_alloc_read_counters(&c1);
+		r->conversions = c1.unmapped_conversions + c1.unmapped_reversions -
+				 c0.unmapped_conversions - c0.unmapped_reversions;
+		r->flushes = c1.unmapped_tlb_flushes - c0.unmapped_tlb_flushes;
+		r->left_pages = c1.unmapped_held_pages;
+	} else {
+		r->conversions = base_conversions - conv0;
+		r->flushes = base_flushes - fl0;
+	}
+	r->splits = direct_map_splits() - split0;
+	r->ops = n;
+	return held < max ? 0 : median(st->t, n);
+}
+
 static void workload_unmapped(const char *name, bool mixed)
 {
 	unsigned long max = UNMAPPED_BYTES >> PAGE_SHIFT;
-	struct page **pages = kvmalloc_array(max, sizeof(*pages), GFP_KERNEL);
-	u8 *orders = kvmalloc_array(max, 1, GFP_KERNEL);
-	u64 *t = kvmalloc_array(max, sizeof(u64), GFP_KERNEL);
-	struct rnd_state rnd;
+	struct pg_state st = {
+		.pages = kvmalloc_array(max, sizeof(struct page *), GFP_KERNEL),
+		.orders = kvmalloc_array(max, 1, GFP_KERNEL),
+		.t = kvmalloc_array(max, sizeof(u64), GFP_KERNEL),
+	};
+	struct result res[PG_NR] = {};
+	unsigned int round;
 	enum page_alloc a;
 
-	if (!pages || !orders || !t)
+	if (!st.pages || !st.orders || !st.t)
 		goto out;
-	for (a = 0; a < PG_NR; a++) {
-		struct unmapped_alloc_counters c0, c1;
-		unsigned long held = 0, n = 0, i;
-		struct result r = {};
-		u64 conv0 = base_conversions, fl0 = base_flushes;
-		u64 split0 = direct_map_splits();
+	for (round = 0; round < UNMAPPED_ROUNDS; round++) {
+		for (a = 0; a < PG_NR; a++) {
+			struct result r = {};
+			u64 ns = unmapped_round(&st, a, mixed, &r);
 
-		prandom_seed_state(&rnd, 7);
-		unmapped_alloc_read_counters(&c0);
-		while (held < max) {
-			unsigned int order = mixed ? prandom_u32_state(&rnd) % 5 : 0;
-			u64 s = ktime_get_ns();
+			if (!round)
+				res[a] = r;
+			res[a].round_ns[round] = ns;
+			res[a].rounds = round + 1;
+		}
+	}
+	for (a = 0; a < PG_NR; a++)
+		report(name, pg_name[a], &res[a]);
+out:
+	kvfree(st.pages);
+	kvfree(st.orders);
+	kvfree(st.t);
+}
 
-			if (held + (1UL << order) > max)
-				order = 0;
-			pages[n] = pg_alloc(a, order);
-			t[n] = ktime_get_ns() - s;
-			if (!pages[n])
+/*
+ * The component's unmapped allocation cost as its pool grows: order-0 pages
+ * from node 0 until GROWTH_BLOCKS blocks are held, the median allocation
+ * while each block fills, reported for pools of 1, 4, 16, 64 and 256
+ * blocks (workload "pool-<N>-blocks"). Nothing else is compared: the cost
+ * must not depend on N.
+ */
+static void workload_growth(void)
+{
+	unsigned long per_block = 1UL << (PMD_SHIFT - PAGE_SHIFT);
+	unsigned long max = GROWTH_BLOCKS * per_block;
+	struct page **pages = kvmalloc_array(max, sizeof(*pages), GFP_KERNEL);
+	u64 *t = kvmalloc_array(per_block, sizeof(u64), GFP_KERNEL);
+	struct result *res = kcalloc(GROWTH_BLOCKS + 1, sizeof(*res), GFP_KERNEL);
+	unsigned long n, i, blocks;
+	gfp_t gfp = GFP_KERNEL | __GFP_THISNODE | __GFP_NOWARN;
+	unsigned int round;
+	int nid = first_memory_node;
+
+	if (!pages || !t || !res)
+		goto out;
+	for (round = 0; round < GROWTH_ROUNDS; round++) {
+		for (n = 0, blocks = 1; blocks <= GROWTH_BLOCKS; blocks++) {
+			for (i = 0; i < per_block; i++, n++) {
+				u64 s = ktime_get_ns();
+
+				pages[n] = unmapped_alloc_node(nid, gfp, 0);
+				t[i] = ktime_get_ns() - s;
+				if (!pages[n])
+					break;
+			}
+			res[blocks].round_ns[round] = i == per_block ? median(t, i) : 0;
+			res[blocks].rounds = round + 1;
+			res[blocks].ops += i;
+			if (i < per_block)
 				break;
-			orders[n++] = order;
-			held += 1UL << order;
 		}
-		unmapped_alloc_read_counters(&c1);
-		r.peak_pages = a == PG_COMPONENT ? c1.unmapped_held_pages : held;
-		for (i = 0; i < n; i++)
-			pg_free(a, pages[i], orders[i]);
-		if (a == PG_COMPONENT) {
-			unmapped_alloc_drain();
-			unmapped_alloc_read_counters(&c1);
-			r.conversions = c1.unmapped_conversions + c1.unmapped_reversions -
-					c0.unmapped_conversions - c0.unmapped_reversions;
-			r.flushes = c1.unmapped_tlb_flushes - c0.unmapped_tlb_flushes;
-			r.left_pages = c1.unmapped_held_pages;
-		} else {
-			r.conversions = base_conversions - conv0;
-			r.flushes = base_flushes - fl0;
-		}
-		r.splits = direct_map_splits() - split0;
-		r.ops = n;
-		r.ns = median(t, n);
-		report(name, pg_name[a], &r);
+		while (n--)
+			unmapped_free(pages[n], 0);
+		unmapped_alloc_drain();
+	}
+	for (blocks = 1; blocks <= GROWTH_BLOCKS; blocks *= 4) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "pool-%lu-blocks", blocks);
+		report(name, "component", &res[blocks]);
 	}
 out:
 	kvfree(pages);
-	kvfree(orders);
 	kvfree(t);
+	kfree(res);
 }
 
 /* ---- workload: small object churn, one CPU and all CPUs ---- */
-
-struct churn {
-	struct work_struct work;
-	enum obj_alloc a;
-	u64 ns;
-	unsigned int ops;
-	struct completion *done;
-	atomic_t *left;
-};
 
 /*
  * One round of @ops alloc/free pairs; ns per pair, or 0 if an allocation
@@ -567,102 +707,202 @@ static u64 churn_round(enum obj_alloc a, unsigned int ops)
 	return (ktime_get_ns() - start) / ops;
 }
 
-/*
- * @ops alloc/free pairs in CHURN_ROUNDS rounds; the median round's ns per
- * pair (a timer interrupt or a vCPU preemption only spoils its own round).
- */
-static void churn_run(enum obj_alloc a, unsigned int ops, u64 *ns_per_op)
-{
-	u64 ns[CHURN_ROUNDS];
-	unsigned int round;
-
-	for (round = 0; round < CHURN_ROUNDS; round++) {
-		ns[round] = churn_round(a, ops / CHURN_ROUNDS);
-		if (!ns[round]) {
-			*ns_per_op = 0;
-			return;
-		}
-	}
-	*ns_per_op = median(ns, CHURN_ROUNDS);
-}
-
-/*
- * One CPU: the allocators take turns round by round, so that all of them
- * see the same conditions (background work on the other vCPUs, the host);
- * the median round of each.
- */
 static void churn_one_cpu(void)
 {
-	u64 ns[OBJ_NR][CHURN_ROUNDS], conv[OBJ_NR] = {};
+	struct result res[OBJ_NR] = {};
 	unsigned int round;
 	enum obj_alloc a;
 
+	/* Warm-up, untimed: every allocator sets up its per-CPU state first. */
+	for (a = 0; a < OBJ_NR; a++)
+		churn_round(a, CHURN_OPS / CHURN_ROUNDS);
 	for (round = 0; round < CHURN_ROUNDS; round++) {
 		for (a = 0; a < OBJ_NR; a++) {
 			u64 conv0 = conversions(a);
 
-			ns[a][round] = churn_round(a, CHURN_OPS / CHURN_ROUNDS);
-			conv[a] += conversions(a) - conv0;
+			res[a].round_ns[round] = churn_round(a, CHURN_OPS / CHURN_ROUNDS);
+			res[a].conversions += conversions(a) - conv0;
+			res[a].ops += CHURN_OPS / CHURN_ROUNDS;
+			res[a].rounds = round + 1;
 		}
 	}
-	for (a = 0; a < OBJ_NR; a++) {
-		struct result r = {
-			.conversions = conv[a],
-			.ops = CHURN_OPS,
-			.ns = median(ns[a], CHURN_ROUNDS),
-		};
-
-		for (round = 0; round < CHURN_ROUNDS; round++)
-			if (!ns[a][round])
-				r.ns = 0;
-		report("churn-1cpu", obj_name[a], &r);
-	}
+	for (a = 0; a < OBJ_NR; a++)
+		report("churn-1cpu", obj_name[a], &res[a]);
 }
+
+/* One CPU's part of a round on all CPUs. */
+struct churn {
+	struct work_struct work;
+	enum obj_alloc a;
+	u64 ns;
+	struct completion *done;
+	atomic_t *left;
+};
 
 static void churn_work(struct work_struct *w)
 {
 	struct churn *c = container_of(w, struct churn, work);
 
-	churn_run(c->a, c->ops, &c->ns);
+	c->ns = churn_round(c->a, CHURN_OPS / CHURN_ROUNDS);
 	if (atomic_dec_and_test(c->left))
 		complete(c->done);
 }
 
-static void workload_churn(void)
+/* A round of @a on every online CPU at once; the mean ns per pair. */
+static u64 churn_all_round(struct churn *per_cpu_work, enum obj_alloc a)
+{
+	DECLARE_COMPLETION_ONSTACK(done);
+	int cpu, ncpus = num_online_cpus();
+	atomic_t left = ATOMIC_INIT(ncpus);
+	u64 sum = 0;
+
+	for_each_online_cpu(cpu) {
+		struct churn *c = &per_cpu_work[cpu];
+
+		c->a = a;
+		c->done = &done;
+		c->left = &left;
+		INIT_WORK(&c->work, churn_work);
+		queue_work_on(cpu, system_unbound_wq, &c->work);
+	}
+	wait_for_completion(&done);
+	for_each_online_cpu(cpu) {
+		if (!per_cpu_work[cpu].ns)
+			return 0;
+		sum += per_cpu_work[cpu].ns;
+	}
+	return sum / ncpus;
+}
+
+static void churn_all_cpus(void)
 {
 	struct churn *per_cpu_work;
+	struct result res[OBJ_NR] = {};
+	unsigned int round;
 	enum obj_alloc a;
-	int cpu, ncpus = num_online_cpus();
 
 	per_cpu_work = kcalloc(nr_cpu_ids, sizeof(*per_cpu_work), GFP_KERNEL);
 	if (!per_cpu_work)
 		return;
-	churn_one_cpu();
-	for (a = 0; a < OBJ_NR; a++) {
-		DECLARE_COMPLETION_ONSTACK(done);
-		atomic_t left = ATOMIC_INIT(ncpus);
-		struct result r = {};
-		u64 conv0 = conversions(a), sum = 0;
+	for (a = 0; a < OBJ_NR; a++)
+		churn_all_round(per_cpu_work, a);
+	for (round = 0; round < CHURN_ROUNDS; round++) {
+		for (a = 0; a < OBJ_NR; a++) {
+			u64 conv0 = conversions(a);
 
-		for_each_online_cpu(cpu) {
-			struct churn *c = &per_cpu_work[cpu];
-
-			c->a = a;
-			c->ops = CHURN_OPS;
-			c->done = &done;
-			c->left = &left;
-			INIT_WORK(&c->work, churn_work);
-			queue_work_on(cpu, system_unbound_wq, &c->work);
+			res[a].round_ns[round] = churn_all_round(per_cpu_work, a);
+			res[a].conversions += conversions(a) - conv0;
+			res[a].ops += (u64)CHURN_OPS / CHURN_ROUNDS * num_online_cpus();
+			res[a].rounds = round + 1;
 		}
-		wait_for_completion(&done);
-		for_each_online_cpu(cpu)
-			sum += per_cpu_work[cpu].ns;
-		r.ns = sum / ncpus;
-		r.ops = (u64)CHURN_OPS * ncpus;
-		r.conversions = conversions(a) - conv0;
-		report("churn-allcpu", obj_name[a], &r);
 	}
+	for (a = 0; a < OBJ_NR; a++)
+		report("churn-allcpu", obj_name[a], &res[a]);
 	kfree(per_cpu_work);
+}
+
+/* ---- workload: allocate on one CPU, free on another ---- */
+
+/*
+ * A producer on the first online CPU allocates 256 B objects in batches
+ * of REMOTE_BATCH and hands each batch to a consumer on the next CPU, which
+ * frees it (a virtio or network completion). Two buffers alternate, so
+ * both CPUs work at once. ns per object: the producer's allocation time
+ * plus the consumer's free time, both measured per batch.
+ */
+struct remote {
+	struct work_struct work;
+	enum obj_alloc a;
+	void *batch[2][REMOTE_BATCH];
+	struct completion filled[2], emptied[2];
+	u64 free_ns;
+	bool failed;
+};
+
+static void remote_consumer(struct work_struct *w)
+{
+	struct remote *rm = container_of(w, struct remote, work);
+	unsigned int b, i;
+	u64 s;
+
+	for (b = 0; b < REMOTE_OPS / REMOTE_BATCH; b++) {
+		void **batch = rm->batch[b % 2];
+
+		wait_for_completion(&rm->filled[b % 2]);
+		s = ktime_get_ns();
+		for (i = 0; i < REMOTE_BATCH; i++)
+			if (batch[i])
+				obj_free(rm->a, batch[i], 256);
+		rm->free_ns += ktime_get_ns() - s;
+		complete(&rm->emptied[b % 2]);
+	}
+}
+
+static u64 remote_round(struct remote *rm, enum obj_alloc a, int to)
+{
+	unsigned int b, i, batches = REMOTE_OPS / REMOTE_BATCH;
+	u64 alloc_ns = 0, s;
+
+	rm->a = a;
+	rm->free_ns = 0;
+	rm->failed = false;
+	for (i = 0; i < 2; i++) {
+		init_completion(&rm->filled[i]);
+		init_completion(&rm->emptied[i]);
+		complete(&rm->emptied[i]);
+	}
+	INIT_WORK(&rm->work, remote_consumer);
+	queue_work_on(to, system_unbound_wq, &rm->work);
+	for (b = 0; b < batches; b++) {
+		void **batch = rm->batch[b % 2];
+
+		wait_for_completion(&rm->emptied[b % 2]);
+		s = ktime_get_ns();
+		for (i = 0; i < REMOTE_BATCH; i++) {
+			batch[i] = obj_alloc(a, 256, GFP_KERNEL);
+			rm->failed |= !batch[i];
+		}
+		alloc_ns += ktime_get_ns() - s;
+		complete(&rm->filled[b % 2]);
+	}
+	flush_work(&rm->work);
+	return rm->failed ? 0 : (alloc_ns + rm->free_ns) / (batches * REMOTE_BATCH);
+}
+
+/* Runs on the producer's CPU. */
+static long remote_workload_fn(void *arg)
+{
+	struct remote *rm = kzalloc(sizeof(*rm), GFP_KERNEL);
+	enum obj_alloc allocs[] = { OBJ_KMALLOC, OBJ_COMPONENT };
+	struct result res[ARRAY_SIZE(allocs)] = {};
+	int to;
+	unsigned int round, i;
+
+	if (!rm)
+		return -ENOMEM;
+	to = cpumask_next_wrap(smp_processor_id(), cpu_online_mask);
+	for (i = 0; i < ARRAY_SIZE(allocs); i++)
+		remote_round(rm, allocs[i], to);
+	for (round = 0; round < CHURN_ROUNDS; round++) {
+		for (i = 0; i < ARRAY_SIZE(allocs); i++) {
+			res[i].round_ns[round] = remote_round(rm, allocs[i], to);
+			res[i].ops += REMOTE_OPS;
+			res[i].rounds = round + 1;
+		}
+	}
+	for (i = 0; i < ARRAY_SIZE(allocs); i++)
+		report("cross-cpu", obj_name[allocs[i]], &res[i]);
+	kfree(rm);
+	return 0;
+}
+
+static void workload_cross_cpu(void)
+{
+	if (num_online_cpus() < 2) {
+		pr_info("cross-cpu: needs two CPUs, skipped\n");
+		return;
+	}
+	work_on_cpu(cpumask_first(cpu_online_mask), remote_workload_fn, NULL);
 }
 
 /* @all: every workload; otherwise the ITS-like and churn ones. */
@@ -683,7 +923,11 @@ static void bench_run(bool all)
 		workload_unmapped("unmapped-64M-order0", false);
 		workload_unmapped("unmapped-64M-mixed", true);
 	}
-	workload_churn();
+	churn_one_cpu();
+	churn_all_cpus();
+	workload_cross_cpu();
+	if (all)
+		workload_growth();
 	unmapped_alloc_set_reserve(256, 512);
 	if (all) {
 		/* Let the background work fill the reserve before the bursts. */
@@ -692,6 +936,25 @@ static void bench_run(bool all)
 	}
 
 	unmapped_alloc_set_sim_delay(0);
+	pr_info("run %s done\n", run);
+}
+
+/*
+ * The multi-CPU workloads alone, as run "cpus-<N>": booted with 1, 2 and 4
+ * CPUs, they give the scaling curve.
+ */
+static void bench_scale(void)
+{
+	static char label[16];
+
+	snprintf(label, sizeof(label), "cpus-%u", num_online_cpus());
+	run = label;
+	sim_delay_us = 0;
+	unmapped_alloc_set_sim_delay(0);
+	unmapped_alloc_set_reserve(0, 0);
+	unmapped_alloc_drain();
+	churn_all_cpus();
+	workload_cross_cpu();
 	pr_info("run %s done\n", run);
 }
 
@@ -709,6 +972,12 @@ static ssize_t bench_write(struct file *file, const char __user *ubuf,
 	if (copy_from_user(buf, ubuf, len))
 		return -EFAULT;
 	buf[len] = '\0';
+	if (sysfs_streq(buf, "scale")) {
+		mutex_lock(&bench_lock);
+		bench_scale();
+		mutex_unlock(&bench_lock);
+		return len;
+	}
 	if (sysfs_streq(buf, "real"))
 		us = 0;
 	else if (sysfs_streq(buf, "pkvm"))

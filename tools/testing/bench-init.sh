@@ -1,7 +1,8 @@
 #!/bin/busybox sh
 # SPDX-License-Identifier: GPL-2.0
 # /init of the 'make bench' guest: one run at real cost, one with a simulated
-# hypercall cost per conversion.
+# hypercall cost per conversion, and the multi-CPU workloads as run
+# "cpus-N"; with ua_bench=scale on the command line only the latter.
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc
@@ -11,8 +12,14 @@ B=/sys/kernel/debug/unmapped_alloc_bench
 status=ok
 echo "ua-bench-guest: begin"
 grep -E 'direct_map_level[23]_splits' /proc/vmstat
-echo real >$B || status=fail
-echo "sim 5" >$B || status=fail
+if grep -q 'ua_bench=scale' /proc/cmdline; then
+	# Only the multi-CPU workloads, for the scaling curve.
+	echo scale >$B || status=fail
+else
+	echo real >$B || status=fail
+	echo "sim 5" >$B || status=fail
+	echo scale >$B || status=fail
+fi
 dmesg | grep -o 'ua-bench.*'
 grep -E 'direct_map_level[23]_splits' /proc/vmstat
 echo "ua-bench-guest: $status"

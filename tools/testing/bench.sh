@@ -24,9 +24,24 @@ log=$out/console.log
 stage "running the benchmark under QEMU/TCG (console: $log)"
 start=$(date +%s)
 # debug_pagealloc maps the direct map with 4 KiB pages; the splits are only
-# visible with large pages.
-UA_QEMU_TIMEOUT=${UA_QEMU_TIMEOUT:-1200} "$UA_ROOT/tools/testing/qemu.sh" "$log" \
+# visible with large pages. 2 GiB per node: the pool growth workload holds
+# 256 blocks (512 MiB) on node 0.
+export UA_QEMU_NODE_GIB=2
+UA_QEMU_TIMEOUT=${UA_QEMU_TIMEOUT:-1800} "$UA_ROOT/tools/testing/qemu.sh" "$log" \
 	"kunit.enable=0 debug_pagealloc=off quiet" "$UA_CACHE/bench-initramfs$UA_SUFFIX.cpio.gz"
 stage "benchmark finished in $(($(date +%s) - start)) s"
 grep -q 'ua-bench-guest: ok' "$log" || die "the benchmark did not complete (see $log)"
-python3 "$UA_ROOT/tools/testing/bench_report.py" "$log" "$out" "$UA_ARCH"
+# The scaling curve: the multi-CPU workloads again with 1 and 4 CPUs (the
+# main boot ran them with 2).
+logs=("$log")
+for cpus in 1 4; do
+	slog=$out/console-cpus-$cpus.log
+	stage "multi-CPU workloads with $cpus CPUs (console: $slog)"
+	UA_QEMU_SMP=$cpus UA_QEMU_TIMEOUT=${UA_QEMU_TIMEOUT:-900} \
+		"$UA_ROOT/tools/testing/qemu.sh" "$slog" \
+		"kunit.enable=0 debug_pagealloc=off quiet ua_bench=scale" \
+		"$UA_CACHE/bench-initramfs$UA_SUFFIX.cpio.gz"
+	grep -q 'ua-bench-guest: ok' "$slog" || die "the $cpus-CPU run did not complete (see $slog)"
+	logs+=("$slog")
+done
+python3 "$UA_ROOT/tools/testing/bench_report.py" "$out" "$UA_ARCH" "${logs[@]}"

@@ -180,7 +180,7 @@ if [ "$mode" = bench ]; then
 		ok=0
 	fi
 	[ $ok = 1 ] || exit 1
-	python3 "$UA_ROOT/tools/testing/bench_report.py" "$console" "$COCO" arm64
+	python3 "$UA_ROOT/tools/testing/bench_report.py" "$COCO" arm64 "$console"
 	exit 0
 fi
 

@@ -6,6 +6,8 @@
 # Usage: qemu.sh LOG "CMDLINE" [INITRD]
 # UA_QEMU_EXTRA adds QEMU arguments (devices, a monitor socket).
 # UA_QEMU_NODE_GIB sets the memory per node (default 1).
+# UA_QEMU_SMP sets the number of CPUs (default 2), split between the nodes
+# (one CPU: node 1 has memory only).
 # UA_QEMU_EL2=1 (arm64) boots the kernel at EL2 (virt,virtualization=on), as
 # a KVM host ('make test-coco').
 set -euo pipefail
@@ -16,12 +18,17 @@ timeout_s=${UA_QEMU_TIMEOUT:-900}
 kernel=$(ua_kernel_image)
 [ -f "$kernel" ] || die "no kernel image at $kernel: run the build first"
 node_gib=${UA_QEMU_NODE_GIB:-1}
+smp=${UA_QEMU_SMP:-2}
+half=$(((smp + 1) / 2))
+cpus() { if [ "$1" = "$2" ]; then echo "$1"; else echo "$1-$2"; fi; }
+node1=(-numa node,nodeid=1,memdev=mem1)
+[ "$smp" -gt 1 ] && node1=(-numa "node,nodeid=1,cpus=$(cpus "$half" $((smp - 1))),memdev=mem1")
 args=(-accel tcg -nodefaults -nographic -no-reboot -serial stdio
-	-smp 2,sockets=2,cores=1,threads=1 -m $((2 * node_gib))G
+	-smp "$smp,sockets=$smp,cores=1,threads=1" -m $((2 * node_gib))G
 	-object memory-backend-ram,id=mem0,size=${node_gib}G
 	-object memory-backend-ram,id=mem1,size=${node_gib}G
-	-numa node,nodeid=0,cpus=0,memdev=mem0
-	-numa node,nodeid=1,cpus=1,memdev=mem1
+	-numa "node,nodeid=0,cpus=$(cpus 0 $((half - 1))),memdev=mem0"
+	"${node1[@]}"
 	-kernel "$kernel")
 case "$UA_ARCH" in
 x86_64)
@@ -44,9 +51,18 @@ command -v $qemu >/dev/null || die "$qemu not found: run 'make setup'"
 args+=(${UA_QEMU_EXTRA:-})
 args+=(-append "console=$console panic=-1 oops=panic debug_pagealloc=on $cmdline")
 [ -n "$initrd" ] && args+=(-initrd "$initrd")
-rc=0
-timeout --foreground "$timeout_s" $qemu "${args[@]}" </dev/null >"$log" 2>&1 || rc=$?
-if [ $rc = 124 ]; then
-	echo "error: QEMU timed out after ${timeout_s}s (log: $log)" >&2
-fi
+for attempt in 1 2; do
+	rc=0
+	timeout --foreground "$timeout_s" $qemu "${args[@]}" </dev/null >"$log" 2>&1 || rc=$?
+	if [ $rc = 124 ]; then
+		echo "error: QEMU timed out after ${timeout_s}s (log: $log)" >&2
+	fi
+	# A splat before the secondary CPUs start cannot come from the
+	# component (see ua_early_splat_only): report it, keep the log, and
+	# boot once more. Any other splat is left for the caller to fail on.
+	[ $attempt = 1 ] && ua_early_splat_only "$log" || break
+	cp "$log" "$log.early-splat"
+	echo "warning: splat in early boot, before the component ran; booting once more (log: $log.early-splat):" >&2
+	"$(dirname "$0")/splats.sh" "$log" | head -5 >&2 || true
+done
 exit $rc
