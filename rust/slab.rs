@@ -62,8 +62,9 @@ struct Slab {
     /// one LLVM), which would double the cost of the allocation fast path. Only this
     /// Rust code touches the bitmap; the node lock orders the slow paths as usual.
     free: AtomicU64,
-    /// CPUs that have this as their current slab. Changed under the node lock; a slab
-    /// with pins is never given back, and only CPUs with a pin touch it unlocked.
+    /// CPUs that have this as their current or remote slab (see [`CpuSlabs`]). Changed
+    /// under the node lock; a slab with pins is never given back, and only CPUs with a
+    /// pin touch it unlocked.
     pins: AtomicU32,
 }
 
@@ -111,11 +112,20 @@ impl Slab {
     }
 }
 
-/// The slabs of a cache on one node, sorted by first frame.
+/// The slabs of a cache on one node, sorted by first frame, with two bitmaps over
+/// their positions so that neither an allocation nor a free walks the list.
+///
+/// A slab no CPU pins changes only under the node lock (the lock-free paths touch
+/// pinned slabs only), so for unpinned slabs the bits are exact; pinned slabs have no
+/// bits: their CPUs use them, and they are looked at again when unpinned.
 struct CacheNode {
     slabs: KVec<Arc<Slab>>,
-    /// A slab with free objects, where the next allocation looks first.
-    hint: usize,
+    /// Bit `i`: `slabs[i]` is unpinned and has a free object.
+    avail: KVec<u64>,
+    /// Bit `i`: `slabs[i]` is unpinned and empty.
+    empty: KVec<u64>,
+    /// The free bits of an empty slab.
+    all_free: u64,
 }
 
 impl Start for Arc<Slab> {
@@ -125,9 +135,80 @@ impl Start for Arc<Slab> {
 }
 
 impl CacheNode {
+    fn new(all_free: u64) -> Self {
+        Self {
+            slabs: KVec::new(),
+            avail: KVec::new(),
+            empty: KVec::new(),
+            all_free,
+        }
+    }
+
     fn find(&self, pfn: Pfn, slab_pages: usize) -> Option<usize> {
         let i = sorted::floor(&self.slabs, pfn)?;
         (pfn.0 < self.slabs[i].base.0 + slab_pages).then_some(i)
+    }
+
+    /// Brings the bits of slab `i` up to date after a change under the lock.
+    fn refresh(&mut self, i: usize) {
+        let s = &self.slabs[i];
+        let unpinned = !s.pinned();
+        let free = s.free.load(Relaxed);
+        let (w, m) = (i / 64, 1u64 << (i % 64));
+        for (bits, on) in [
+            (&mut self.avail, unpinned && free != 0),
+            (&mut self.empty, unpinned && free == self.all_free),
+        ] {
+            if on {
+                bits[w] |= m;
+            } else {
+                bits[w] &= !m;
+            }
+        }
+    }
+
+    /// Recomputes all bits after the positions changed; the bitmaps have room.
+    fn rebuild(&mut self) {
+        let words = self.slabs.len().div_ceil(64);
+        for bits in [&mut self.avail, &mut self.empty] {
+            bits.truncate(words);
+            bits.iter_mut().for_each(|w| *w = 0);
+        }
+        for i in 0..self.slabs.len() {
+            self.refresh(i);
+        }
+    }
+
+    /// Inserts a slab in order; fails only if the vectors cannot grow. The caller holds
+    /// the node's spinlock, so they grow with `GFP_ATOMIC`.
+    fn insert(&mut self, slab: Arc<Slab>) -> Option<usize> {
+        let words = (self.slabs.len() + 1).div_ceil(64);
+        for bits in [&mut self.avail, &mut self.empty] {
+            if bits.len() < words {
+                bits.resize(words, 0, GFP_ATOMIC).ok()?;
+            }
+        }
+        let i = sorted::insert(&mut self.slabs, slab).ok()?;
+        self.rebuild();
+        Some(i)
+    }
+
+    /// Takes slab `i` out of the list.
+    fn remove(&mut self, i: usize) -> Option<Arc<Slab>> {
+        let slab = self.slabs.remove(i).ok()?;
+        self.rebuild();
+        Some(slab)
+    }
+
+    /// The first slab with its bit set in `bits`, other than `skip`.
+    fn first(bits: &[u64], skip: Option<usize>) -> Option<usize> {
+        bits.iter().enumerate().find_map(|(w, &word)| {
+            let word = match skip {
+                Some(i) if i / 64 == w => word & !(1u64 << (i % 64)),
+                _ => word,
+            };
+            (word != 0).then(|| w * 64 + word.trailing_zeros() as usize)
+        })
     }
 }
 
@@ -150,7 +231,19 @@ pub(crate) struct CacheStats {
     pub(crate) bad_frees: Counter,
 }
 
-/// Counters of a CPU's work on its current slab.
+/// The slabs a CPU uses without the node lock, each pinned.
+#[derive(Default)]
+struct CpuSlabs {
+    /// Where the CPU allocates, and frees objects of it.
+    current: Option<Arc<Slab>>,
+    /// The last slab the CPU freed an object of on the slow path: objects allocated on
+    /// another CPU (a completion, a remote free) usually come back in runs from the same
+    /// slab, and while the slab is pinned here its range can only hold its own objects,
+    /// so the next frees of the run need no lookup and no lock.
+    remote: Option<Arc<Slab>>,
+}
+
+/// Counters of a CPU's work on its current and remote slab.
 struct CpuStats {
     allocs: CpuCounter,
     frees: CpuCounter,
@@ -170,8 +263,9 @@ pub(crate) enum BadObjFree {
 /// A cache of decrypted objects of one size.
 ///
 /// Each CPU has a current slab, pinned so that it stays while the CPU uses it: objects
-/// are allocated from it, and freed to it, with preemption off and no lock. Everything
-/// else goes through the node's slab list under its lock.
+/// are allocated from it, and freed to it, with preemption off and no lock. It also
+/// keeps the last slab it freed to on the slow path pinned as its remote slab, for
+/// frees only. Everything else goes through the node's slab list under its lock.
 pub(crate) struct ObjCache {
     name: KVec<u8>,
     tag: u16,
@@ -186,8 +280,8 @@ pub(crate) struct ObjCache {
     all_free: u64,
     pages: Arc<PageAllocator>,
     nodes: PerNode<CacheNode>,
-    /// Each CPU's current slab.
-    cpus: PerCpu<Option<Arc<Slab>>, CpuStats>,
+    /// Each CPU's current and remote slab.
+    cpus: PerCpu<CpuSlabs, CpuStats>,
     /// Event counters.
     pub(crate) stats: CacheStats,
 }
@@ -229,16 +323,12 @@ impl ObjCache {
         pages: &Arc<PageAllocator>,
     ) -> Result<Self> {
         let (stride, slab_order) = geometry(size, align).ok_or(EINVAL)?;
-        let nodes = new_per_node!(
-            || CacheNode {
-                slabs: KVec::new(),
-                hint: 0,
-            },
-            c"unmapped_alloc_cache_node"
-        )?;
+        let objs_per_slab = (PAGE_SIZE << slab_order) / stride;
+        let all_free = u64::MAX >> (MAX_OBJS - objs_per_slab);
+        let nodes = new_per_node!(|| CacheNode::new(all_free), c"unmapped_alloc_cache_node")?;
         let cpus = PerCpu::new(|| {
             (
-                None,
+                CpuSlabs::default(),
                 CpuStats {
                     allocs: CpuCounter::new(),
                     frees: CpuCounter::new(),
@@ -247,7 +337,6 @@ impl ObjCache {
         })?;
         let mut n = KVec::new();
         n.extend_from_slice(name, GFP_KERNEL)?;
-        let objs_per_slab = (PAGE_SIZE << slab_order) / stride;
         Ok(Self {
             name: n,
             tag,
@@ -256,7 +345,7 @@ impl ObjCache {
             slab_order,
             objs_per_slab,
             slab_bytes: PAGE_SIZE << slab_order,
-            all_free: u64::MAX >> (MAX_OBJS - objs_per_slab),
+            all_free,
             pages: pages.clone(),
             nodes,
             cpus,
@@ -335,24 +424,20 @@ impl ObjCache {
         slab.free.load(Relaxed) == self.all_free
     }
 
-    /// Claims an object of a slab of node `nid`, preferring slabs no CPU uses. With
-    /// `pin`, the slab is pinned and returned, to become the caller's current slab.
+    /// Claims an object of an unpinned slab of node `nid`. With `pin`, the slab is
+    /// pinned and returned, to become the caller's current slab.
     fn take(&self, nid: i32, pin: bool) -> Option<(MappedBytes, Option<Arc<Slab>>)> {
         let mut node = self.node(nid)?.lock();
-        let n = node.slabs.len();
-        let start = node.hint.min(n.saturating_sub(1));
-        let order = (0..n).map(|k| (start + k) % n);
-        let unpinned = order.clone().filter(|&i| !node.slabs[i].pinned());
-        let (i, obj) = Iterator::chain(unpinned, order)
-            .find_map(|i| node.slabs[i].claim().map(|obj| (i, obj)))?;
-        node.hint = i;
-        let slab = &node.slabs[i];
-        let bytes = self.object(slab, obj)?;
-        if !pin {
-            return Some((bytes, None));
+        let i = CacheNode::first(&node.avail, None)?;
+        let slab = node.slabs[i].clone();
+        // Unpinned, with a free object, and only changed under the lock: cannot fail.
+        let obj = slab.claim()?;
+        if pin {
+            slab.pin(1);
         }
-        slab.pin(1);
-        Some((bytes, Some(slab.clone())))
+        node.refresh(i);
+        let bytes = self.object(&slab, obj)?;
+        Some((bytes, pin.then_some(slab)))
     }
 
     /// Adds a new slab with object 0 taken; pinned and returned as in [`Self::take`].
@@ -386,9 +471,7 @@ impl ObjCache {
                 .ok()
             });
         let inserted = slab.and_then(|slab| {
-            let mut node = self.node(slab.nid)?.lock();
-            let i = sorted::insert(&mut node.slabs, slab.clone()).ok()?;
-            node.hint = i;
+            self.node(slab.nid)?.lock().insert(slab.clone())?;
             Some(slab)
         });
         let Some(slab) = inserted else {
@@ -417,7 +500,7 @@ impl ObjCache {
     #[inline(always)]
     fn alloc_local(&self, this: &ThisCpu, nid: i32) -> Option<MappedBytes> {
         let cpu = self.cpus.local(this)?;
-        let slab = cpu.as_ref()?;
+        let slab = cpu.current.as_ref()?;
         if nid != NUMA_NO_NODE && nid != slab.nid {
             return None;
         }
@@ -456,7 +539,7 @@ impl ObjCache {
         self.stats.slow_allocs.inc();
         if let Some(slab) = pinned {
             let old = sys::on_this_cpu(|this| match self.cpus.local(this) {
-                Some(mut cpu) => cpu.replace(slab),
+                Some(mut cpu) => cpu.current.replace(slab),
                 None => Some(slab),
             });
             if let Some(old) = old {
@@ -475,12 +558,12 @@ impl ObjCache {
         let spare = {
             let mut node = node.lock();
             slab.pin(-1);
-            if give_back {
-                node.find(slab.base, self.slab_pages())
-                    .and_then(|i| self.remove_spare(&mut node, i))
-            } else {
-                None
+            let i = node.find(slab.base, self.slab_pages());
+            if let Some(i) = i {
+                node.refresh(i);
             }
+            i.filter(|_| give_back)
+                .and_then(|i| self.remove_spare(&mut node, i))
         };
         drop(slab);
         if let Some(base) = spare {
@@ -488,21 +571,14 @@ impl ObjCache {
         }
     }
 
-    /// Removes slab `i` if it is empty, unpinned and not the node's only empty slab.
+    /// Removes slab `i` if it is empty, unpinned and not the node's only such slab.
     fn remove_spare(&self, node: &mut CacheNode, i: usize) -> Option<Pfn> {
         let slab = &node.slabs[i];
         if slab.pinned() || !self.is_empty(slab) {
             return None;
         }
-        let base = slab.base;
-        node.slabs
-            .iter()
-            .enumerate()
-            .any(|(j, s)| j != i && self.is_empty(s))
-            .then_some(())?;
-        node.slabs.remove(i).ok()?;
-        node.hint = 0;
-        Some(base)
+        CacheNode::first(&node.empty, Some(i))?;
+        node.remove(i).map(|s| s.base)
     }
 
     fn give_back(&self, base: Pfn) {
@@ -528,7 +604,8 @@ impl ObjCache {
         r
     }
 
-    /// Frees `addr` to this CPU's current slab; `None` if it is not in that slab.
+    /// Frees `addr` to this CPU's current or remote slab; `None` if it is in neither.
+    /// Both are pinned, so their ranges hold nothing but their own objects.
     #[inline(always)]
     fn free_local(
         &self,
@@ -536,12 +613,13 @@ impl ObjCache {
         addr: usize,
     ) -> Option<core::result::Result<(), BadObjFree>> {
         let cpu = self.cpus.local(this)?;
-        let slab = cpu.as_ref()?;
-        let offset = addr.wrapping_sub(slab.bytes.addr());
-        if offset >= self.slab_bytes {
-            return None;
-        }
-        let r = self.index(offset).and_then(|i| slab.put(i));
+        let slab = [&cpu.current, &cpu.remote]
+            .into_iter()
+            .flatten()
+            .find(|slab| addr.wrapping_sub(slab.bytes.addr()) < self.slab_bytes)?;
+        let r = self
+            .index(addr.wrapping_sub(slab.bytes.addr()))
+            .and_then(|i| slab.put(i));
         if r.is_ok() {
             cpu.shared().frees.inc();
         }
@@ -562,7 +640,7 @@ impl ObjCache {
     /// Frees the object at `addr` of the slab whose first page is `head`, which the
     /// caller found tagged with this cache.
     fn free_in_slab(&self, addr: usize, head: Pfn) -> core::result::Result<(), BadObjFree> {
-        let spare = {
+        let (spare, remote) = {
             let mut node = self.node(head.nid()).ok_or(BadObjFree::NotOurs)?.lock();
             let i = node
                 .find(head, self.slab_pages())
@@ -570,13 +648,31 @@ impl ObjCache {
             let slab = &node.slabs[i];
             let obj = self.index(addr.wrapping_sub(slab.bytes.addr()))?;
             slab.put(obj)?;
-            node.hint = i;
-            // Keep one empty slab per node; give further ones back.
-            self.remove_spare(&mut node, i)
+            node.refresh(i);
+            if self.is_empty(&node.slabs[i]) {
+                // Keep one empty slab per node; give further ones back.
+                (self.remove_spare(&mut node, i), None)
+            } else {
+                // More of its objects are out: pin it as this CPU's remote slab.
+                let slab = node.slabs[i].clone();
+                slab.pin(1);
+                node.refresh(i);
+                (None, Some(slab))
+            }
         };
         self.stats.slow_frees.inc();
         if let Some(base) = spare {
             self.give_back(base);
+        }
+        if let Some(slab) = remote {
+            let old = sys::on_this_cpu(|this| match self.cpus.local(this) {
+                Some(mut cpu) => cpu.remote.replace(slab),
+                // Interrupted the CPU's own use of its slabs: no remote slab this time.
+                None => Some(slab),
+            });
+            if let Some(old) = old {
+                self.unpin(old, true);
+            }
         }
         Ok(())
     }
@@ -597,12 +693,12 @@ impl ObjCache {
             .is_ok_and(|obj| slab.free.load(Relaxed) & (1u64 << obj) == 0)
     }
 
-    /// Takes every CPU's current slab away from it; empty ones go back.
+    /// Takes every CPU's current and remote slab away from it; empty ones go back.
     fn drain_cpus(&self) {
         self.cpus.each_cpu(
-            |cpu| cpu.take(),
-            |slab| {
-                if let Some(slab) = slab {
+            |cpu| [cpu.current.take(), cpu.remote.take()],
+            |slabs| {
+                for slab in slabs.into_iter().flatten() {
                     self.unpin(slab, true);
                 }
             },
@@ -617,14 +713,9 @@ impl ObjCache {
             loop {
                 let victim = {
                     let mut node = node.lock();
-                    let i = node
-                        .slabs
-                        .iter()
-                        .position(|s| !s.pinned() && self.is_empty(s));
-                    i.and_then(|i| node.slabs.remove(i).ok()).map(|s| {
-                        node.hint = 0;
-                        s.base
-                    })
+                    CacheNode::first(&node.empty, None)
+                        .and_then(|i| node.remove(i))
+                        .map(|s| s.base)
                 };
                 let Some(base) = victim else { break };
                 self.give_back(base);
@@ -632,6 +723,20 @@ impl ObjCache {
             }
         }
         freed
+    }
+
+    /// Checks every node's bitmaps against the slabs' states.
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+    fn check_nodes(&self) {
+        for node in self.nodes.iter() {
+            let node = node.lock();
+            for (i, s) in node.slabs.iter().enumerate() {
+                let bit = |bits: &KVec<u64>| bits[i / 64] >> (i % 64) & 1 != 0;
+                let free = s.free.load(Relaxed);
+                assert_eq!(bit(&node.avail), (!s.pinned() && free != 0));
+                assert_eq!(bit(&node.empty), (!s.pinned() && free == self.all_free));
+            }
+        }
     }
 
     /// Active and total objects, and slabs, over all nodes.
@@ -1009,6 +1114,59 @@ mod tests {
     }
 
     #[test]
+    fn remote_slab_frees_without_the_lists() -> Result {
+        // The refused frees below are reported with a stack.
+        let _splats = crate::testutil::ExpectSplats::new();
+        let model = ModelBackend::new()?;
+        let k = instance(&model, (0, 0), false)?;
+        let c = &k.caches()[0];
+        // A full slab and a second one, then no CPU has either as its current slab:
+        // their objects are what another CPU frees after a completion.
+        let mut objs = KVec::new();
+        for _ in 0..c.objs_per_slab + 2 {
+            objs.push(c.alloc(NUMA_NO_NODE, K).ok_or(ENOMEM)?, GFP_KERNEL)?;
+        }
+        c.drain_cpus();
+        // Three objects of one slab (slabs are aligned to their size).
+        objs.sort_unstable();
+        let slab_of = |a: usize| a & !(c.slab_bytes - 1);
+        let i = (0..objs.len() - 2)
+            .find(|&i| slab_of(objs[i]) == slab_of(objs[i + 2]))
+            .ok_or(EINVAL)?;
+        let [a, b, d] = [objs[i], objs[i + 1], objs[i + 2]];
+        let (slow, frees) = sys::on_this_cpu(|_| {
+            let slow0 = c.stats.slow_frees.get();
+            // The first goes through the lists and pins the slab as the remote one; the
+            // rest of the run, and the bad frees, are decided on that slab alone.
+            let frees = [c.free(a), c.free(b), c.free(b), c.free(d + 128), c.free(d)];
+            (c.stats.slow_frees.get() - slow0, frees)
+        });
+        assert_eq!(slow, 1);
+        assert_eq!(
+            frees,
+            [
+                Ok(()),
+                Ok(()),
+                Err(BadObjFree::DoubleFree),
+                Err(BadObjFree::Interior),
+                Ok(())
+            ]
+        );
+        assert_eq!(c.stats.bad_frees.get(), 2);
+        c.check_nodes();
+        for &o in objs.iter().filter(|&&o| o != a && o != b && o != d) {
+            assert_eq!(c.free(o), Ok(()));
+        }
+        c.check_nodes();
+        assert_eq!(c.frees(), c.allocs());
+        // The remote pin keeps the slab until shrink takes it from the CPU.
+        assert_eq!(c.usage().0, 0);
+        assert!(c.shrink() >= 1);
+        check_all_returned(&k, &model);
+        Ok(())
+    }
+
+    #[test]
     fn zeroed_objects() -> Result {
         let model = ModelBackend::new()?;
         let k = instance(&model, (0, 0), false)?;
@@ -1229,6 +1387,9 @@ mod tests {
         let frees: u64 = shared.k.caches().iter().map(|c| c.frees()).sum();
         assert_eq!(allocs, frees);
         assert!(allocs > 1000);
+        for c in shared.k.caches() {
+            c.check_nodes();
+        }
         check_all_returned(&shared.k, &model);
         Ok(())
     }
