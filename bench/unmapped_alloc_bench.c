@@ -52,6 +52,8 @@
 #include <linux/workqueue.h>
 #include <asm/tlbflush.h>
 
+#include "../internal.h"
+
 /* Extra microseconds per set_memory_{en,de}crypted() call, and the run's label. */
 static unsigned int sim_delay_us;
 static const char *run = "real";
@@ -905,6 +907,70 @@ static void workload_cross_cpu(void)
 	work_on_cpu(cpumask_first(cpu_online_mask), remote_workload_fn, NULL);
 }
 
+/* ---- where the time of a 256 B alloc+free pair goes ---- */
+
+enum phase { PH_KMALLOC, PH_COMPONENT, PH_CALL, PH_CPU, PH_NR };
+static const char *const phase_name[PH_NR] = {
+	"kmalloc", "component", "call-into-rust", "get_cpu-put_cpu"
+};
+
+/* @ops repetitions of phase @p; ns per repetition, 0 if an allocation failed. */
+static u64 phase_round(enum phase p, unsigned int ops)
+{
+	u64 start = ktime_get_ns();
+	unsigned int i;
+	void *obj;
+
+	for (i = 0; i < ops; i++) {
+		switch (p) {
+		case PH_KMALLOC:
+		case PH_COMPONENT:
+			obj = obj_alloc(p == PH_KMALLOC ? OBJ_KMALLOC : OBJ_COMPONENT,
+					256, GFP_KERNEL);
+			if (!obj)
+				return 0;
+			obj_free(p == PH_KMALLOC ? OBJ_KMALLOC : OBJ_COMPONENT, obj, 256);
+			break;
+		case PH_CALL:
+			/* A C call into the component's Rust code that does nothing. */
+			if (!decrypted_alloc_ready())
+				return 0;
+			break;
+		default:
+			/* What the component's fast paths pay per alloc or free. */
+			ua_get_cpu();
+			ua_put_cpu();
+			break;
+		}
+	}
+	return (ktime_get_ns() - start) / ops;
+}
+
+/*
+ * The churn pair next to its parts: one C call into Rust (each alloc and
+ * each free makes one) and one preemption off/on through the C helpers
+ * (each alloc and each free makes one: without CONFIG_RUST_INLINE_HELPERS
+ * these are out-of-line calls).
+ */
+static void workload_phases(void)
+{
+	struct result res[PH_NR] = {};
+	unsigned int round;
+	enum phase p;
+
+	for (p = 0; p < PH_NR; p++)
+		phase_round(p, CHURN_OPS / CHURN_ROUNDS);
+	for (round = 0; round < CHURN_ROUNDS; round++) {
+		for (p = 0; p < PH_NR; p++) {
+			res[p].round_ns[round] = phase_round(p, CHURN_OPS / CHURN_ROUNDS);
+			res[p].ops += CHURN_OPS / CHURN_ROUNDS;
+			res[p].rounds = round + 1;
+		}
+	}
+	for (p = 0; p < PH_NR; p++)
+		report("phases", phase_name[p], &res[p]);
+}
+
 /* @all: every workload; otherwise the ITS-like and churn ones. */
 static void bench_run(bool all)
 {
@@ -924,6 +990,8 @@ static void bench_run(bool all)
 		workload_unmapped("unmapped-64M-mixed", true);
 	}
 	churn_one_cpu();
+	if (all)
+		workload_phases();
 	churn_all_cpus();
 	workload_cross_cpu();
 	if (all)
