@@ -300,6 +300,17 @@ impl Buddy {
         Ok(())
     }
 
+    /// Frees the chunk at `off` of order `k` straight back to the free lists, without
+    /// the dirty state: for memory that is zeroed when handed out instead.
+    pub(crate) fn free_now(&mut self, off: usize, k: u32) -> core::result::Result<(), FreeError> {
+        self.free(off, k)?;
+        // Used -> Dirty -> Scrubbing -> free: the legal path, taken at once.
+        if self.set_state(off, PageState::Scrubbing(k as u8)).is_ok() {
+            self.scrubbed(off, k);
+        }
+        Ok(())
+    }
+
     /// Finds a dirty chunk and marks it as being scrubbed; returns its offset and order.
     pub(crate) fn claim_dirty(&mut self) -> Option<(usize, u32)> {
         if self.dirty_orders() == 0 {
@@ -528,6 +539,24 @@ mod tests {
         assert!(transition_allowed(None, Used(9)));
         assert!(!transition_allowed(Used(1), Used(1)));
         assert!(!transition_allowed(Dirty(1), None));
+        Ok(())
+    }
+
+    #[test]
+    fn free_now_merges_at_once() -> Result {
+        let mut b = Buddy::new(9, GFP_KERNEL)?;
+        let a = b.alloc(0).ok_or(ENOMEM)?;
+        let c = b.alloc(3).ok_or(ENOMEM)?;
+        assert_eq!(b.free_now(a, 0), Ok(()));
+        assert_eq!(b.nr_dirty(), 0);
+        assert_eq!(b.free_now(a, 0), Err(FreeError::NotAllocated));
+        assert_eq!(
+            b.free_now(c, 2),
+            Err(FreeError::WrongOrder { allocated: 3 })
+        );
+        assert_eq!(b.free_now(c, 3), Ok(()));
+        assert!(b.is_empty());
+        assert_eq!(b.count_free_chunks(9), 1);
         Ok(())
     }
 

@@ -6,7 +6,8 @@
 //! direct map, and pages shared with the host of a confidential guest (decrypted).
 //! The description below is for unmapped pages; decrypted blocks are converted with
 //! the [`Backend`] instead, zeroed after the conversion, and converted back with it
-//! before they return to the page allocator.
+//! before they return to the page allocator; their freed chunks are free at once, as
+//! the host may write them while free anyway: they are zeroed when handed out.
 //!
 //! Blocks of 2 MiB (a PMD with 4 KiB pages) are taken from the page allocator on the
 //! requested node, zeroed while still mapped, removed from the direct map in one call
@@ -909,12 +910,19 @@ impl PageAllocator {
         if order > self.block_order {
             return Err(BadFree::BadOrder);
         }
+        // Decrypted memory is the host's to write while free, so it is zeroed when
+        // handed out (see `alloc`), not scrubbed when freed.
+        let scrub = matches!(self.kind, Kind::Unmapped);
         // Found by address in our own pools: the page itself is not trusted.
         self.with_block(pfn, |b, off| {
             b.buddy.check_used(off, order).map_err(BadFree::Block)?;
             // Uncharge before the chunk can be scrubbed and handed to someone else.
             pfn.memcg_uncharge(order);
-            b.buddy.free(off, order).map_err(BadFree::Block)
+            if scrub {
+                b.buddy.free(off, order).map_err(BadFree::Block)
+            } else {
+                b.buddy.free_now(off, order).map_err(BadFree::Block)
+            }
         })
         .unwrap_or(Err(BadFree::NotOwned))
     }
