@@ -538,15 +538,26 @@ impl ObjCache {
         };
         self.stats.slow_allocs.inc();
         if let Some(slab) = pinned {
-            let old = sys::on_this_cpu(|this| match self.cpus.local(this) {
-                Some(mut cpu) => cpu.current.replace(slab),
-                None => Some(slab),
-            });
-            if let Some(old) = old {
-                self.unpin(old, true);
-            }
+            self.install(slab, |cpu| &mut cpu.current);
         }
         Some(obj)
+    }
+
+    /// Makes `slab`, pinned by the caller, this CPU's current or remote slab (`which`)
+    /// and drops the pin of the slab it replaces. If this interrupted the CPU's own use
+    /// of its slabs, `slab` is unpinned instead.
+    fn install(
+        &self,
+        slab: Arc<Slab>,
+        which: impl FnOnce(&mut CpuSlabs) -> &mut Option<Arc<Slab>>,
+    ) {
+        let old = sys::on_this_cpu(|this| match self.cpus.local(this) {
+            Some(mut cpu) => which(&mut cpu).replace(slab),
+            None => Some(slab),
+        });
+        if let Some(old) = old {
+            self.unpin(old, true);
+        }
     }
 
     /// Drops a CPU's pin of `slab`. With `give_back`, an empty slab goes back to the page
@@ -665,14 +676,7 @@ impl ObjCache {
             self.give_back(base);
         }
         if let Some(slab) = remote {
-            let old = sys::on_this_cpu(|this| match self.cpus.local(this) {
-                Some(mut cpu) => cpu.remote.replace(slab),
-                // Interrupted the CPU's own use of its slabs: no remote slab this time.
-                None => Some(slab),
-            });
-            if let Some(old) = old {
-                self.unpin(old, true);
-            }
+            self.install(slab, |cpu| &mut cpu.remote);
         }
         Ok(())
     }
