@@ -213,38 +213,40 @@ impl NodePool {
         self.dirty.truncate(self.words * POOL_ORDERS);
         self.avail.iter_mut().for_each(|w| *w = 0);
         self.dirty.iter_mut().for_each(|w| *w = 0);
-        let mut p = PoolPages::default();
         for i in 0..self.blocks.len() {
             let s = Summary::of(&self.blocks[i]);
-            p.blocks += 1;
-            p.held += self.blocks[i].buddy.nr_pages();
-            p.free += s.free;
-            p.dirty += s.dirty;
-            p.free_blocks += usize::from(s.releasable);
             Self::toggle(&mut self.avail, self.words, i, s.free_orders);
             Self::toggle(&mut self.dirty, self.words, i, s.dirty_orders);
         }
-        self.pages = p;
+        self.pages = self.recount();
     }
 
-    /// Checks the running counts and the bitmaps against a recount of every block.
-    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
-    fn check(&self) {
+    /// The page counts, summed over every block.
+    fn recount(&self) -> PoolPages {
         let mut p = PoolPages::default();
-        for (i, b) in self.blocks.iter().enumerate() {
+        for b in self.blocks.iter() {
             let s = Summary::of(b);
             p.blocks += 1;
             p.held += b.buddy.nr_pages();
             p.free += s.free;
             p.dirty += s.dirty;
             p.free_blocks += usize::from(s.releasable);
+        }
+        p
+    }
+
+    /// Checks the running counts and the bitmaps against a recount of every block.
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+    fn check(&self) {
+        assert_eq!(self.recount(), self.pages);
+        for (i, b) in self.blocks.iter().enumerate() {
+            let s = Summary::of(b);
             for k in 0..POOL_ORDERS {
                 let bit = |bits: &KVec<u64>| bits[k * self.words + i / 64] >> (i % 64) & 1 != 0;
                 assert_eq!(bit(&self.avail), (s.free_orders & (1 << k) != 0));
                 assert_eq!(bit(&self.dirty), (s.dirty_orders & (1 << k) != 0));
             }
         }
-        assert_eq!(p, self.pages);
     }
 }
 

@@ -624,13 +624,12 @@ impl ObjCache {
         addr: usize,
     ) -> Option<core::result::Result<(), BadObjFree>> {
         let cpu = self.cpus.local(this)?;
-        let slab = [&cpu.current, &cpu.remote]
+        let (slab, offset) = [&cpu.current, &cpu.remote]
             .into_iter()
             .flatten()
-            .find(|slab| addr.wrapping_sub(slab.bytes.addr()) < self.slab_bytes)?;
-        let r = self
-            .index(addr.wrapping_sub(slab.bytes.addr()))
-            .and_then(|i| slab.put(i));
+            .map(|slab| (slab, addr.wrapping_sub(slab.bytes.addr())))
+            .find(|&(_, offset)| offset < self.slab_bytes)?;
+        let r = self.index(offset).and_then(|i| slab.put(i));
         if r.is_ok() {
             cpu.shared().frees.inc();
         }
@@ -659,8 +658,8 @@ impl ObjCache {
             let slab = &node.slabs[i];
             let obj = self.index(addr.wrapping_sub(slab.bytes.addr()))?;
             slab.put(obj)?;
-            node.refresh(i);
             if self.is_empty(&node.slabs[i]) {
+                node.refresh(i);
                 // Keep one empty slab per node; give further ones back.
                 (self.remove_spare(&mut node, i), None)
             } else {
