@@ -52,6 +52,7 @@ unsigned int ua_reclaim_scope_enter(gfp_t gfp);
 void ua_reclaim_scope_exit(unsigned int old);
 unsigned int ua_reclaim_scope_current(void);
 
+/* Out of line on purpose: the benchmark times a helper call pair. */
 unsigned int ua_get_cpu(void);
 void ua_put_cpu(void);
 void ua_each_cpu(void (*fn)(void *info, unsigned int cpu, bool online),

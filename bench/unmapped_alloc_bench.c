@@ -942,7 +942,11 @@ static u64 phase_round(enum phase p, unsigned int ops)
 				return 0;
 			break;
 		default:
-			/* What the component's fast paths pay per alloc or free. */
+			/*
+			 * An out-of-line preemption off/on pair: what each
+			 * alloc and each free paid before the helpers were
+			 * inlined (CONFIG_RUST_INLINE_HELPERS).
+			 */
 			ua_get_cpu();
 			ua_put_cpu();
 			break;
@@ -953,9 +957,10 @@ static u64 phase_round(enum phase p, unsigned int ops)
 
 /*
  * The churn pair next to its parts: one C call into Rust (each alloc and
- * each free makes one) and one preemption off/on through the C helpers
- * (each alloc and each free makes one: without CONFIG_RUST_INLINE_HELPERS
- * these are out-of-line calls).
+ * each free makes one) and one out-of-line preemption off/on pair (each
+ * alloc and each free turns preemption off and on; with
+ * CONFIG_RUST_INLINE_HELPERS that costs what it costs in C, without it
+ * this pair).
  */
 static void workload_phases(void)
 {

@@ -823,13 +823,15 @@ pub(crate) struct ThisCpu {
 #[inline(always)]
 pub(crate) fn on_this_cpu<R>(f: impl FnOnce(&ThisCpu) -> R) -> R {
     // SAFETY: Any context may disable preemption; it is enabled again below.
-    let cpu = unsafe { bindings::ua_get_cpu() } as usize;
+    unsafe { bindings::preempt_disable() };
+    // SAFETY: Preemption is off, so the CPU number stays valid until it is enabled again.
+    let cpu = unsafe { bindings::raw_smp_processor_id() } as usize;
     let r = f(&ThisCpu {
         cpu,
         _not_send: PhantomData,
     });
     // SAFETY: Preemption was disabled above.
-    unsafe { bindings::ua_put_cpu() };
+    unsafe { bindings::preempt_enable() };
     r
 }
 

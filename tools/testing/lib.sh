@@ -23,6 +23,13 @@ UA_LLVM=${UA_LLVM:--19}
 UA_JOBS=${UA_JOBS:-$(nproc)}
 export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-19/lib}
 export PATH="$HOME/.cargo/bin:$PATH"
+# rustc on the same LLVM major as clang-19 (1.85 is on LLVM 19.1, and is the
+# tree's minimum), so that CONFIG_RUST_INLINE_HELPERS can inline the C
+# helpers into Rust: the object fast paths turn preemption off and on
+# through them. rustup selects the toolchain for every rustc, rustdoc,
+# clippy and rustfmt run below.
+UA_RUST_TOOLCHAIN=${UA_RUST_TOOLCHAIN:-1.85.0}
+export RUSTUP_TOOLCHAIN=$UA_RUST_TOOLCHAIN
 
 stage() { printf '==> [%s] %s\n' "$UA_ARCH" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

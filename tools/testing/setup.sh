@@ -28,13 +28,20 @@ install_debs() {
 
 install_rust() {
 	command -v rustup >/dev/null || die "rustup not found: install Rust with rustup (https://rustup.rs)"
-	if ! rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
-		stage "adding rustup component rust-src"
-		logged "$UA_CACHE/logs/rust-src.log" rustup component add rust-src
+	local have
+	have=$(rustup component list --installed --toolchain "$UA_RUST_TOOLCHAIN" 2>/dev/null || true)
+	if ! grep -q '^rust-src' <<<"$have" || ! grep -q '^clippy' <<<"$have" ||
+		! grep -q '^rustfmt' <<<"$have"; then
+		stage "installing Rust $UA_RUST_TOOLCHAIN with rust-src, clippy and rustfmt"
+		logged "$UA_CACHE/logs/rust-toolchain.log" rustup toolchain install "$UA_RUST_TOOLCHAIN" \
+			--profile minimal -c rust-src -c clippy -c rustfmt
 	fi
 	if ! command -v bindgen >/dev/null; then
+		# bindgen-cli is built with the default toolchain: it is a
+		# host program, and its own minimum Rust may be newer.
 		stage "installing bindgen-cli from crates.io (a few minutes)"
-		logged "$UA_CACHE/logs/bindgen.log" cargo install bindgen-cli --locked
+		logged "$UA_CACHE/logs/bindgen.log" env -u RUSTUP_TOOLCHAIN \
+			cargo install bindgen-cli --locked
 	fi
 }
 
