@@ -5,6 +5,10 @@ UA_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 UA_CACHE=${UA_CACHE:-$UA_ROOT/.cache}
 UA_KVER=7.2
 UA_KPKG=linux-source-$UA_KVER
+# The pinned kernel: this exact Debian package, checked against its SHA-256
+# before it is unpacked (setup.sh). Change both together.
+UA_KPKG_VERSION=7.2.13-1
+UA_KPKG_SHA256=30a8c5fc63f9028a62e6d7b3f7f43bee67425dbce2a05fceba83f9b87c92083d
 # An existing kernel tree may be used instead of the downloaded one.
 UA_KSRC=${UA_KSRC:-$UA_CACHE/linux-source-$UA_KVER}
 # Target architecture: x86_64 or arm64 (ARCH= on the make command line).

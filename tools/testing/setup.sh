@@ -62,27 +62,72 @@ apt_download() {
 	logged "$UA_CACHE/logs/apt-$tag-update.log" apt-get "${opts[@]}" update
 	stage "downloading $pkg"
 	(cd "$apt/dl" && logged "$UA_CACHE/logs/apt-$tag-download.log" \
-		apt-get "${opts[@]}" download "$pkg") ||
-		die "could not download $pkg; check network access to deb.debian.org"
+		apt-get "${opts[@]}" download "$pkg")
 }
 
-# Fetch linux-source-7.2 from trixie-backports or sid.
+# The Debian archive this machine's apt is configured with (its sources.list
+# or sources.list.d), so that no host name is written into the scripts;
+# UA_DEBIAN_MIRROR overrides it.
+debian_mirror() {
+	if [ -n "${UA_DEBIAN_MIRROR:-}" ]; then
+		echo "${UA_DEBIAN_MIRROR%/}"
+		return
+	fi
+	local uri
+	# The main archive: Origin and Label "Debian" once the lists are
+	# fetched, otherwise the configured URI whose path ends in /debian.
+	uri=$(apt-get indextargets --format '$(REPO_URI) $(ORIGIN) $(LABEL)' \
+		'Identifier: Packages' 2>/dev/null | awk '$2 == "Debian" && $3 == "Debian" { print $1; exit }')
+	[ -n "$uri" ] || uri=$(apt-get indextargets --format '$(REPO_URI)' 2>/dev/null |
+		grep -m1 '/debian/$' || true)
+	[ -n "$uri" ] || die "no Debian archive in this machine's apt sources; set UA_DEBIAN_MIRROR=http://.../debian"
+	echo "${uri%/}"
+}
+
+# A file's SHA-256 is the pinned one.
+kpkg_verified() {
+	[ "$(sha256sum "$1" | cut -d' ' -f1)" = "$UA_KPKG_SHA256" ]
+}
+
+# Fetch the pinned linux-source-7.2 (trixie-backports or sid), verify it, and
+# unpack it. The unpacked tree is stamped with the package's version and
+# checksum; a tree with another stamp is replaced.
 fetch_kernel() {
 	[ -n "${UA_KSRC_EXTERNAL:-}" ] && return
-	[ -f "$UA_KSRC/Makefile" ] && return
-	local apt=$UA_CACHE/apt
-	if ! ls "$apt/dl/$UA_KPKG"_*.deb >/dev/null 2>&1; then
-		apt_download "$apt" amd64 "$UA_KPKG" private <<SRC
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie-backports main
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main
-SRC
+	local apt=$UA_CACHE/apt stamp=$UA_KSRC/.unmapped_alloc-kpkg
+	local deb=$apt/dl/${UA_KPKG}_${UA_KPKG_VERSION}_all.deb
+	local want="$UA_KPKG $UA_KPKG_VERSION $UA_KPKG_SHA256"
+	[ -f "$UA_KSRC/Makefile" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return
+	if [ -f "$deb" ] && ! kpkg_verified "$deb"; then
+		stage "removing $deb: its SHA-256 is not the pinned one"
+		rm -f "$deb"
 	fi
-	stage "unpacking $UA_KPKG"
-	rm -rf "$apt/pkg" && dpkg -x "$apt/dl/$UA_KPKG"_*.deb "$apt/pkg"
+	if [ ! -f "$deb" ]; then
+		local mirror
+		mirror=$(debian_mirror)
+		apt_download "$apt" amd64 "$UA_KPKG=$UA_KPKG_VERSION" private <<SRC ||
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie-backports main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror sid main
+SRC
+			die "$UA_KPKG $UA_KPKG_VERSION, the pinned kernel, is not served by $mirror (trixie-backports, sid)." \
+				"Get that .deb from https://snapshot.debian.org/package/linux/$UA_KPKG_VERSION/" \
+				"into $apt/dl/, or move the pin (UA_KPKG_VERSION and UA_KPKG_SHA256 in tools/testing/lib.sh)."
+		kpkg_verified "$deb" ||
+			die "$deb: SHA-256 $(sha256sum "$deb" | cut -d' ' -f1) is not the pinned $UA_KPKG_SHA256"
+	fi
+	# A tree unpacked before trees were stamped: the verified package in
+	# the cache is the one it came from.
+	if [ -f "$UA_KSRC/Makefile" ] && [ ! -e "$stamp" ] && [ -d "$UA_KSRC/.unmapped_alloc-patches" ]; then
+		echo "$want" >"$stamp"
+		return
+	fi
+	stage "unpacking $UA_KPKG $UA_KPKG_VERSION (SHA-256 verified)"
+	rm -rf "$apt/pkg" && dpkg -x "$deb" "$apt/pkg"
 	local tarball
 	tarball=$(ls "$apt/pkg/usr/src/$UA_KPKG".tar.* | head -1)
-	mkdir -p "$UA_KSRC.tmp"
+	rm -rf "$UA_KSRC.tmp" && mkdir -p "$UA_KSRC.tmp"
 	tar -xf "$tarball" -C "$UA_KSRC.tmp" --strip-components=1
+	echo "$want" >"$UA_KSRC.tmp/.unmapped_alloc-kpkg"
 	rm -rf "$apt/pkg" "$UA_KSRC" && mv "$UA_KSRC.tmp" "$UA_KSRC"
 }
 
@@ -91,9 +136,12 @@ SRC
 fetch_busybox_arm64() {
 	local dir=$UA_CACHE/busybox-arm64 apt=$UA_CACHE/apt-arm64
 	[ -x "$dir/bin/busybox" ] && return
-	apt_download "$apt" arm64 busybox-static:arm64 arm64 <<SRC
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main
+	local mirror
+	mirror=$(debian_mirror)
+	apt_download "$apt" arm64 busybox-static:arm64 arm64 <<SRC ||
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror bookworm main
 SRC
+		die "could not download busybox-static for arm64 from $mirror"
 	rm -rf "$dir.tmp" && dpkg -x "$apt"/dl/busybox-static_*_arm64.deb "$dir.tmp"
 	rm -rf "$dir" && mv "$dir.tmp" "$dir"
 }
