@@ -3,8 +3,9 @@
 #
 # Configure and build the test kernel (incrementally) with the component in it,
 # for UA_ARCH (x86_64 natively, arm64 cross-built with the same LLVM).
-# UA_CONFIG selects the configuration: test (default) or bench; the
-# architecture's fragment in configs/ is added to it.
+# UA_CONFIG selects the configuration: test (default: the component's
+# .kunitconfig and configs/test.config) or bench; the architecture's fragment
+# in configs/ is added to it.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -13,8 +14,11 @@ config=${UA_CONFIG:-test}
 stage "building kernel $UA_KVER ($config configuration) with unmapped_alloc (log: $UA_CACHE/logs/build$UA_SUFFIX-$config.log)"
 start=$(date +%s)
 mkdir -p "$UA_BUILD"
+# The test configuration is the component's .kunitconfig with additions.
+base=()
+[ "$config" = test ] && base=(--kunitconfig="$UA_ROOT/.kunitconfig")
 logged "$UA_CACHE/logs/build$UA_SUFFIX-$config.log" python3 "$UA_KSRC/tools/testing/kunit/kunit.py" build \
-	--arch="$UA_ARCH" --build_dir="$UA_BUILD" \
+	--arch="$UA_ARCH" --build_dir="$UA_BUILD" "${base[@]}" \
 	--kunitconfig="$UA_CONFIGS/$config.config" --kunitconfig="$UA_CONFIGS/$UA_ARCH.config" \
 	--make_options "LLVM=$UA_LLVM" ${UA_MAKE_OPTIONS:+--make_options "$UA_MAKE_OPTIONS"} \
 	--jobs="$UA_JOBS"
