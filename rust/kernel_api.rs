@@ -4,9 +4,10 @@
 //!
 //! C header: [`include/linux/unmapped_alloc.h`](srctree/include/linux/unmapped_alloc.h)
 //!
-//! This module is compiled into the `kernel` crate (it lives with the component in
+//! This module is the `kernel` crate's `unmapped_alloc` (kept with the component as
 //! `mm/unmapped_alloc/rust/kernel_api.rs`) so that any Rust code in the tree, modules
-//! included, can use the allocator through owning types that free on drop.
+//! included, can use the allocator through owning types that free on drop. Its examples
+//! run as KUnit tests with `CONFIG_RUST_KERNEL_DOCTESTS`.
 //!
 //! # Examples
 //!
@@ -30,6 +31,17 @@ use crate::{
 use core::ptr::NonNull;
 
 /// Largest order an allocation can have: one block (2 MiB).
+///
+/// # Examples
+///
+/// ```
+/// use kernel::unmapped_alloc::{max_order, UnmappedPages};
+///
+/// // One whole block: 2 MiB with 4 KiB pages.
+/// let block = UnmappedPages::alloc(GFP_KERNEL, max_order())?;
+/// assert_eq!(block.nr_pages(), 1 << max_order());
+/// # Ok::<(), Error>(())
+/// ```
 pub fn max_order() -> u32 {
     // SAFETY: No requirements.
     unsafe { bindings::ua_block_order() }
@@ -45,6 +57,20 @@ pub fn max_order() -> u32 {
 ///
 /// `page` is the first page of a live allocation of order `order` from
 /// `unmapped_alloc_node()` that this object owns.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::unmapped_alloc::{page_state, PageState, UnmappedPages};
+///
+/// let pages = UnmappedPages::alloc(GFP_KERNEL, 1)?;
+/// assert_eq!(page_state(pages.pfn()), PageState::UnmappedUsed);
+/// assert_eq!(page_state(pages.pfn() + 1), PageState::UnmappedUsed);
+/// let pfn = pages.pfn();
+/// drop(pages);
+/// assert_ne!(page_state(pfn), PageState::UnmappedUsed);
+/// # Ok::<(), Error>(())
+/// ```
 pub struct UnmappedPages {
     page: NonNull<bindings::page>,
     order: u32,
@@ -66,57 +92,146 @@ impl UnmappedPages {
     ///
     /// With flags that cannot sleep (`GFP_ATOMIC`, `GFP_NOWAIT`), only memory that is
     /// already unmapped is used and the call fails fast otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::unmapped_alloc::{page_state, PageState, UnmappedPages};
+    ///
+    /// // Node 0 is preferred: memory of another node that is already unmapped may serve
+    /// // the call before a new block is unmapped on node 0.
+    /// let pages = UnmappedPages::alloc_node(0, GFP_KERNEL, 0)?;
+    /// assert_eq!(page_state(pages.pfn()), PageState::UnmappedUsed);
+    /// // An impossible order fails (with a one-time warning in the log).
+    /// assert!(UnmappedPages::alloc_node(0, GFP_KERNEL, 64).is_err());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn alloc_node(nid: i32, flags: Flags, order: u32) -> Result<Self> {
         // SAFETY: Any arguments are accepted; bad ones make the call return NULL.
-        Self::from_raw(
-            unsafe { bindings::unmapped_alloc_node(nid, flags.as_raw(), order) },
-            order,
-        )
+        let page = unsafe { bindings::unmapped_alloc_node(nid, flags.as_raw(), order) };
+        Self::from_raw(page, order)
     }
 
     /// Allocates 2^`order` zeroed unmapped pages on the local node.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::unmapped_alloc::UnmappedPages;
+    ///
+    /// let pages = UnmappedPages::alloc(GFP_KERNEL, 3)?;
+    /// assert_eq!((pages.order(), pages.nr_pages()), (3, 8));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn alloc(flags: Flags, order: u32) -> Result<Self> {
         Self::alloc_node(bindings::NUMA_NO_NODE, flags, order)
     }
 
     /// Allocates 2^`order` unmapped pages whose previous contents are not scrubbed, for
     /// users that initialise all of the memory themselves.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::{bindings::NUMA_NO_NODE, unmapped_alloc::UnmappedPages};
+    ///
+    /// // The caller fills the pages itself, so the scrub is skipped.
+    /// let pages = UnmappedPages::alloc_noscrub(NUMA_NO_NODE, GFP_KERNEL, 0)?;
+    /// assert_eq!(pages.nr_pages(), 1);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn alloc_noscrub(nid: i32, flags: Flags, order: u32) -> Result<Self> {
         // SAFETY: Any arguments are accepted; bad ones make the call return NULL.
-        Self::from_raw(
-            unsafe { bindings::unmapped_alloc_noscrub(nid, flags.as_raw(), order) },
-            order,
-        )
+        let page = unsafe { bindings::unmapped_alloc_noscrub(nid, flags.as_raw(), order) };
+        Self::from_raw(page, order)
     }
 
     /// The first `struct page`, for C interfaces that take one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::unmapped_alloc::UnmappedPages;
+    ///
+    /// let pages = UnmappedPages::alloc(GFP_KERNEL, 0)?;
+    /// assert!(!pages.as_page_ptr().is_null());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn as_page_ptr(&self) -> *mut bindings::page {
         self.page.as_ptr()
     }
 
     /// Page frame number of the first page.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::unmapped_alloc::{page_state, PageState, UnmappedPages};
+    ///
+    /// let pages = UnmappedPages::alloc(GFP_KERNEL, 0)?;
+    /// assert_eq!(page_state(pages.pfn()), PageState::UnmappedUsed);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn pfn(&self) -> usize {
         // SAFETY: `page` is a valid page by the type invariant.
         unsafe { bindings::ua_page_to_pfn(self.page.as_ptr()) }
     }
 
     /// Physical address of the first page.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::{page::PAGE_SHIFT, unmapped_alloc::UnmappedPages};
+    ///
+    /// let pages = UnmappedPages::alloc(GFP_KERNEL, 0)?;
+    /// assert_eq!(pages.phys_addr(), (pages.pfn() as u64) << PAGE_SHIFT);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn phys_addr(&self) -> u64 {
         (self.pfn() as u64) << crate::page::PAGE_SHIFT
     }
 
     /// NUMA node of the pages.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::unmapped_alloc::UnmappedPages;
+    ///
+    /// let pages = UnmappedPages::alloc(GFP_KERNEL, 0)?;
+    /// assert!(pages.nid() >= 0);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn nid(&self) -> i32 {
         // SAFETY: `page` is a valid page by the type invariant.
         unsafe { bindings::ua_pfn_to_nid(self.pfn()) }
     }
 
     /// Order of the allocation.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::unmapped_alloc::UnmappedPages;
+    ///
+    /// assert_eq!(UnmappedPages::alloc(GFP_KERNEL, 2)?.order(), 2);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn order(&self) -> u32 {
         self.order
     }
 
     /// Number of pages.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::unmapped_alloc::UnmappedPages;
+    ///
+    /// assert_eq!(UnmappedPages::alloc(GFP_KERNEL, 2)?.nr_pages(), 4);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn nr_pages(&self) -> usize {
         1 << self.order
     }
@@ -140,6 +255,18 @@ impl Drop for UnmappedPages {
 ///
 /// `page` is the first page of a live allocation of order `order` from
 /// `alloc_decrypted_pages_node()` that this object owns.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::unmapped_alloc::{page_state, DecryptedPages, PageState};
+///
+/// // A page to share with the host, e.g. a ring of a paravirtual device.
+/// let ring = DecryptedPages::alloc(GFP_KERNEL, 0)?;
+/// assert_eq!(page_state(ring.pfn()), PageState::SharedUsed);
+/// ring.write(0, b"hello")?;
+/// # Ok::<(), Error>(())
+/// ```
 pub struct DecryptedPages {
     page: NonNull<bindings::page>,
     order: u32,
@@ -154,6 +281,16 @@ impl DecryptedPages {
     /// Allocates 2^`order` zeroed decrypted pages on node `nid` (or `NUMA_NO_NODE`).
     ///
     /// With flags that cannot sleep only memory that is already decrypted is used.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::unmapped_alloc::DecryptedPages;
+    ///
+    /// let pages = DecryptedPages::alloc_node(0, GFP_KERNEL, 1)?;
+    /// assert_eq!(pages.size(), 2 * kernel::page::PAGE_SIZE);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn alloc_node(nid: i32, flags: Flags, order: u32) -> Result<Self> {
         // SAFETY: Any arguments are accepted; bad ones make the call return NULL.
         let page = unsafe { bindings::alloc_decrypted_pages_node(nid, flags.as_raw(), order) };
@@ -163,17 +300,55 @@ impl DecryptedPages {
     }
 
     /// Allocates 2^`order` zeroed decrypted pages on the local node.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::unmapped_alloc::DecryptedPages;
+    ///
+    /// // Zeroed before they were shared.
+    /// let pages = DecryptedPages::alloc(GFP_KERNEL, 0)?;
+    /// let mut buf = [0xffu8; 16];
+    /// pages.read(100, &mut buf)?;
+    /// assert_eq!(buf, [0u8; 16]);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn alloc(flags: Flags, order: u32) -> Result<Self> {
         Self::alloc_node(bindings::NUMA_NO_NODE, flags, order)
     }
 
     /// Kernel virtual address of the first byte.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::{page::PAGE_SIZE, unmapped_alloc::DecryptedPages};
+    ///
+    /// let pages = DecryptedPages::alloc(GFP_KERNEL, 0)?;
+    /// assert_eq!(pages.as_ptr() as usize % PAGE_SIZE, 0);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn as_ptr(&self) -> *mut u8 {
         // SAFETY: Decrypted pages are in the direct map; this is address arithmetic.
         unsafe { bindings::ua_pfn_to_virt(self.pfn()) as *mut u8 }
     }
 
     /// Copies `data` into the pages at `offset`, byte by byte with volatile writes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::unmapped_alloc::DecryptedPages;
+    ///
+    /// let pages = DecryptedPages::alloc(GFP_KERNEL, 0)?;
+    /// pages.write(8, &[1, 2, 3])?;
+    /// let mut back = [0u8; 3];
+    /// pages.read(8, &mut back)?;
+    /// assert_eq!(back, [1, 2, 3]);
+    /// // Past the end is refused.
+    /// assert!(pages.write(pages.size() - 1, &[1, 2]).is_err());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn write(&self, offset: usize, data: &[u8]) -> Result {
         let end = offset.checked_add(data.len()).ok_or(EINVAL)?;
         if end > self.size() {
@@ -187,6 +362,19 @@ impl DecryptedPages {
     }
 
     /// Copies bytes at `offset` into `buf`, with volatile reads.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::unmapped_alloc::DecryptedPages;
+    ///
+    /// let pages = DecryptedPages::alloc(GFP_KERNEL, 0)?;
+    /// let mut word = [0xffu8; 8];
+    /// pages.read(0, &mut word)?;
+    /// assert_eq!(u64::from_ne_bytes(word), 0);
+    /// assert!(pages.read(usize::MAX, &mut word).is_err());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result {
         let end = offset.checked_add(buf.len()).ok_or(EINVAL)?;
         if end > self.size() {
@@ -200,22 +388,60 @@ impl DecryptedPages {
     }
 
     /// Page frame number of the first page.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::unmapped_alloc::{page_state, DecryptedPages, PageState};
+    ///
+    /// let pages = DecryptedPages::alloc(GFP_KERNEL, 0)?;
+    /// assert_eq!(page_state(pages.pfn()), PageState::SharedUsed);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn pfn(&self) -> usize {
         // SAFETY: `page` is a valid page by the type invariant.
         unsafe { bindings::ua_page_to_pfn(self.page.as_ptr()) }
     }
 
     /// Physical address of the first page, as the host or a device sees it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::{page::PAGE_SHIFT, unmapped_alloc::DecryptedPages};
+    ///
+    /// let pages = DecryptedPages::alloc(GFP_KERNEL, 0)?;
+    /// assert_eq!(pages.phys_addr(), (pages.pfn() as u64) << PAGE_SHIFT);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn phys_addr(&self) -> u64 {
         (self.pfn() as u64) << crate::page::PAGE_SHIFT
     }
 
     /// Order of the allocation.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::unmapped_alloc::DecryptedPages;
+    ///
+    /// assert_eq!(DecryptedPages::alloc(GFP_KERNEL, 1)?.order(), 1);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn order(&self) -> u32 {
         self.order
     }
 
     /// Size in bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::{page::PAGE_SIZE, unmapped_alloc::DecryptedPages};
+    ///
+    /// assert_eq!(DecryptedPages::alloc(GFP_KERNEL, 2)?.size(), 4 * PAGE_SIZE);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn size(&self) -> usize {
         crate::page::PAGE_SIZE << self.order
     }
@@ -238,6 +464,17 @@ impl Drop for DecryptedPages {
 ///
 /// `ptr` is a live object of `kmalloc_decrypted()` of at least `len` bytes that this
 /// object owns.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::unmapped_alloc::DecryptedBuf;
+///
+/// // An interrupt translation table for a GICv3 ITS: 256 B aligned, shared.
+/// let itt = DecryptedBuf::zeroed(256, GFP_KERNEL)?;
+/// assert_eq!(itt.as_ptr() as usize % 256, 0);
+/// # Ok::<(), Error>(())
+/// ```
 pub struct DecryptedBuf {
     ptr: NonNull<u8>,
     len: usize,
@@ -250,6 +487,19 @@ unsafe impl Sync for DecryptedBuf {}
 
 impl DecryptedBuf {
     /// Allocates `len` bytes of decrypted memory; zeroed with `__GFP_ZERO` in `flags`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::unmapped_alloc::DecryptedBuf;
+    ///
+    /// let buf = DecryptedBuf::alloc(1500, GFP_KERNEL)?;
+    /// assert_eq!(buf.len(), 1500);
+    /// // Sizes are at least 256 B: a 300 B request comes from kmalloc-decrypted-512.
+    /// assert_eq!(DecryptedBuf::alloc(300, GFP_KERNEL)?.as_ptr() as usize % 512, 0);
+    /// assert!(DecryptedBuf::alloc(0, GFP_KERNEL).is_err());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn alloc(len: usize, flags: Flags) -> Result<Self> {
         // SAFETY: Any arguments are accepted; bad ones make the call return NULL.
         let p = unsafe { bindings::kmalloc_decrypted(len, flags.as_raw()) };
@@ -259,26 +509,86 @@ impl DecryptedBuf {
     }
 
     /// Allocates `len` zeroed bytes of decrypted memory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::unmapped_alloc::DecryptedBuf;
+    ///
+    /// let buf = DecryptedBuf::zeroed(64, GFP_KERNEL)?;
+    /// let mut back = [0xffu8; 64];
+    /// buf.read(0, &mut back)?;
+    /// assert!(back.iter().all(|&b| b == 0));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn zeroed(len: usize, flags: Flags) -> Result<Self> {
         Self::alloc(len, flags | crate::alloc::flags::__GFP_ZERO)
     }
 
     /// Kernel virtual address.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::unmapped_alloc::DecryptedBuf;
+    ///
+    /// let buf = DecryptedBuf::alloc(256, GFP_KERNEL)?;
+    /// // SAFETY: The first byte is inside the buffer; volatile, as the host may write it.
+    /// unsafe { buf.as_ptr().write_volatile(7) };
+    /// let mut b = [0u8];
+    /// buf.read(0, &mut b)?;
+    /// assert_eq!(b[0], 7);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
 
     /// Requested length in bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::unmapped_alloc::DecryptedBuf;
+    ///
+    /// assert_eq!(DecryptedBuf::alloc(100, GFP_KERNEL)?.len(), 100);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether the buffer is empty (never: zero-sized requests fail).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::unmapped_alloc::DecryptedBuf;
+    ///
+    /// assert!(!DecryptedBuf::alloc(1, GFP_KERNEL)?.is_empty());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Physical address, as the host or a device sees it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::{
+    ///     page::PAGE_SHIFT,
+    ///     unmapped_alloc::{page_state, DecryptedBuf, PageState},
+    /// };
+    ///
+    /// let buf = DecryptedBuf::alloc(256, GFP_KERNEL)?;
+    /// assert_eq!(buf.phys_addr() % 256, 0);
+    /// // The page holding the object is shared with the host.
+    /// let pfn = (buf.phys_addr() >> PAGE_SHIFT) as usize;
+    /// assert_eq!(page_state(pfn), PageState::SharedUsed);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn phys_addr(&self) -> u64 {
         // SAFETY: The object lies in the direct map; the helper checks the address.
         let pfn = unsafe { bindings::ua_virt_to_pfn(self.ptr.as_ptr() as usize) };
@@ -287,6 +597,17 @@ impl DecryptedBuf {
     }
 
     /// Copies `data` into the buffer at `offset` with volatile writes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::unmapped_alloc::DecryptedBuf;
+    ///
+    /// let buf = DecryptedBuf::alloc(16, GFP_KERNEL)?;
+    /// buf.write(4, b"abcd")?;
+    /// assert!(buf.write(14, b"abcd").is_err());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn write(&self, offset: usize, data: &[u8]) -> Result {
         let end = offset.checked_add(data.len()).ok_or(EINVAL)?;
         if end > self.len {
@@ -300,6 +621,20 @@ impl DecryptedBuf {
     }
 
     /// Copies bytes at `offset` into `buf` with volatile reads.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::unmapped_alloc::DecryptedBuf;
+    ///
+    /// let buf = DecryptedBuf::alloc(16, GFP_KERNEL)?;
+    /// buf.write(0, b"abcd")?;
+    /// let mut back = [0u8; 4];
+    /// buf.read(0, &mut back)?;
+    /// assert_eq!(&back, b"abcd");
+    /// assert!(buf.read(13, &mut back).is_err());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result {
         let end = offset.checked_add(buf.len()).ok_or(EINVAL)?;
         if end > self.len {
@@ -321,6 +656,16 @@ impl Drop for DecryptedBuf {
 }
 
 /// What `mm/unmapped_alloc` knows of a page, see [`page_state`].
+///
+/// # Examples
+///
+/// ```
+/// use kernel::unmapped_alloc::{page_state, PageState, UnmappedPages};
+///
+/// let pages = UnmappedPages::alloc(GFP_KERNEL, 0)?;
+/// assert!(matches!(page_state(pages.pfn()), PageState::UnmappedUsed));
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum PageState {
     /// Not a page of the component.
@@ -338,6 +683,18 @@ pub enum PageState {
 }
 
 /// The component's record of the page with frame number `pfn`.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::unmapped_alloc::{page_state, DecryptedPages, PageState};
+///
+/// let pages = DecryptedPages::alloc(GFP_KERNEL, 0)?;
+/// assert_eq!(page_state(pages.pfn()), PageState::SharedUsed);
+/// // Frames the component never had (here the first one) are not its own.
+/// assert_eq!(page_state(0), PageState::NotOwned);
+/// # Ok::<(), Error>(())
+/// ```
 pub fn page_state(pfn: usize) -> PageState {
     // SAFETY: Any frame number is accepted; the lookup checks `pfn_valid()` before it
     // touches a `struct page`, and only compares the pointer otherwise.

@@ -997,7 +997,7 @@ mod tests {
         testutil::{run_concurrently, LiveRanges, Rng},
     };
     use kernel::{
-        bindings::{__GFP_ZERO, GFP_ATOMIC, GFP_KERNEL as K},
+        bindings::{GFP_ATOMIC, GFP_KERNEL as K, __GFP_ZERO},
         new_spinlock,
         sync::atomic::Relaxed,
         time::{delay::fsleep, Delta},

@@ -173,10 +173,8 @@ impl ReclaimScope {
     /// Enters the scope `gfp` asks for.
     pub(crate) fn enter(gfp: bindings::gfp_t) -> Self {
         // SAFETY: No requirements; the returned flags are restored on drop.
-        Self(
-            unsafe { bindings::ua_reclaim_scope_enter(gfp) },
-            core::marker::PhantomData,
-        )
+        let old = unsafe { bindings::ua_reclaim_scope_enter(gfp) };
+        Self(old, core::marker::PhantomData)
     }
 }
 
@@ -1017,7 +1015,7 @@ pub(crate) fn kunit_skip() {
 #[kernel::macros::kunit_tests(unmapped_alloc_direct_map)]
 mod tests {
     use super::*;
-    use kernel::bindings::{__GFP_ZERO, GFP_KERNEL};
+    use kernel::bindings::{GFP_KERNEL, __GFP_ZERO};
 
     fn all_present(b: &Block, want: bool) -> bool {
         (0..b.nr_pages()).all(|i| b.pfn().add(i).is_present() == want)

@@ -521,7 +521,7 @@ pub extern "C" fn unmapped_alloc_shrink(_nr_to_scan: ffi::c_ulong) -> ffi::c_ulo
 mod tests {
     use super::*;
     use crate::sys::Block;
-    use kernel::bindings::{__GFP_ZERO, GFP_KERNEL};
+    use kernel::bindings::{GFP_KERNEL, __GFP_ZERO};
 
     fn present(addr: usize) -> bool {
         Pfn::of_virt(addr).is_some_and(|p| p.is_present())

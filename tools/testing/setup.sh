@@ -171,6 +171,9 @@ place_component() {
 	rsync -a --delete --exclude=.git --exclude=.cache --exclude=.ci \
 		"$UA_ROOT/" "$UA_KSRC/mm/unmapped_alloc/"
 	rsync -a "$UA_ROOT/include/" "$UA_KSRC/include/"
+	# The Rust abstractions are the kernel crate's module unmapped_alloc.
+	cmp -s "$UA_ROOT/rust/kernel_api.rs" "$UA_KSRC/rust/kernel/unmapped_alloc.rs" ||
+		cp "$UA_ROOT/rust/kernel_api.rs" "$UA_KSRC/rust/kernel/unmapped_alloc.rs"
 }
 
 mkdir -p "$UA_CACHE/logs"

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # The KUnit suites on one architecture (UA_ARCH): build, boot under QEMU,
-# parse the KTAP output, reject kernel splats. On arm64 a second boot with
+# parse the KTAP output, reject kernel splats. A second boot runs the Rust
+# API's documentation examples. On arm64 a third boot with
 # rodata=noalias and without debug_pagealloc, where set_direct_map_*() does
 # nothing, checks that the unmapped allocator refuses instead of handing out
 # mapped pages, and the make run boot checks the ITS with MSI-X devices.
@@ -47,6 +48,12 @@ boot() {
 
 kmemleak_initrd=$(ua_kmemleak_initrd)
 boot suites "kunit.filter_glob=${UA_FILTER:-unmapped_alloc*}" "$kmemleak_initrd"
+# The examples of the Rust API (kernel::unmapped_alloc), which
+# CONFIG_RUST_KERNEL_DOCTESTS turns into KUnit cases; the other kernel
+# crate examples are not this component's to run.
+if [ -z "${UA_FILTER:-}" ]; then
+	boot doctests "kunit.filter_glob=rust_doctests_kernel.rust_doctest_kernel_unmapped_alloc_rs_*"
+fi
 if [ "$UA_ARCH" = arm64 ] && [ -z "${UA_FILTER:-}" ]; then
 	boot no-direct-map "rodata=noalias debug_pagealloc=off \
 kunit.filter_glob=unmapped_alloc_real_backend.global_unmapped_follows_can_set_direct_map"
