@@ -5,7 +5,8 @@
 #
 #   make run    set up, build, boot the kernel in QEMU, exercise the allocator
 #   make test   set up, build, run the KUnit suites under QEMU
-#   make bench  benchmark tables against the baselines
+#   make bench  benchmark tables against the baselines (QUICK=1: only the
+#               single-CPU object workloads, raw figures, in a minute)
 #   make torture    the torture test, 10 minutes per architecture
 #               (DURATION=seconds to change): every API at once under CPU
 #               hotplug, reclaim, fault injection and a hostile host

@@ -21,12 +21,15 @@ use crate::{
     pernode::{new_per_node, PerNode},
     sorted::{self, Start},
     stats::{Counter, CpuCounter},
-    sys::{self, trace, IrqSpinLock, MappedBytes, PerCpu, Pfn, ThisCpu, NUMA_NO_NODE, PAGE_SIZE},
+    sys::{
+        self, trace, CpuLocal, IrqSpinLock, MappedBytes, PerCpu, Pfn, ThisCpu, NUMA_NO_NODE,
+        PAGE_SIZE,
+    },
 };
 use core::{
     fmt,
     sync::atomic::{
-        AtomicU32, AtomicU64,
+        fence, AtomicU32, AtomicU64, AtomicUsize,
         Ordering::{Acquire, Relaxed, Release},
     },
 };
@@ -38,6 +41,14 @@ pub(crate) const MIN_SIZE: usize = 256;
 /// Object sizes of the `kmalloc-decrypted-*` caches.
 pub(crate) const KMALLOC_SIZES: [usize; 6] = [256, 512, 1024, 2048, 4096, 8192];
 
+const _: () = {
+    let mut i = 1;
+    while i < KMALLOC_SIZES.len() {
+        assert!(KMALLOC_SIZES[i] == KMALLOC_SIZES[0] << i);
+        i += 1;
+    }
+};
+
 /// Page allocator tag of allocations made directly for large `kmalloc_decrypted()`.
 pub(crate) const TAG_LARGE: u16 = 1;
 
@@ -47,15 +58,22 @@ pub(crate) const TAG_FIRST_CACHE: u16 = 2;
 /// Most objects a slab holds (one bit each in a `u64`).
 const MAX_OBJS: usize = 64;
 
-/// One slab. Objects are claimed and freed with `cmpxchg` on `free`, so the CPUs that
-/// have the slab as their current one need no lock.
+/// One slab.
+///
+/// A free object is in one of two places: in `free`, which any CPU changes with atomic
+/// operations, or, when the slab is a CPU's current slab, in that CPU's private set
+/// ([`CpuShared::own`]), which only that CPU changes, with plain loads and stores. The
+/// CPU allocates from its set, refilled by taking all of `free` at once, and frees its
+/// own objects to it: a fast path without a locked instruction. Frees on other CPUs go
+/// to `free`; they check the owner's set too, so that a double free is refused
+/// wherever the first free went (see [`ObjCache::put`]).
 struct Slab {
     base: Pfn,
     nid: i32,
     /// The slab's memory, mapped in the direct map.
     bytes: MappedBytes,
-    /// Bit `i` set: object `i` is free. One `cmpxchg` per allocation and free, also
-    /// between CPUs, so that no free can ever be counted twice.
+    /// Bit `i` set: object `i` is free and not in the owner's private set. Changed
+    /// with `cmpxchg`, `swap` and `fetch_or`, so that no free is ever counted twice.
     ///
     /// `core`'s atomic, not the kernel's [`Atomic`]: that one is an out-of-line C call
     /// per access unless the tree has `CONFIG_RUST_INLINE_HELPERS` (rustc and clang on
@@ -66,6 +84,9 @@ struct Slab {
     /// under the node lock; a slab with pins is never given back, and only CPUs with a
     /// pin touch it unlocked.
     pins: AtomicU32,
+    /// The CPU (id + 1) that has this as its current slab, 0 if none. Set and cleared
+    /// by that CPU; read by frees on other CPUs to find the owner's private set.
+    owner: AtomicU32,
 }
 
 impl Slab {
@@ -80,22 +101,6 @@ impl Slab {
             let new = old & (old - 1);
             match self.free.compare_exchange(old, new, Acquire, Relaxed) {
                 Ok(_) => return Some((old ^ new).trailing_zeros() as usize),
-                Err(now) => old = now,
-            }
-        }
-    }
-
-    /// Marks object `i` free, unless it already is.
-    #[inline(always)]
-    fn put(&self, i: usize) -> core::result::Result<(), BadObjFree> {
-        let bit = 1u64 << i;
-        let mut old = self.free.load(Relaxed);
-        loop {
-            if old & bit != 0 {
-                return Err(BadObjFree::DoubleFree);
-            }
-            match self.free.compare_exchange(old, old | bit, Release, Relaxed) {
-                Ok(_) => return Ok(()),
                 Err(now) => old = now,
             }
         }
@@ -243,10 +248,84 @@ struct CpuSlabs {
     remote: Option<Arc<Slab>>,
 }
 
-/// Counters of a CPU's work on its current and remote slab.
-struct CpuStats {
+/// Which of a CPU's slabs.
+#[derive(Clone, Copy)]
+enum Which {
+    Current = 0,
+    Remote = 1,
+}
+
+impl CpuSlabs {
+    fn get(&mut self, which: Which) -> &mut Option<Arc<Slab>> {
+        match which {
+            Which::Current => &mut self.current,
+            Which::Remote => &mut self.remote,
+        }
+    }
+}
+
+/// A CPU's work on its current and remote slab: written by the CPU in its slot (see
+/// [`PerCpu`]), read by anyone.
+struct CpuShared {
     allocs: CpuCounter,
     frees: CpuCounter,
+    /// Free objects of the current slab that only this CPU hands out (bit `i`: object
+    /// `i`). Atomic only so that frees on other CPUs may read it; the CPU changes it
+    /// with plain loads and stores.
+    own: AtomicU64,
+    /// Direct map addresses of the current and remote slab (0: none), read without
+    /// taking the CPU's slot: a hint that tells `kfree_decrypted()` which cache to try,
+    /// checked again in the slot.
+    at: [AtomicUsize; 2],
+    /// Sequence count of the current slab: odd while it changes. A reader that sees the
+    /// same even count before and after reading `at` and `own` knows that `own` was
+    /// the set of the slab at `at[0]`.
+    seq: AtomicU32,
+}
+
+impl CpuShared {
+    /// Whether object bit `bit` of the slab at `at` is in this CPU's private set. A
+    /// read from another CPU: `false` when the set is changing hands.
+    fn owns(&self, at: usize, bit: u64) -> bool {
+        let seq = self.seq.load(Acquire);
+        let held = self.at[Which::Current as usize].load(Relaxed) == at
+            && self.own.load(Relaxed) & bit != 0;
+        fence(Acquire);
+        held && seq % 2 == 0 && self.seq.load(Relaxed) == seq
+    }
+}
+
+/// Makes `slab` the `which` slab of the CPU of `cpu`, `this`; returns the one it
+/// replaces. A current slab leaving the CPU takes the CPU's private set back into its
+/// `free`; the second value has the objects that were in both (see [`Slab`]).
+fn set_slab(
+    cpu: &mut CpuLocal<'_, CpuSlabs, CpuShared>,
+    this: Option<&ThisCpu>,
+    which: Which,
+    slab: Option<Arc<Slab>>,
+) -> (Option<Arc<Slab>>, u64) {
+    let at = slab.as_ref().map_or(0, |s| s.bytes.addr());
+    let shared = cpu.shared();
+    let mut overlap = 0;
+    if let Which::Current = which {
+        let seq = shared.seq.load(Relaxed);
+        shared.seq.store(seq.wrapping_add(1), Relaxed);
+        fence(Release);
+        if let Some(old) = &cpu.current {
+            let own = shared.own.load(Relaxed);
+            overlap = old.free.fetch_or(own, Release) & own;
+            old.owner.store(0, Relaxed);
+        }
+        shared.own.store(0, Relaxed);
+        shared.at[which as usize].store(at, Relaxed);
+        if let (Some(slab), Some(this)) = (&slab, this) {
+            slab.owner.store(this.id() as u32 + 1, Relaxed);
+        }
+        shared.seq.store(seq.wrapping_add(2), Release);
+    } else {
+        shared.at[which as usize].store(at, Relaxed);
+    }
+    (core::mem::replace(cpu.get(which), slab), overlap)
 }
 
 /// Why an object free was refused.
@@ -281,7 +360,7 @@ pub(crate) struct ObjCache {
     pages: Arc<PageAllocator>,
     nodes: PerNode<CacheNode>,
     /// Each CPU's current and remote slab.
-    cpus: PerCpu<CpuSlabs, CpuStats>,
+    cpus: PerCpu<CpuSlabs, CpuShared>,
     /// Event counters.
     pub(crate) stats: CacheStats,
 }
@@ -329,9 +408,12 @@ impl ObjCache {
         let cpus = PerCpu::new(|| {
             (
                 CpuSlabs::default(),
-                CpuStats {
+                CpuShared {
                     allocs: CpuCounter::new(),
                     frees: CpuCounter::new(),
+                    own: AtomicU64::new(0),
+                    at: [AtomicUsize::new(0), AtomicUsize::new(0)],
+                    seq: AtomicU32::new(0),
                 },
             )
         })?;
@@ -465,6 +547,7 @@ impl ObjCache {
                         bytes,
                         free: AtomicU64::new(self.all_free & !1),
                         pins: AtomicU32::new(u32::from(pin)),
+                        owner: AtomicU32::new(0),
                     },
                     flags,
                 )
@@ -485,7 +568,7 @@ impl ObjCache {
 
     /// Allocates an object on node `nid`; zeroed when `gfp` has `__GFP_ZERO`. Returns its
     /// direct map address.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn alloc(&self, nid: i32, gfp: bindings::gfp_t) -> Option<usize> {
         let obj = sys::on_this_cpu(|this| self.alloc_local(this, nid))
             .or_else(|| self.alloc_slow(nid, gfp))?;
@@ -504,9 +587,18 @@ impl ObjCache {
         if nid != NUMA_NO_NODE && nid != slab.nid {
             return None;
         }
-        let i = slab.claim()?;
-        cpu.shared().allocs.inc();
-        self.object(slab, i)
+        let shared = cpu.shared();
+        let mut own = shared.own.load(Relaxed);
+        if own == 0 {
+            // Everything freed to the slab elsewhere since the last refill.
+            own = slab.free.swap(0, Acquire);
+            if own == 0 {
+                return None;
+            }
+        }
+        shared.own.store(own & (own - 1), Relaxed);
+        shared.allocs.inc();
+        self.object(slab, own.trailing_zeros() as usize)
     }
 
     /// Allocates from the slab lists, or a new slab. A slab of this CPU's node becomes
@@ -538,7 +630,7 @@ impl ObjCache {
         };
         self.stats.slow_allocs.inc();
         if let Some(slab) = pinned {
-            self.install(slab, |cpu| &mut cpu.current);
+            self.install(slab, Which::Current);
         }
         Some(obj)
     }
@@ -546,18 +638,30 @@ impl ObjCache {
     /// Makes `slab`, pinned by the caller, this CPU's current or remote slab (`which`)
     /// and drops the pin of the slab it replaces. If this interrupted the CPU's own use
     /// of its slabs, `slab` is unpinned instead.
-    fn install(
-        &self,
-        slab: Arc<Slab>,
-        which: impl FnOnce(&mut CpuSlabs) -> &mut Option<Arc<Slab>>,
-    ) {
-        let old = sys::on_this_cpu(|this| match self.cpus.local(this) {
-            Some(mut cpu) => which(&mut cpu).replace(slab),
-            None => Some(slab),
+    fn install(&self, slab: Arc<Slab>, which: Which) {
+        let (old, both) = sys::on_this_cpu(|this| match self.cpus.local(this) {
+            Some(mut cpu) => set_slab(&mut cpu, Some(this), which, Some(slab)),
+            None => (Some(slab), 0),
         });
         if let Some(old) = old {
+            self.freed_twice(&old, both);
             self.unpin(old, true);
         }
+    }
+
+    /// Reports objects `both` of `slab` that two CPUs freed at the same moment, each
+    /// unable to see the other's free (see [`Slab`]). They were put back once.
+    fn freed_twice(&self, slab: &Slab, both: u64) {
+        if both == 0 {
+            return;
+        }
+        self.stats.bad_frees.inc();
+        sys::report_bad_free(format_args!(
+            "{}: objects {:#x} of slab {:#x} were freed twice at once\n",
+            core::str::from_utf8(&self.name).unwrap_or("?"),
+            both,
+            slab.bytes.addr()
+        ));
     }
 
     /// Drops a CPU's pin of `slab`. With `give_back`, an empty slab goes back to the page
@@ -624,16 +728,75 @@ impl ObjCache {
         addr: usize,
     ) -> Option<core::result::Result<(), BadObjFree>> {
         let cpu = self.cpus.local(this)?;
-        let (slab, offset) = [&cpu.current, &cpu.remote]
-            .into_iter()
-            .flatten()
-            .map(|slab| (slab, addr.wrapping_sub(slab.bytes.addr())))
-            .find(|&(_, offset)| offset < self.slab_bytes)?;
-        let r = self.index(offset).and_then(|i| slab.put(i));
+        let shared = cpu.shared();
+        let r = match cpu.current.as_ref() {
+            Some(slab) if addr.wrapping_sub(slab.bytes.addr()) < self.slab_bytes => {
+                // To the private set: not there, and not freed elsewhere either.
+                self.index(addr.wrapping_sub(slab.bytes.addr()))
+                    .and_then(|i| {
+                        let bit = 1u64 << i;
+                        let own = shared.own.load(Relaxed);
+                        if (own | slab.free.load(Relaxed)) & bit != 0 {
+                            return Err(BadObjFree::DoubleFree);
+                        }
+                        shared.own.store(own | bit, Relaxed);
+                        Ok(())
+                    })
+            }
+            _ => {
+                let slab = cpu.remote.as_ref()?;
+                let offset = addr.wrapping_sub(slab.bytes.addr());
+                if offset >= self.slab_bytes {
+                    return None;
+                }
+                self.index(offset).and_then(|i| self.put(slab, i))
+            }
+        };
         if r.is_ok() {
-            cpu.shared().frees.inc();
+            shared.frees.inc();
         }
         Some(r)
+    }
+
+    /// Marks object `i` of `slab` free in its `free`, unless it is free already there or
+    /// in the private set of the slab's owner. The owner's set is read without its
+    /// CPU, so a free there at the very same moment is missed; the owner finds the
+    /// object in both when the slab leaves it, and reports it (see [`Slab`]).
+    fn put(&self, slab: &Slab, i: usize) -> core::result::Result<(), BadObjFree> {
+        let bit = 1u64 << i;
+        let mut old = slab.free.load(Relaxed);
+        loop {
+            if old & bit != 0 || self.owner_holds(slab, bit) {
+                return Err(BadObjFree::DoubleFree);
+            }
+            // Fails, and checks again, if the owner gave its set back meanwhile.
+            match slab.free.compare_exchange(old, old | bit, Release, Relaxed) {
+                Ok(_) => return Ok(()),
+                Err(now) => old = now,
+            }
+        }
+    }
+
+    /// Whether object bit `bit` of `slab` is in its owner's private set.
+    fn owner_holds(&self, slab: &Slab, bit: u64) -> bool {
+        let owner = slab.owner.load(Relaxed) as usize;
+        owner != 0
+            && self
+                .cpus
+                .shared_at(owner - 1)
+                .is_some_and(|cpu| cpu.owns(slab.bytes.addr(), bit))
+    }
+
+    /// Whether `addr` may be in this CPU's current or remote slab, from the hints in
+    /// [`CpuShared`], read without taking the CPU's slot: an interrupt may change the
+    /// slabs at any time, so only [`Self::free_local`] can tell.
+    #[inline(always)]
+    fn may_hold_local(&self, this: &ThisCpu, addr: usize) -> bool {
+        self.cpus.shared_of(this).is_some_and(|cpu| {
+            cpu.at
+                .iter()
+                .any(|at| addr.wrapping_sub(at.load(Relaxed)) < self.slab_bytes)
+        })
     }
 
     #[cold]
@@ -657,7 +820,7 @@ impl ObjCache {
                 .ok_or(BadObjFree::NotOurs)?;
             let slab = &node.slabs[i];
             let obj = self.index(addr.wrapping_sub(slab.bytes.addr()))?;
-            slab.put(obj)?;
+            self.put(slab, obj)?;
             if self.is_empty(&node.slabs[i]) {
                 node.refresh(i);
                 // Keep one empty slab per node; give further ones back.
@@ -675,7 +838,7 @@ impl ObjCache {
             self.give_back(base);
         }
         if let Some(slab) = remote {
-            self.install(slab, |cpu| &mut cpu.remote);
+            self.install(slab, Which::Remote);
         }
         Ok(())
     }
@@ -693,16 +856,27 @@ impl ObjCache {
         };
         let slab = &node.slabs[i];
         self.index(addr.wrapping_sub(slab.bytes.addr()))
-            .is_ok_and(|obj| slab.free.load(Relaxed) & (1u64 << obj) == 0)
+            .is_ok_and(|obj| {
+                let bit = 1u64 << obj;
+                slab.free.load(Relaxed) & bit == 0 && !self.owner_holds(slab, bit)
+            })
     }
 
     /// Takes every CPU's current and remote slab away from it; empty ones go back.
     fn drain_cpus(&self) {
         self.cpus.each_cpu(
-            |cpu| [cpu.current.take(), cpu.remote.take()],
+            |cpu| {
+                [
+                    set_slab(cpu, None, Which::Current, None),
+                    set_slab(cpu, None, Which::Remote, None),
+                ]
+            },
             |slabs| {
-                for slab in slabs.into_iter().flatten() {
-                    self.unpin(slab, true);
+                for (slab, both) in slabs {
+                    if let Some(slab) = slab {
+                        self.freed_twice(&slab, both);
+                        self.unpin(slab, true);
+                    }
                 }
             },
         );
@@ -755,8 +929,15 @@ impl ObjCache {
                 .map(|s| s.free.load(Relaxed).count_ones() as usize)
                 .sum::<usize>();
         }
+        // And the CPUs' private sets; a set moving to its slab meanwhile may be seen
+        // twice.
+        free += self
+            .cpus
+            .shared()
+            .map(|c| c.own.load(Relaxed).count_ones() as usize)
+            .sum::<usize>();
         let total = slabs * self.objs_per_slab;
-        (total - free, total, slabs)
+        (total.saturating_sub(free), total, slabs)
     }
 
     /// Writes the cache's line of the `caches` table.
@@ -842,7 +1023,13 @@ impl KmallocDecrypted {
         if size == 0 {
             return None;
         }
-        if let Some(c) = self.caches.iter().find(|c| c.size() >= size) {
+        // The classes are the powers of two from `KMALLOC_SIZES[0]`: no search.
+        let class = size
+            .max(KMALLOC_SIZES[0])
+            .next_power_of_two()
+            .trailing_zeros()
+            - KMALLOC_SIZES[0].trailing_zeros();
+        if let Some(c) = self.caches.get(class as usize) {
             let addr = c.alloc(nid, gfp)?;
             trace::kmalloc(addr, size, c.size(), gfp);
             return Some(addr);
@@ -870,11 +1057,11 @@ impl KmallocDecrypted {
     /// left alone.
     #[inline]
     pub(crate) fn free(&self, addr: usize) -> core::result::Result<(), BadObjFree> {
-        // This CPU's current slabs first: no lookup, no lock.
+        // This CPU's current slabs first: no lookup, no lock. The hints pick the one
+        // cache to try instead of taking every cache's slot in turn.
         let local = sys::on_this_cpu(|this| {
-            self.caches
-                .iter()
-                .find_map(|c| Some((c, c.free_local(this, addr)?)))
+            let c = self.caches.iter().find(|c| c.may_hold_local(this, addr))?;
+            Some((c, c.free_local(this, addr)?))
         });
         let r = match local {
             Some((_, Ok(()))) => Ok(()),
@@ -1111,6 +1298,57 @@ mod tests {
         assert_eq!((c.allocs(), c.frees()), (3, 3));
         // Empty but some CPU's current slab: kept until shrink takes it from the CPU.
         assert_eq!(c.usage(), (0, 64, 1));
+        assert_eq!(c.shrink(), 1);
+        check_all_returned(&k, &model);
+        Ok(())
+    }
+
+    #[test]
+    fn private_set_refuses_double_frees_from_elsewhere() -> Result {
+        // The refused frees below are reported with a stack.
+        let _splats = crate::testutil::ExpectSplats::new();
+        let model = ModelBackend::new()?;
+        let k = instance(&model, (0, 0), false)?;
+        let c = &k.caches()[0];
+        let warm = c.alloc(NUMA_NO_NODE, K).ok_or(ENOMEM)?;
+        assert_eq!(c.free(warm), Ok(()));
+        let (a, b, frees, live) = sys::on_this_cpu(|_| {
+            let a = c.alloc(NUMA_NO_NODE, GFP_ATOMIC)?;
+            let b = c.alloc(NUMA_NO_NODE, GFP_ATOMIC)?;
+            let (head, _, _) = c.pages.chunk_of(Pfn::of_virt(a)?)?;
+            // `a` goes to this CPU's private set. The slow path, as on another CPU,
+            // finds it there; `b` is still live.
+            let frees = [c.free(a), c.free_in_slab(a, head)];
+            let live = [c.is_live_in_slab(a, head), c.is_live_in_slab(b, head)];
+            Some((a, b, frees, live))
+        })
+        .ok_or(ENOMEM)?;
+        assert_eq!(frees, [Ok(()), Err(BadObjFree::DoubleFree)]);
+        assert_eq!(live, [false, true]);
+        assert_eq!(c.usage().0, 1);
+        // Two frees at the same moment, neither seeing the other: `b` in the private
+        // set and in the slab's `free`. The slab leaving the CPU finds and reports it,
+        // and the object is free once.
+        let (head, _, _) = c
+            .pages
+            .chunk_of(Pfn::of_virt(b).ok_or(EINVAL)?)
+            .ok_or(EINVAL)?;
+        let bad0 = c.stats.bad_frees.get();
+        let freed = sys::on_this_cpu(|_| {
+            let r = c.free(b);
+            let node = c.node(head.nid())?.lock();
+            let slab = &node.slabs[node.find(head, c.slab_pages())?];
+            let i = c.index(b - slab.bytes.addr()).ok()?;
+            slab.free
+                .fetch_or(1u64 << i, core::sync::atomic::Ordering::Relaxed);
+            Some(r)
+        })
+        .ok_or(EINVAL)?;
+        assert_eq!(freed, Ok(()));
+        c.drain_cpus();
+        assert_eq!(c.stats.bad_frees.get(), bad0 + 1);
+        assert_eq!(c.usage(), (0, 64, 1));
+        assert!(a != b);
         assert_eq!(c.shrink(), 1);
         check_all_returned(&k, &model);
         Ok(())

@@ -814,6 +814,14 @@ pub(crate) struct ThisCpu {
     _not_send: PhantomData<*mut ()>,
 }
 
+impl ThisCpu {
+    /// The CPU's id.
+    #[inline(always)]
+    pub(crate) fn id(&self) -> usize {
+        self.cpu
+    }
+}
+
 /// Runs `f` with preemption off on the current CPU, which cannot change meanwhile. `f`
 /// must not sleep. Interrupts stay on: they are what makes this cheaper than disabling
 /// them, which ends a translation block under QEMU and costs a pipeline flush on real
@@ -933,6 +941,17 @@ impl<L, S> PerCpu<L, S> {
         // No use of the value before the slot is taken.
         compiler_fence(SeqCst);
         Some(CpuLocal { slot })
+    }
+
+    /// The shared part of the CPU of `cpu`, without taking its slot.
+    #[inline(always)]
+    pub(crate) fn shared_of(&self, cpu: &ThisCpu) -> Option<&S> {
+        self.slots.get(cpu.cpu).map(|s| &s.shared)
+    }
+
+    /// The shared part of CPU `i`, without taking its slot.
+    pub(crate) fn shared_at(&self, i: usize) -> Option<&S> {
+        self.slots.get(i).map(|s| &s.shared)
     }
 
     /// The shared parts of all CPUs.

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 # /init of the 'make bench' guest: one run at real cost, one with a simulated
 # hypercall cost per conversion, and the multi-CPU workloads as run
-# "cpus-N"; with ua_bench=scale on the command line only the latter.
+# "cpus-N"; with ua_bench=scale on the command line only the latter, with
+# ua_bench=quick only the single-CPU object workloads.
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc
@@ -15,6 +16,8 @@ grep -E 'direct_map_level[23]_splits' /proc/vmstat
 if grep -q 'ua_bench=scale' /proc/cmdline; then
 	# Only the multi-CPU workloads, for the scaling curve.
 	echo scale >$B || status=fail
+elif grep -q 'ua_bench=quick' /proc/cmdline; then
+	echo quick >$B || status=fail
 else
 	echo real >$B || status=fail
 	echo "sim 5" >$B || status=fail

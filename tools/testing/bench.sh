@@ -27,10 +27,16 @@ start=$(date +%s)
 # visible with large pages. 2 GiB per node: the pool growth workload holds
 # 256 blocks (512 MiB) on node 0.
 export UA_QEMU_NODE_GIB=2
+# QUICK=1: the single-CPU object workloads only, raw lines, no tables.
+quick=${QUICK:+ua_bench=quick}
 UA_QEMU_TIMEOUT=${UA_QEMU_TIMEOUT:-1800} "$UA_ROOT/tools/testing/qemu.sh" "$log" \
-	"kunit.enable=0 debug_pagealloc=off quiet" "$UA_CACHE/bench-initramfs$UA_SUFFIX.cpio.gz"
+	"kunit.enable=0 debug_pagealloc=off quiet $quick" "$UA_CACHE/bench-initramfs$UA_SUFFIX.cpio.gz"
 stage "benchmark finished in $(($(date +%s) - start)) s"
 grep -q 'ua-bench-guest: ok' "$log" || die "the benchmark did not complete (see $log)"
+if [ -n "$quick" ]; then
+	grep -o 'ua-bench,quick,.*' "$log" | sed 's/^ua-bench,quick,//; s/,conversions=.*,median_ns=/ median_ns=/; s/,ops=.*,rounds=/ rounds=/'
+	exit 0
+fi
 # The scaling curve: the multi-CPU workloads again with 1 and 4 CPUs (the
 # main boot ran them with 2).
 logs=("$log")
