@@ -27,6 +27,11 @@ start=$(date +%s)
 # visible with large pages. 2 GiB per node: the pool growth workload holds
 # 256 blocks (512 MiB) on node 0.
 export UA_QEMU_NODE_GIB=2
+# Guest memory backed by the host from the start: otherwise the first touch of
+# each page is a host page fault, paid by whichever allocator first hands out
+# that page (the component's fresh 2 MiB blocks, most often), which is QEMU's
+# lazy allocation, not the allocator's cost.
+export UA_QEMU_PREALLOC=1
 # QUICK=1: the single-CPU object workloads only, raw lines, no tables.
 quick=${QUICK:+ua_bench=quick}
 UA_QEMU_TIMEOUT=${UA_QEMU_TIMEOUT:-1800} "$UA_ROOT/tools/testing/qemu.sh" "$log" \

@@ -8,6 +8,8 @@
 # UA_QEMU_NODE_GIB sets the memory per node (default 1).
 # UA_QEMU_SMP sets the number of CPUs (default 2), split between the nodes
 # (one CPU: node 1 has memory only).
+# UA_QEMU_PREALLOC=1 backs all guest memory with host memory before the guest
+# starts, so that the first touch of a page costs no host page fault.
 # UA_QEMU_EL2=1 (arm64) boots the kernel at EL2 (virt,virtualization=on), as
 # a KVM host ('make test-coco').
 set -euo pipefail
@@ -20,13 +22,15 @@ kernel=$(ua_kernel_image)
 node_gib=${UA_QEMU_NODE_GIB:-1}
 smp=${UA_QEMU_SMP:-2}
 half=$(((smp + 1) / 2))
+prealloc=
+[ "${UA_QEMU_PREALLOC:-0}" = 1 ] && prealloc=,prealloc=on
 cpus() { if [ "$1" = "$2" ]; then echo "$1"; else echo "$1-$2"; fi; }
 node1=(-numa node,nodeid=1,memdev=mem1)
 [ "$smp" -gt 1 ] && node1=(-numa "node,nodeid=1,cpus=$(cpus "$half" $((smp - 1))),memdev=mem1")
 args=(-accel tcg -nodefaults -nographic -no-reboot -serial stdio
 	-smp "$smp,sockets=$smp,cores=1,threads=1" -m $((2 * node_gib))G
-	-object memory-backend-ram,id=mem0,size=${node_gib}G
-	-object memory-backend-ram,id=mem1,size=${node_gib}G
+	-object memory-backend-ram,id=mem0,size=${node_gib}G$prealloc
+	-object memory-backend-ram,id=mem1,size=${node_gib}G$prealloc
 	-numa "node,nodeid=0,cpus=$(cpus 0 $((half - 1))),memdev=mem0"
 	"${node1[@]}"
 	-kernel "$kernel")
