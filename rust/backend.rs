@@ -13,6 +13,8 @@
 //! The model marks the pages of a failed call shared (the worst case), so that a leak
 //! that did not happen would show up as a shared page given back.
 
+#![deny(unsafe_code)]
+
 use crate::sys::PageRange;
 use kernel::{
     new_mutex,

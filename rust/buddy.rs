@@ -15,6 +15,8 @@
 //! scrubbed (no data of a previous owner reaches a new one), then [`Buddy::scrubbed`]
 //! merges them back.
 
+#![deny(unsafe_code)]
+
 use kernel::prelude::*;
 
 /// State of the first page of a chunk; other pages are [`PageState::None`].

@@ -13,6 +13,8 @@
 //! - `direct_map`: whether this system can take pages out of the direct map (and if not,
 //!   why unmapped pages are refused), the block size and the architecture.
 
+#![deny(unsafe_code)]
+
 use crate::{pages::PageAllocator, slab::KmallocDecrypted};
 use core::fmt;
 use kernel::{debugfs, prelude::*, sync::Arc, uaccess::UserSliceReader};

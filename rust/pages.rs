@@ -23,6 +23,8 @@
 //!   the shrinker asks, they get their direct map back and return to the page
 //!   allocator whole, so the architecture can map them large again.
 
+#![deny(unsafe_code)]
+
 use crate::{
     backend::Backend,
     buddy::{Buddy, FreeError, PageState},
@@ -1326,6 +1328,9 @@ impl PageAllocator {
     }
 }
 
+// `#[pinned_drop]` turns this into the `unsafe impl` that pin-init's drop guard needs;
+// the code below is safe.
+#[allow(unsafe_code)]
 #[pinned_drop]
 impl PinnedDrop for PageAllocator {
     fn drop(self: Pin<&mut Self>) {

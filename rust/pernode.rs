@@ -2,6 +2,8 @@
 
 //! One value per possible NUMA node, each under its own IRQ-safe lock.
 
+#![deny(unsafe_code)]
+
 use crate::sys::{self, IrqSpinLock};
 use kernel::{prelude::*, sync::LockClassKey};
 

@@ -8,13 +8,16 @@
 //! to a page, and to at least 256 bytes (the GICv3 ITS needs 256 B aligned ITTs).
 //!
 //! Each CPU has a current slab per cache, where it allocates and frees with preemption
-//! off and one `cmpxchg` on the slab's free bitmap, without locks or lookups (an
-//! interrupt that finds its CPU's slab in use takes the slow path). The other
+//! off, from and to a private set of the slab's free objects, without locks, lookups or
+//! locked instructions (an interrupt that finds its CPU's slab in use takes the slow
+//! path). The other
 //! slabs are on per-node lists, each under its own lock, so CPUs of different nodes
 //! never contend. A free that is not to the CPU's current slab finds the slab through
-//! the page allocator's tag and the node list. Empty slabs beyond one per node go back to the page allocator,
-//! whose blocks are re-encrypted and returned when free. Atomic allocations never
+//! the page allocator's tag and the node list. Empty slabs beyond one per node go back
+//! to the page allocator, whose blocks are re-encrypted and returned when free. Atomic allocations never
 //! convert memory: new slabs then come from the page allocator's decrypted reserve.
+
+#![deny(unsafe_code)]
 
 use crate::{
     pages::PageAllocator,

@@ -3,6 +3,8 @@
 //! Vectors of page ranges sorted by their first frame: the pools' blocks and the
 //! caches' slabs.
 
+#![deny(unsafe_code)]
+
 use crate::sys::Pfn;
 use kernel::prelude::*;
 

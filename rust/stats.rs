@@ -2,6 +2,8 @@
 
 //! Event counters, read lock-free by debugfs and the tests.
 
+#![deny(unsafe_code)]
+
 use kernel::{
     sync::atomic::{Atomic, Relaxed},
     time::{Instant, Monotonic},

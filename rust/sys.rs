@@ -659,39 +659,62 @@ impl MappedBytes {
     }
 }
 
-/// The bytes of a C string passed by a C caller (copied right away by the callers).
-pub(crate) fn c_name<'a>(name: *const kernel::ffi::c_char) -> Result<&'a [u8]> {
+/// The bytes of a C string passed by a C caller, `EINVAL` for NULL.
+///
+/// # Safety
+///
+/// `name` is NULL or points at a NUL-terminated string that stays valid and unchanged
+/// for `'a`.
+pub(crate) unsafe fn c_name<'a>(name: *const kernel::ffi::c_char) -> Result<&'a [u8]> {
     if name.is_null() {
         return Err(EINVAL);
     }
-    // SAFETY: C callers pass a NUL-terminated string valid for the call.
+    // SAFETY: Not NULL, so a NUL-terminated string valid for `'a` (the caller's contract).
     Ok(unsafe { kernel::str::CStr::from_char_ptr(name) }.to_bytes())
 }
 
 /// Stores `value` through a pointer a C caller passed for it (ignored if NULL).
-pub(crate) fn write_out<T>(dst: *mut T, value: T) {
+///
+/// # Safety
+///
+/// `dst` is NULL or valid for writing a `T`.
+pub(crate) unsafe fn write_out<T>(dst: *mut T, value: T) {
     if !dst.is_null() {
-        // SAFETY: C callers pass a valid, writable pointer to a `T` or NULL.
+        // SAFETY: Not NULL, so valid for writing a `T` (the caller's contract).
         unsafe { dst.write(value) };
     }
 }
 
-/// Runs `f` on the object behind a handle made by `KBox::into_raw()` for C (the
-/// `struct kmem_cache_decrypted *` of the C API).
-pub(crate) fn with_cache<T, R>(
+/// Makes a C handle (the `struct kmem_cache_decrypted *` of the C API) of `value`.
+pub(crate) fn into_handle<T>(value: KBox<T>) -> *mut bindings::kmem_cache_decrypted {
+    KBox::into_raw(value).cast()
+}
+
+/// Runs `f` on the object behind a handle made by [`into_handle`]; `None` for NULL.
+///
+/// # Safety
+///
+/// `handle` is NULL or came from `into_handle::<T>()` and was not given to
+/// [`take_cache`] yet, and stays so until this returns.
+pub(crate) unsafe fn with_cache<T, R>(
     handle: *mut bindings::kmem_cache_decrypted,
     f: impl FnOnce(&T) -> R,
 ) -> Option<R> {
     let p = handle.cast::<T>();
-    // SAFETY: C callers pass a handle from `kmem_cache_create_decrypted()` that they
-    // have not destroyed; it points to a live `T`.
+    // SAFETY: Not NULL, so a live `T` made by `into_handle()` (the caller's contract).
     (!p.is_null()).then(|| f(unsafe { &*p }))
 }
 
-/// Takes back ownership of a handle made for C, see [`with_cache`].
-pub(crate) fn take_cache<T>(handle: *mut bindings::kmem_cache_decrypted) -> Option<KBox<T>> {
+/// Takes back ownership of a handle made by [`into_handle`]; `None` for NULL.
+///
+/// # Safety
+///
+/// `handle` is NULL or came from `into_handle::<T>()`, was not taken back yet, and
+/// nobody uses it any more.
+pub(crate) unsafe fn take_cache<T>(handle: *mut bindings::kmem_cache_decrypted) -> Option<KBox<T>> {
     let p = handle.cast::<T>();
-    // SAFETY: As in `with_cache`; C callers give the handle up by destroying it.
+    // SAFETY: Not NULL, so it came from `KBox::into_raw()` in `into_handle()` and is
+    // given up here (the caller's contract).
     (!p.is_null()).then(|| unsafe { KBox::from_raw(p) })
 }
 

@@ -2,6 +2,8 @@
 
 //! Helpers shared by the KUnit suites.
 
+#![deny(unsafe_code)]
+
 /// A small deterministic pseudo-random generator (xorshift64*), so that test
 /// workloads are reproducible from their seed.
 pub(crate) struct Rng(u64);

@@ -10,7 +10,10 @@
 //! Memory is converted in large blocks once and carved up, instead of converting (and
 //! splitting the direct map, and flushing the TLB) on every allocation.
 //!
-//! Layout: [`sys`] is the only module with `unsafe` code; everything else is safe Rust.
+//! Layout: all `unsafe` code is in [`sys`], the thin layer over the kernel's primitives,
+//! and in this file, whose C API functions are `unsafe extern "C"` because `#[export]`
+//! checks them against bindgen's declarations of `include/linux/unmapped_alloc.h`. Every
+//! other module denies `unsafe` code at compile time.
 
 mod backend;
 mod buddy;
@@ -168,18 +171,26 @@ fn decrypted_backend() -> Result<backend::Backend> {
 
 /// Torture test: the hostile host overwrites all shared memory; returns the pages
 /// written, or -1 without the model backend.
+///
+/// # Safety
+///
+/// Always safe to call: `unsafe` only because `#[export]` matches bindgen's declaration.
 #[cfg(CONFIG_UNMAPPED_ALLOC_TORTURE)]
-#[no_mangle]
-pub extern "C" fn ua_torture_host_write(seed: u64) -> ffi::c_long {
+#[export]
+pub unsafe extern "C" fn ua_torture_host_write(seed: u64) -> ffi::c_long {
     MODEL
         .get()
         .map_or(-1, |m| m.host_write(seed) as ffi::c_long)
 }
 
 /// Torture test: pages the model backend records as shared, or -1 without it.
+///
+/// # Safety
+///
+/// Always safe to call: `unsafe` only because `#[export]` matches bindgen's declaration.
 #[cfg(CONFIG_UNMAPPED_ALLOC_TORTURE)]
-#[no_mangle]
-pub extern "C" fn ua_torture_model_shared_pages() -> ffi::c_long {
+#[export]
+pub unsafe extern "C" fn ua_torture_model_shared_pages() -> ffi::c_long {
     MODEL.get().map_or(-1, |m| m.shared_pages() as ffi::c_long)
 }
 
@@ -218,8 +229,12 @@ fn globals() -> Result<Globals<'static>> {
 }
 
 /// C API: `unmapped_alloc_node()`, see `include/linux/unmapped_alloc.h`.
-#[no_mangle]
-pub extern "C" fn unmapped_alloc_node(
+///
+/// # Safety
+///
+/// Always safe to call: `unsafe` only because `#[export]` matches bindgen's declaration.
+#[export]
+pub unsafe extern "C" fn unmapped_alloc_node(
     nid: ffi::c_int,
     gfp: bindings::gfp_t,
     order: ffi::c_uint,
@@ -228,14 +243,25 @@ pub extern "C" fn unmapped_alloc_node(
 }
 
 /// C API: `unmapped_alloc()`, see `include/linux/unmapped_alloc.h`.
-#[no_mangle]
-pub extern "C" fn unmapped_alloc(gfp: bindings::gfp_t, order: ffi::c_uint) -> *mut bindings::page {
+///
+/// # Safety
+///
+/// Always safe to call: `unsafe` only because `#[export]` matches bindgen's declaration.
+#[export]
+pub unsafe extern "C" fn unmapped_alloc(
+    gfp: bindings::gfp_t,
+    order: ffi::c_uint,
+) -> *mut bindings::page {
     c_alloc(global(), sys::NUMA_NO_NODE, gfp, order, true)
 }
 
 /// C API: `unmapped_alloc_noscrub()`, see `include/linux/unmapped_alloc.h`.
-#[no_mangle]
-pub extern "C" fn unmapped_alloc_noscrub(
+///
+/// # Safety
+///
+/// Always safe to call: `unsafe` only because `#[export]` matches bindgen's declaration.
+#[export]
+pub unsafe extern "C" fn unmapped_alloc_noscrub(
     nid: ffi::c_int,
     gfp: bindings::gfp_t,
     order: ffi::c_uint,
@@ -244,14 +270,23 @@ pub extern "C" fn unmapped_alloc_noscrub(
 }
 
 /// C API: `unmapped_free()`, see `include/linux/unmapped_alloc.h`.
-#[no_mangle]
-pub extern "C" fn unmapped_free(page: *mut bindings::page, order: ffi::c_uint) {
+///
+/// # Safety
+///
+/// Always safe to call: `page` is only compared with the component's own pages,
+/// never dereferenced, and anything else is refused.
+#[export]
+pub unsafe extern "C" fn unmapped_free(page: *mut bindings::page, order: ffi::c_uint) {
     c_free(global(), page, order)
 }
 
 /// C API: `alloc_decrypted_pages_node()`, see `include/linux/unmapped_alloc.h`.
-#[no_mangle]
-pub extern "C" fn alloc_decrypted_pages_node(
+///
+/// # Safety
+///
+/// Always safe to call: `unsafe` only because `#[export]` matches bindgen's declaration.
+#[export]
+pub unsafe extern "C" fn alloc_decrypted_pages_node(
     nid: ffi::c_int,
     gfp: bindings::gfp_t,
     order: ffi::c_uint,
@@ -260,33 +295,56 @@ pub extern "C" fn alloc_decrypted_pages_node(
 }
 
 /// C API: `alloc_decrypted_pages()`, see `include/linux/unmapped_alloc.h`.
-#[no_mangle]
-pub extern "C" fn alloc_decrypted_pages(
+///
+/// # Safety
+///
+/// Always safe to call: `unsafe` only because `#[export]` matches bindgen's declaration.
+#[export]
+pub unsafe extern "C" fn alloc_decrypted_pages(
     gfp: bindings::gfp_t,
     order: ffi::c_uint,
 ) -> *mut bindings::page {
-    alloc_decrypted_pages_node(sys::NUMA_NO_NODE, gfp, order)
+    c_alloc(decrypted(), sys::NUMA_NO_NODE, gfp, order, true)
 }
 
 /// C API: `free_decrypted_pages()`, see `include/linux/unmapped_alloc.h`.
-#[no_mangle]
-pub extern "C" fn free_decrypted_pages(page: *mut bindings::page, order: ffi::c_uint) {
+///
+/// # Safety
+///
+/// Always safe to call: `page` is only compared with the component's own pages,
+/// never dereferenced, and anything else is refused.
+#[export]
+pub unsafe extern "C" fn free_decrypted_pages(page: *mut bindings::page, order: ffi::c_uint) {
     c_free(decrypted(), page, order)
 }
 
 /// C API: `kmalloc_decrypted()`, see `include/linux/unmapped_alloc.h`.
-#[no_mangle]
-pub extern "C" fn kmalloc_decrypted(size: usize, gfp: bindings::gfp_t) -> *mut ffi::c_void {
-    kmalloc_decrypted_node(size, gfp, sys::NUMA_NO_NODE)
+///
+/// # Safety
+///
+/// Always safe to call: `unsafe` only because `#[export]` matches bindgen's declaration.
+#[export]
+pub unsafe extern "C" fn kmalloc_decrypted(size: usize, gfp: bindings::gfp_t) -> *mut ffi::c_void {
+    c_kmalloc(size, gfp, sys::NUMA_NO_NODE)
 }
 
 /// C API: `kmalloc_decrypted_node()`, see `include/linux/unmapped_alloc.h`.
-#[no_mangle]
-pub extern "C" fn kmalloc_decrypted_node(
+///
+/// # Safety
+///
+/// Always safe to call: `unsafe` only because `#[export]` matches bindgen's declaration.
+#[export]
+pub unsafe extern "C" fn kmalloc_decrypted_node(
     size: usize,
     gfp: bindings::gfp_t,
     nid: ffi::c_int,
 ) -> *mut ffi::c_void {
+    c_kmalloc(size, gfp, nid)
+}
+
+/// Object allocation of the C API.
+#[inline(always)]
+fn c_kmalloc(size: usize, gfp: bindings::gfp_t, nid: ffi::c_int) -> *mut ffi::c_void {
     kmalloc()
         .ok()
         .and_then(|k| k.alloc(size, nid, gfp))
@@ -294,8 +352,13 @@ pub extern "C" fn kmalloc_decrypted_node(
 }
 
 /// C API: `kfree_decrypted()`, see `include/linux/unmapped_alloc.h`.
-#[no_mangle]
-pub extern "C" fn kfree_decrypted(p: *const ffi::c_void) {
+///
+/// # Safety
+///
+/// Always safe to call: `p` is only dereferenced once it is known to be a live
+/// object of the component; anything else is refused.
+#[export]
+pub unsafe extern "C" fn kfree_decrypted(p: *const ffi::c_void) {
     if p.is_null() {
         return;
     }
@@ -306,14 +369,23 @@ pub extern "C" fn kfree_decrypted(p: *const ffi::c_void) {
 }
 
 /// C API: `decrypted_alloc_ready()`, see `include/linux/unmapped_alloc.h`.
-#[no_mangle]
-pub extern "C" fn decrypted_alloc_ready() -> bool {
+///
+/// # Safety
+///
+/// Always safe to call: `unsafe` only because `#[export]` matches bindgen's declaration.
+#[export]
+pub unsafe extern "C" fn decrypted_alloc_ready() -> bool {
     kmalloc().is_ok()
 }
 
 /// C API: `ksize_decrypted()`, see `include/linux/unmapped_alloc.h`.
-#[no_mangle]
-pub extern "C" fn ksize_decrypted(p: *const ffi::c_void) -> usize {
+///
+/// # Safety
+///
+/// Always safe to call: `p` is only looked up among the component's objects,
+/// never dereferenced.
+#[export]
+pub unsafe extern "C" fn ksize_decrypted(p: *const ffi::c_void) -> usize {
     kmalloc()
         .ok()
         .and_then(|k| k.usable_size(p as usize))
@@ -326,51 +398,81 @@ static NEXT_CACHE_TAG: kernel::sync::atomic::Atomic<u32> = kernel::sync::atomic:
 );
 
 /// C API: `kmem_cache_create_decrypted()`, see `include/linux/unmapped_alloc.h`.
-#[no_mangle]
-pub extern "C" fn kmem_cache_create_decrypted(
+///
+/// # Safety
+///
+/// `name` must be null or point at a NUL-terminated string that stays valid for
+/// the duration of the call.
+#[export]
+pub unsafe extern "C" fn kmem_cache_create_decrypted(
     name: *const ffi::c_char,
     size: ffi::c_uint,
     align: ffi::c_uint,
 ) -> *mut bindings::kmem_cache_decrypted {
     let create = || -> Result<*mut bindings::kmem_cache_decrypted> {
-        let name = sys::c_name(name)?;
+        // SAFETY: `name` is NULL or a string valid for the call (this function's
+        // contract); `ObjCache::new` copies it.
+        let name = unsafe { sys::c_name(name) }?;
         let tag = NEXT_CACHE_TAG.fetch_add(1, kernel::sync::atomic::Relaxed);
         let tag = u16::try_from(tag).map_err(|_| ENOSPC)?;
         let cache = ObjCache::new(name, size as usize, align as usize, tag, decrypted()?)?;
-        Ok(KBox::into_raw(KBox::new(cache, GFP_KERNEL)?).cast())
+        Ok(sys::into_handle(KBox::new(cache, GFP_KERNEL)?))
     };
     create().unwrap_or(core::ptr::null_mut())
 }
 
 /// C API: `kmem_cache_alloc_decrypted()`, see `include/linux/unmapped_alloc.h`.
-#[no_mangle]
-pub extern "C" fn kmem_cache_alloc_decrypted(
+///
+/// # Safety
+///
+/// `cache` must be null or a cache returned by `kmem_cache_create_decrypted()`
+/// and not destroyed yet.
+#[export]
+pub unsafe extern "C" fn kmem_cache_alloc_decrypted(
     cache: *mut bindings::kmem_cache_decrypted,
     gfp: bindings::gfp_t,
 ) -> *mut ffi::c_void {
-    sys::with_cache(cache, |c: &ObjCache| c.alloc(sys::NUMA_NO_NODE, gfp))
+    // SAFETY: `cache` is NULL or a live handle of an `ObjCache` (this function's contract).
+    unsafe { sys::with_cache(cache, |c: &ObjCache| c.alloc(sys::NUMA_NO_NODE, gfp)) }
         .flatten()
         .map_or(core::ptr::null_mut(), |a| a as *mut ffi::c_void)
 }
 
 /// C API: `kmem_cache_free_decrypted()`, see `include/linux/unmapped_alloc.h`.
-#[no_mangle]
-pub extern "C" fn kmem_cache_free_decrypted(
+///
+/// # Safety
+///
+/// `cache` must be null or a cache returned by `kmem_cache_create_decrypted()`
+/// and not destroyed yet. `obj` may be anything: only a live object of the cache is
+/// freed.
+#[export]
+pub unsafe extern "C" fn kmem_cache_free_decrypted(
     cache: *mut bindings::kmem_cache_decrypted,
     p: *const ffi::c_void,
 ) {
     if !p.is_null() {
         // Refusals are reported and counted by the cache.
-        sys::with_cache(cache, |c: &ObjCache| {
-            let _ = c.free(p as usize);
-        });
+        // SAFETY: `cache` is NULL or a live handle of an `ObjCache` (this function's
+        // contract).
+        unsafe {
+            sys::with_cache(cache, |c: &ObjCache| {
+                let _ = c.free(p as usize);
+            })
+        };
     }
 }
 
 /// C API: `kmem_cache_destroy_decrypted()`, see `include/linux/unmapped_alloc.h`.
-#[no_mangle]
-pub extern "C" fn kmem_cache_destroy_decrypted(cache: *mut bindings::kmem_cache_decrypted) {
-    let Some(c) = sys::take_cache::<ObjCache>(cache) else {
+///
+/// # Safety
+///
+/// `cache` must be null or a cache returned by `kmem_cache_create_decrypted()`
+/// and not destroyed yet; nobody uses it during or after the call.
+#[export]
+pub unsafe extern "C" fn kmem_cache_destroy_decrypted(cache: *mut bindings::kmem_cache_decrypted) {
+    // SAFETY: `cache` is NULL or a live handle of an `ObjCache` that nobody uses any
+    // more (this function's contract).
+    let Some(c) = (unsafe { sys::take_cache::<ObjCache>(cache) }) else {
         return;
     };
     c.shrink();
@@ -387,8 +489,13 @@ pub extern "C" fn kmem_cache_destroy_decrypted(cache: *mut bindings::kmem_cache_
 }
 
 /// C API: `unmapped_alloc_page_state()`, see `include/linux/unmapped_alloc.h`.
-#[no_mangle]
-pub extern "C" fn unmapped_alloc_page_state(
+///
+/// # Safety
+///
+/// Always safe to call: `page` is only compared with the component's own pages,
+/// never dereferenced.
+#[export]
+pub unsafe extern "C" fn unmapped_alloc_page_state(
     page: *const bindings::page,
 ) -> bindings::unmapped_page_state {
     let pfn = Pfn::of_page(page);
@@ -408,8 +515,12 @@ pub extern "C" fn unmapped_alloc_page_state(
 }
 
 /// Reboot notifier: convert everything back before the next kernel takes over.
-#[no_mangle]
-pub extern "C" fn unmapped_alloc_unshare_all() {
+///
+/// # Safety
+///
+/// Always safe to call: `unsafe` only because `#[export]` matches bindgen's declaration.
+#[export]
+pub unsafe extern "C" fn unmapped_alloc_unshare_all() {
     for a in instances() {
         let (done, failed) = a.unshare_all();
         pr_info!(
@@ -421,8 +532,12 @@ pub extern "C" fn unmapped_alloc_unshare_all() {
 }
 
 /// C API: `unmapped_alloc_read_counters()`, see `include/linux/unmapped_alloc.h`.
-#[no_mangle]
-pub extern "C" fn unmapped_alloc_read_counters(c: *mut bindings::unmapped_alloc_counters) {
+///
+/// # Safety
+///
+/// `c` must be null or valid for writing a `struct unmapped_alloc_counters`.
+#[export]
+pub unsafe extern "C" fn unmapped_alloc_read_counters(c: *mut bindings::unmapped_alloc_counters) {
     let Ok(Globals {
         unmapped: u,
         decrypted: d,
@@ -455,20 +570,32 @@ pub extern "C" fn unmapped_alloc_read_counters(c: *mut bindings::unmapped_alloc_
         atomic_failures: atomic,
         shrinker_scans: SHRINKER_SCANS.get(),
     };
-    sys::write_out(c, counters);
+    // SAFETY: `c` is NULL or valid for writing the counters (this function's contract).
+    unsafe { sys::write_out(c, counters) };
 }
 
 /// C API: `unmapped_alloc_drain()`, see `include/linux/unmapped_alloc.h`.
-#[no_mangle]
-pub extern "C" fn unmapped_alloc_drain() {
+///
+/// # Safety
+///
+/// Always safe to call: `unsafe` only because `#[export]` matches bindgen's declaration.
+#[export]
+pub unsafe extern "C" fn unmapped_alloc_drain() {
     if let Ok(g) = globals() {
         debugfs::shrink_all(&g);
     }
 }
 
 /// C API: `unmapped_alloc_set_reserve()`, see `include/linux/unmapped_alloc.h`.
-#[no_mangle]
-pub extern "C" fn unmapped_alloc_set_reserve(low: ffi::c_ulong, high: ffi::c_ulong) -> ffi::c_int {
+///
+/// # Safety
+///
+/// Always safe to call: `unsafe` only because `#[export]` matches bindgen's declaration.
+#[export]
+pub unsafe extern "C" fn unmapped_alloc_set_reserve(
+    low: ffi::c_ulong,
+    high: ffi::c_ulong,
+) -> ffi::c_int {
     match decrypted().and_then(|d| d.set_watermarks(low, high)) {
         Ok(()) => 0,
         Err(e) => e.to_errno(),
@@ -476,17 +603,31 @@ pub extern "C" fn unmapped_alloc_set_reserve(low: ffi::c_ulong, high: ffi::c_ulo
 }
 
 /// C API: `unmapped_alloc_get_reserve()`, see `include/linux/unmapped_alloc.h`.
-#[no_mangle]
-pub extern "C" fn unmapped_alloc_get_reserve(low: *mut ffi::c_ulong, high: *mut ffi::c_ulong) {
+///
+/// # Safety
+///
+/// `low` and `high` must each be null or valid for writing an `unsigned long`.
+#[export]
+pub unsafe extern "C" fn unmapped_alloc_get_reserve(
+    low: *mut ffi::c_ulong,
+    high: *mut ffi::c_ulong,
+) {
     let (l, h) = decrypted().map(|d| d.watermarks()).unwrap_or((0, 0));
-    sys::write_out(low, l as ffi::c_ulong);
-    sys::write_out(high, h as ffi::c_ulong);
+    // SAFETY: Each is NULL or valid for writing (this function's contract).
+    unsafe {
+        sys::write_out(low, l as ffi::c_ulong);
+        sys::write_out(high, h as ffi::c_ulong);
+    }
 }
 
 /// C API: `unmapped_alloc_set_sim_delay()` (benchmarks only).
+///
+/// # Safety
+///
+/// Always safe to call: `unsafe` only because `#[export]` matches bindgen's declaration.
 #[cfg(any(CONFIG_UNMAPPED_ALLOC_BENCH = "y", CONFIG_UNMAPPED_ALLOC_BENCH = "m"))]
-#[no_mangle]
-pub extern "C" fn unmapped_alloc_set_sim_delay(us: ffi::c_uint) {
+#[export]
+pub unsafe extern "C" fn unmapped_alloc_set_sim_delay(us: ffi::c_uint) {
     backend::SIM_DELAY_US.store(us, kernel::sync::atomic::Relaxed);
 }
 
@@ -495,14 +636,22 @@ fn instances() -> impl Iterator<Item = &'static Arc<PageAllocator>> {
 }
 
 /// Shrinker callback: pages a shrink would give back.
-#[no_mangle]
-pub extern "C" fn unmapped_alloc_reclaimable() -> ffi::c_ulong {
+///
+/// # Safety
+///
+/// Always safe to call: `unsafe` only because `#[export]` matches bindgen's declaration.
+#[export]
+pub unsafe extern "C" fn unmapped_alloc_reclaimable() -> ffi::c_ulong {
     instances().map(|a| a.reclaimable_pages()).sum::<usize>() as ffi::c_ulong
 }
 
 /// Shrinker callback: give every fully free block back; returns the pages freed.
-#[no_mangle]
-pub extern "C" fn unmapped_alloc_shrink(_nr_to_scan: ffi::c_ulong) -> ffi::c_ulong {
+///
+/// # Safety
+///
+/// Always safe to call: `unsafe` only because `#[export]` matches bindgen's declaration.
+#[export]
+pub unsafe extern "C" fn unmapped_alloc_shrink(_nr_to_scan: ffi::c_ulong) -> ffi::c_ulong {
     SHRINKER_SCANS.inc();
     instances()
         .map(|a| {
@@ -529,41 +678,47 @@ mod tests {
 
     #[test]
     fn kmalloc_decrypted_through_c_api() -> Result {
-        // Refused frees below are reported with a stack.
-        let _splats = crate::testutil::ExpectSplats::new();
-        let k = kmalloc()?;
-        for size in [1usize, 256, 1000, 4096, 8192, 20000] {
-            let p = kmalloc_decrypted(size, GFP_KERNEL | __GFP_ZERO);
-            assert!(!p.is_null());
-            let a = p as usize;
-            assert_eq!(a % slab::MIN_SIZE, 0);
-            assert!(ksize_decrypted(p) >= size);
-            // Decrypted memory stays in the direct map.
-            assert!(present(a));
-            kfree_decrypted(p);
+        // SAFETY: The C API functions called here are always safe to call.
+        unsafe {
+            // Refused frees below are reported with a stack.
+            let _splats = crate::testutil::ExpectSplats::new();
+            let k = kmalloc()?;
+            for size in [1usize, 256, 1000, 4096, 8192, 20000] {
+                let p = kmalloc_decrypted(size, GFP_KERNEL | __GFP_ZERO);
+                assert!(!p.is_null());
+                let a = p as usize;
+                assert_eq!(a % slab::MIN_SIZE, 0);
+                assert!(ksize_decrypted(p) >= size);
+                // Decrypted memory stays in the direct map.
+                assert!(present(a));
+                kfree_decrypted(p);
+            }
+            let bad = k.bad_frees.get();
+            let other = KBox::new([0u8; 256], kernel::alloc::flags::GFP_KERNEL)?;
+            kfree_decrypted(core::ptr::from_ref::<[u8; 256]>(&*other).cast());
+            assert_eq!(k.bad_frees.get(), bad + 1);
+            Ok(())
         }
-        let bad = k.bad_frees.get();
-        let other = KBox::new([0u8; 256], kernel::alloc::flags::GFP_KERNEL)?;
-        kfree_decrypted(core::ptr::from_ref::<[u8; 256]>(&*other).cast());
-        assert_eq!(k.bad_frees.get(), bad + 1);
-        Ok(())
     }
 
     #[test]
     fn dedicated_cache_through_c_api() -> Result {
-        let c = kmem_cache_create_decrypted(c"its-itt-test".as_char_ptr(), 768, 256);
-        assert!(!c.is_null());
-        let mut objs = [core::ptr::null_mut(); 8];
-        for o in objs.iter_mut() {
-            *o = kmem_cache_alloc_decrypted(c, GFP_KERNEL);
-            assert!(!o.is_null());
-            assert_eq!(*o as usize % 1024, 0);
+        // SAFETY: `c` is used from its creation until it is destroyed, last.
+        unsafe {
+            let c = kmem_cache_create_decrypted(c"its-itt-test".as_char_ptr(), 768, 256);
+            assert!(!c.is_null());
+            let mut objs = [core::ptr::null_mut(); 8];
+            for o in objs.iter_mut() {
+                *o = kmem_cache_alloc_decrypted(c, GFP_KERNEL);
+                assert!(!o.is_null());
+                assert_eq!(*o as usize % 1024, 0);
+            }
+            for &o in objs.iter() {
+                kmem_cache_free_decrypted(c, o);
+            }
+            kmem_cache_destroy_decrypted(c);
+            Ok(())
         }
-        for &o in objs.iter() {
-            kmem_cache_free_decrypted(c, o);
-        }
-        kmem_cache_destroy_decrypted(c);
-        Ok(())
     }
 
     /// The global unmapped instance follows `can_set_direct_map()`: where the direct map
@@ -572,73 +727,79 @@ mod tests {
     /// the `direct_map` file says why. `make test ARCH=arm64` boots both ways.
     #[test]
     fn global_unmapped_follows_can_set_direct_map() -> Result {
-        let g = global()?;
-        let text = crate::debugfs::render(&crate::debugfs::DirectMap(g))?;
-        let text = core::str::from_utf8(&text).map_err(|_| EINVAL)?;
-        let refused_before = g.stats.refused_allocs.get();
-        let u = unmapped_alloc(GFP_KERNEL, 0);
-        if sys::can_set_direct_map() {
-            pr_info!("can_set_direct_map: yes, unmapped pages served\n");
-            assert!(!u.is_null());
-            assert!(!Pfn::of_page(u).is_present());
-            assert!(text.contains("unmapped enabled"));
-            unmapped_free(u, 0);
-        } else {
-            pr_info!("can_set_direct_map: no, unmapped pages refused\n");
-            assert!(u.is_null());
-            assert_eq!(g.stats.refused_allocs.get(), refused_before + 1);
-            assert!(text.contains("can_set_direct_map no"));
-            assert!(text.contains("unmapped refused: set_direct_map_*()"));
-            // Decrypted memory does not depend on it.
-            let d = alloc_decrypted_pages(GFP_KERNEL, 0);
-            assert!(!d.is_null());
-            free_decrypted_pages(d, 0);
+        // SAFETY: The C API functions called here are always safe to call.
+        unsafe {
+            let g = global()?;
+            let text = crate::debugfs::render(&crate::debugfs::DirectMap(g))?;
+            let text = core::str::from_utf8(&text).map_err(|_| EINVAL)?;
+            let refused_before = g.stats.refused_allocs.get();
+            let u = unmapped_alloc(GFP_KERNEL, 0);
+            if sys::can_set_direct_map() {
+                pr_info!("can_set_direct_map: yes, unmapped pages served\n");
+                assert!(!u.is_null());
+                assert!(!Pfn::of_page(u).is_present());
+                assert!(text.contains("unmapped enabled"));
+                unmapped_free(u, 0);
+            } else {
+                pr_info!("can_set_direct_map: no, unmapped pages refused\n");
+                assert!(u.is_null());
+                assert_eq!(g.stats.refused_allocs.get(), refused_before + 1);
+                assert!(text.contains("can_set_direct_map no"));
+                assert!(text.contains("unmapped refused: set_direct_map_*()"));
+                // Decrypted memory does not depend on it.
+                let d = alloc_decrypted_pages(GFP_KERNEL, 0);
+                assert!(!d.is_null());
+                free_decrypted_pages(d, 0);
+            }
+            Ok(())
         }
-        Ok(())
     }
 
     #[test]
     fn pages_through_c_api() -> Result {
-        // Refused frees below are reported with a stack.
-        let _splats = crate::testutil::ExpectSplats::new();
-        let u = unmapped_alloc(GFP_KERNEL, 3);
-        assert!(!u.is_null());
-        let d = alloc_decrypted_pages(GFP_KERNEL, 3);
-        assert!(!d.is_null());
-        let (up, dp) = (Pfn::of_page(u), Pfn::of_page(d));
-        for i in 0..8 {
-            assert!(!up.add(i).is_present());
-            assert!(dp.add(i).is_present());
+        // SAFETY: The C API functions called here are always safe to call.
+        unsafe {
+            // Refused frees below are reported with a stack.
+            let _splats = crate::testutil::ExpectSplats::new();
+            let u = unmapped_alloc(GFP_KERNEL, 3);
+            assert!(!u.is_null());
+            let d = alloc_decrypted_pages(GFP_KERNEL, 3);
+            assert!(!d.is_null());
+            let (up, dp) = (Pfn::of_page(u), Pfn::of_page(d));
+            for i in 0..8 {
+                assert!(!up.add(i).is_present());
+                assert!(dp.add(i).is_present());
+            }
+            assert_eq!(
+                unmapped_alloc_page_state(u),
+                bindings::unmapped_page_state_UNMAPPED_PAGE_USED
+            );
+            assert_eq!(
+                unmapped_alloc_page_state(d),
+                bindings::unmapped_page_state_SHARED_PAGE_USED
+            );
+            // Each kind refuses the other's pages.
+            let (ub, db) = (
+                global()?.stats.bad_frees.get(),
+                decrypted()?.stats.bad_frees.get(),
+            );
+            unmapped_free(d, 3);
+            free_decrypted_pages(u, 3);
+            assert_eq!(global()?.stats.bad_frees.get(), ub + 1);
+            assert_eq!(decrypted()?.stats.bad_frees.get(), db + 1);
+            unmapped_free(u, 3);
+            free_decrypted_pages(d, 3);
+            assert_eq!(
+                unmapped_alloc_page_state(d),
+                bindings::unmapped_page_state_SHARED_PAGE_FREE
+            );
+            let other = Block::alloc(sys::NUMA_NO_NODE, GFP_KERNEL, 0).ok_or(ENOMEM)?;
+            assert_eq!(
+                unmapped_alloc_page_state(other.pfn().page()),
+                bindings::unmapped_page_state_UNMAPPED_PAGE_NOT_OWNED
+            );
+            other.release();
+            Ok(())
         }
-        assert_eq!(
-            unmapped_alloc_page_state(u),
-            bindings::unmapped_page_state_UNMAPPED_PAGE_USED
-        );
-        assert_eq!(
-            unmapped_alloc_page_state(d),
-            bindings::unmapped_page_state_SHARED_PAGE_USED
-        );
-        // Each kind refuses the other's pages.
-        let (ub, db) = (
-            global()?.stats.bad_frees.get(),
-            decrypted()?.stats.bad_frees.get(),
-        );
-        unmapped_free(d, 3);
-        free_decrypted_pages(u, 3);
-        assert_eq!(global()?.stats.bad_frees.get(), ub + 1);
-        assert_eq!(decrypted()?.stats.bad_frees.get(), db + 1);
-        unmapped_free(u, 3);
-        free_decrypted_pages(d, 3);
-        assert_eq!(
-            unmapped_alloc_page_state(d),
-            bindings::unmapped_page_state_SHARED_PAGE_FREE
-        );
-        let other = Block::alloc(sys::NUMA_NO_NODE, GFP_KERNEL, 0).ok_or(ENOMEM)?;
-        assert_eq!(
-            unmapped_alloc_page_state(other.pfn().page()),
-            bindings::unmapped_page_state_UNMAPPED_PAGE_NOT_OWNED
-        );
-        other.release();
-        Ok(())
     }
 }
