@@ -35,6 +35,8 @@ struct page *unmapped_alloc_node(int nid, gfp_t gfp, unsigned int order);
  * @order: order of the allocation
  *
  * Like unmapped_alloc_node() on the local node.
+ *
+ * Return: the first page of 2^@order unmapped pages, or %NULL.
  */
 struct page *unmapped_alloc(gfp_t gfp, unsigned int order);
 
@@ -48,6 +50,8 @@ struct page *unmapped_alloc(gfp_t gfp, unsigned int order);
  * hand it to an entity that initialises it (the TDX module, for example):
  * the pages may hold data of a previous owner, and the cost of zeroing them
  * is saved. With %__GFP_ZERO this behaves like unmapped_alloc_node().
+ *
+ * Return: the first page of 2^@order unmapped pages, or %NULL.
  */
 struct page *unmapped_alloc_noscrub(int nid, gfp_t gfp, unsigned int order);
 
@@ -83,6 +87,8 @@ struct page *alloc_decrypted_pages_node(int nid, gfp_t gfp, unsigned int order);
  * @order: order of the allocation
  *
  * Like alloc_decrypted_pages_node() on the local node.
+ *
+ * Return: the first page of 2^@order zeroed decrypted pages, or %NULL.
  */
 struct page *alloc_decrypted_pages(gfp_t gfp, unsigned int order);
 
@@ -115,6 +121,8 @@ void *kmalloc_decrypted(size_t size, gfp_t gfp);
  * @size: bytes
  * @gfp: allocation flags
  * @nid: preferred node, or NUMA_NO_NODE
+ *
+ * Return: the object's address in the direct map, or %NULL.
  */
 void *kmalloc_decrypted_node(size_t size, gfp_t gfp, int nid);
 
@@ -122,6 +130,8 @@ void *kmalloc_decrypted_node(size_t size, gfp_t gfp, int nid);
  * kzalloc_decrypted() - kmalloc_decrypted() for zeroed memory
  * @size: bytes
  * @gfp: allocation flags
+ *
+ * Return: the zeroed object's address in the direct map, or %NULL.
  */
 static inline void *kzalloc_decrypted(size_t size, gfp_t gfp)
 {
@@ -133,6 +143,8 @@ static inline void *kzalloc_decrypted(size_t size, gfp_t gfp)
  * @size: bytes
  * @gfp: allocation flags
  * @nid: preferred node, or NUMA_NO_NODE
+ *
+ * Return: the zeroed object's address in the direct map, or %NULL.
  */
 static inline void *kzalloc_decrypted_node(size_t size, gfp_t gfp, int nid)
 {
@@ -183,7 +195,25 @@ struct kmem_cache_decrypted;
 struct kmem_cache_decrypted *kmem_cache_create_decrypted(const char *name,
 							 unsigned int size,
 							 unsigned int align);
+
+/**
+ * kmem_cache_alloc_decrypted() - allocate an object from a decrypted cache
+ * @cache: a cache from kmem_cache_create_decrypted()
+ * @gfp: allocation flags, as for kmalloc_decrypted()
+ *
+ * Return: the object's address in the direct map, aligned as the cache was
+ * created, or %NULL.
+ */
 void *kmem_cache_alloc_decrypted(struct kmem_cache_decrypted *cache, gfp_t gfp);
+
+/**
+ * kmem_cache_free_decrypted() - free an object to its decrypted cache
+ * @cache: the cache it was allocated from
+ * @obj: the object, or NULL
+ *
+ * Any context. A pointer that is not a live object of @cache is reported
+ * with the caller's stack (rate limited) and changes nothing.
+ */
 void kmem_cache_free_decrypted(struct kmem_cache_decrypted *cache,
 			       const void *obj);
 
@@ -220,6 +250,9 @@ enum unmapped_page_state {
  * @page: any page
  *
  * Any context. The record is the one the frees are validated against.
+ *
+ * Return: the page's state; %UNMAPPED_PAGE_NOT_OWNED for any page the
+ * component does not hold.
  */
 enum unmapped_page_state unmapped_alloc_page_state(const struct page *page);
 

@@ -66,6 +66,25 @@ if [ -z "${UA_CHECK_QUICK:-}" ]; then
 	arm64_build 64k mm/unmapped_alloc/
 	arm64_build nocomp drivers/irqchip/irq-gic-v3-its.o none
 fi
+stage "kernel-doc and the documentation (Sphinx, Documentation/mm)"
+# Every kernel-doc comment of the C API complete (parameters, return
+# values), and the guide, with the API reference pulled from the header,
+# built by the tree's Sphinx without a warning about it. Building only
+# Documentation/mm leaves the tree's own cross-references to other parts
+# unresolved; those warnings are not ours.
+kdoc=$("$UA_KSRC/scripts/kernel-doc" -Wall -none include/linux/unmapped_alloc.h 2>&1) || rc=1
+[ -z "$kdoc" ] || { echo "$kdoc"; rc=1; }
+"$UA_ROOT/tools/testing/setup.sh" docs
+docs_log=$UA_CACHE/logs/htmldocs.log
+if ! make -C "$UA_KSRC" O="$UA_CACHE/docs" SPHINXDIRS=mm htmldocs >"$docs_log" 2>&1; then
+	tail -n 20 "$docs_log"
+	rc=1
+elif grep -i 'warning\|error' "$docs_log" | grep 'unmapped_alloc'; then
+	rc=1
+elif ! grep -q 'kmalloc_decrypted_node' "$UA_CACHE/docs/Documentation/output/mm/unmapped_alloc.html"; then
+	echo "Documentation/mm/unmapped_alloc.html lacks the C API reference"
+	rc=1
+fi
 stage "checkpatch"
 # The exports of the Rust-defined C API cannot follow their definitions.
 # fail_unmapped_alloc= is documented in Documentation/unmapped_alloc.rst; its

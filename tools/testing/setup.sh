@@ -11,10 +11,12 @@ APT_PKGS="clang-19 lld-19 llvm-19 libclang-19-dev bc flex bison libelf-dev
 	libssl-dev cpio make rsync python3 qemu-system-x86 qemu-system-arm
 	busybox-static xz-utils socat gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 	device-tree-compiler"
+# For 'make check' only: the tree's Sphinx documentation build.
+APT_DOC_PKGS="python3-sphinx python3-yaml"
 
 install_debs() {
 	local missing=()
-	for p in $APT_PKGS; do
+	for p in ${1:-$APT_PKGS}; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
 			missing+=("$p")
 	done
@@ -171,6 +173,9 @@ place_component() {
 	rsync -a --delete --exclude=.git --exclude=.cache --exclude=.ci \
 		"$UA_ROOT/" "$UA_KSRC/mm/unmapped_alloc/"
 	rsync -a "$UA_ROOT/include/" "$UA_KSRC/include/"
+	# The guide, in the tree's memory management documentation (patch 0006).
+	cmp -s "$UA_ROOT/Documentation/unmapped_alloc.rst" "$UA_KSRC/Documentation/mm/unmapped_alloc.rst" ||
+		cp "$UA_ROOT/Documentation/unmapped_alloc.rst" "$UA_KSRC/Documentation/mm/unmapped_alloc.rst"
 	# The Rust abstractions are the kernel crate's module unmapped_alloc.
 	cmp -s "$UA_ROOT/rust/kernel_api.rs" "$UA_KSRC/rust/kernel/unmapped_alloc.rs" ||
 		cp "$UA_ROOT/rust/kernel_api.rs" "$UA_KSRC/rust/kernel/unmapped_alloc.rs"
@@ -179,10 +184,11 @@ place_component() {
 mkdir -p "$UA_CACHE/logs"
 case "${1:-all}" in
 	deps) install_debs; install_rust ;;
+	docs) install_debs "$APT_DOC_PKGS" ;;
 	kernel) fetch_kernel ;;
 	place) place_component ;;
 	all) install_debs; install_rust; fetch_kernel; place_component
 		[ "$UA_ARCH" = arm64 ] && fetch_busybox_arm64
 		true ;;
-	*) die "usage: $0 [deps|kernel|place|all]" ;;
+	*) die "usage: $0 [deps|docs|kernel|place|all]" ;;
 esac
