@@ -73,7 +73,7 @@ impl Backend {
     pub(crate) fn any_shared(&self, r: &PageRange) -> bool {
         match self {
             Backend::Real => false,
-            Backend::Model(m) => (0..r.nr_pages()).any(|i| m.is_shared(r.pfn().add(i).0)),
+            Backend::Model(m) => (0..r.nr_pages()).any(|i| m.is_shared(r.pfn().add(i).number())),
         }
     }
 }
@@ -148,7 +148,7 @@ impl ModelBackend {
                     crate::sys::FailSite::Conversion,
                     r.nr_pages() * crate::sys::PAGE_SIZE,
                 ));
-        let (first, nr) = (r.pfn().0, r.nr_pages());
+        let (first, nr) = (r.pfn().number(), r.nr_pages());
         let mut ranges = self.shared.lock();
         ranges.retain(|&mut (f, n)| f + n <= first || first + nr <= f);
         // Atomic: the shrinker converts under this lock from inside reclaim.
@@ -198,8 +198,11 @@ impl ModelBackend {
             let Some(&(first, nr)) = ranges.get(i) else {
                 break;
             };
-            written +=
-                crate::sys::host_scribble(crate::sys::Pfn(first), nr, seed.wrapping_add(i as u64));
+            written += crate::sys::host_scribble(
+                crate::sys::Pfn::new(first),
+                nr,
+                seed.wrapping_add(i as u64),
+            );
             drop(ranges);
             i += 1;
         }

@@ -580,7 +580,7 @@ impl PageAllocator {
         if let (Some(pfn), Kind::Decrypted(_)) = (pfn, &self.kind) {
             if (scrub || gfp & bindings::__GFP_ZERO != 0) && !sys::zero_on_handout(pfn, 1 << order)
             {
-                pr_err_once!("decrypted pfn {:#x} not in the direct map\n", pfn.0);
+                pr_err_once!("decrypted pfn {:#x} not in the direct map\n", pfn.number());
             }
         }
         if reserve_low {
@@ -589,7 +589,7 @@ impl PageAllocator {
         match pfn {
             Some(pfn) => {
                 self.stats.allocs.at(order).inc();
-                trace::pages(self.kind.trace_id(), pfn.0, order, gfp);
+                trace::pages(self.kind.trace_id(), pfn.number(), order, gfp);
             }
             None => self.stats.alloc_failures.inc(),
         }
@@ -599,7 +599,11 @@ impl PageAllocator {
     /// Charges a fresh allocation to the caller's memory cgroup for `__GFP_ACCOUNT`;
     /// over the limit, the chunk goes back and the allocation fails.
     fn charge(self: &Arc<Self>, pfn: Pfn, gfp: bindings::gfp_t, order: u32) -> Option<Pfn> {
-        if gfp & bindings::__GFP_ACCOUNT == 0 || pfn.memcg_charge(gfp, order).is_ok() {
+        if gfp & bindings::__GFP_ACCOUNT == 0
+            || self
+                .range_of(pfn, order)
+                .is_some_and(|r| r.memcg_charge(gfp, order).is_ok())
+        {
             return Some(pfn);
         }
         self.stats.memcg_failures.inc();
@@ -725,7 +729,7 @@ impl PageAllocator {
         };
         trace::block_convert(
             self.kind.trace_id(),
-            block.pfn().0,
+            block.pfn().number(),
             block.order(),
             converted.err().map_or(0, |e| e.to_errno()),
         );
@@ -851,7 +855,7 @@ impl PageAllocator {
         };
         trace::block_release(
             self.kind.trace_id(),
-            block.pfn().0,
+            block.pfn().number(),
             block.order(),
             if ok { 0 } else { EIO.to_errno() },
         );
@@ -873,7 +877,7 @@ impl PageAllocator {
         pr_err_once!(
             "{}: state of pfn {:#x} unknown, block leaked\n",
             self.kind.prefix(),
-            block.pfn().0
+            block.pfn().number()
         );
         // Best effort: the counters above stay right if the record cannot grow.
         let _ = self
@@ -893,7 +897,7 @@ impl PageAllocator {
         match r {
             Ok(()) => {
                 self.stats.frees.at(order).inc();
-                trace::free_pages(self.kind.trace_id(), pfn.0, order);
+                trace::free_pages(self.kind.trace_id(), pfn.number(), order);
                 self.kick();
             }
             Err(e) => {
@@ -901,7 +905,7 @@ impl PageAllocator {
                 sys::report_bad_free(format_args!(
                     "{} pages: refused to free pfn {:#x} order {}: {:?}\n",
                     self.kind.prefix(),
-                    pfn.0,
+                    pfn.number(),
                     order,
                     e
                 ));
@@ -921,7 +925,9 @@ impl PageAllocator {
         self.with_block(pfn, |b, off| {
             b.buddy.check_used(off, order).map_err(BadFree::Block)?;
             // Uncharge before the chunk can be scrubbed and handed to someone else.
-            pfn.memcg_uncharge(order);
+            if let Ok(r) = b.block.range(off, 1 << order) {
+                r.memcg_uncharge(order);
+            }
             if scrub {
                 b.buddy.free(off, order).map_err(BadFree::Block)
             } else {
@@ -972,7 +978,7 @@ impl PageAllocator {
             .leaked
             .lock()
             .iter()
-            .any(|&(first, n)| first <= pfn && pfn.0 < first.0 + n);
+            .any(|&(first, n)| pfn.offset_from(first).is_some_and(|o| o < n));
         if leaked {
             return Ownership::Leaked;
         }
@@ -1032,7 +1038,7 @@ impl PageAllocator {
         }
         let mut pool = self.pool(pfn.nid())?.lock();
         let i = pool.find(pfn)?;
-        let off = pfn.0 - pool.blocks[i].block.pfn().0;
+        let off = pfn.offset_from(pool.blocks[i].block.pfn())?;
         Some(pool.touch(i, |b| f(b, off)))
     }
 
@@ -1044,7 +1050,7 @@ impl PageAllocator {
         let pool = self.pool(pfn.nid())?.lock();
         let i = pool.find(pfn)?;
         let b = &pool.blocks[i];
-        Some(f(b, pfn.0 - b.block.pfn().0))
+        Some(f(b, pfn.offset_from(b.block.pfn())?))
     }
 
     /// Schedules background scrubbing and trimming.
@@ -1400,7 +1406,7 @@ mod tests {
         }
 
         fn pfn(&self) -> usize {
-            self.pfn.0
+            self.pfn.number()
         }
 
         fn nr_pages(&self) -> usize {
@@ -1566,10 +1572,10 @@ mod tests {
         let buddy = get(0)?;
         assert_eq!(a.stats.blocks_taken.get(), 2);
         assert_ne!(
-            second.first().0 >> a.max_order(),
-            first[0].first().0 >> a.max_order()
+            second.first().number() >> a.max_order(),
+            first[0].first().number() >> a.max_order()
         );
-        assert_eq!(buddy.first().0, second.first().0 ^ 1);
+        assert_eq!(buddy.first().number(), second.first().number() ^ 1);
         // One page of the full block comes back: the next page is that one, not a split
         // of the second block's chunks of order 1 and up.
         let hole = first.remove(n / 2)?.first();
@@ -1580,8 +1586,8 @@ mod tests {
         // Two pages only fit in the second block.
         let pair = get(1)?;
         assert_eq!(
-            pair.first().0 >> a.max_order(),
-            second.first().0 >> a.max_order()
+            pair.first().number() >> a.max_order(),
+            second.first().number() >> a.max_order()
         );
         a.check_pools();
         drop((first, second, buddy, again, pair));
@@ -1903,7 +1909,7 @@ mod decrypted_tests {
     }
 
     fn shared(model: &ModelBackend, pfn: Pfn, order: u32) -> bool {
-        (0..1usize << order).all(|i| model.is_shared(pfn.add(i).0))
+        (0..1usize << order).all(|i| model.is_shared(pfn.add(i).number()))
     }
 
     /// Frees all, shrinks, and checks that every page went back private.
@@ -2011,7 +2017,7 @@ mod decrypted_tests {
         let model = ModelBackend::new()?;
         let a = private(&model, 0)?;
         let pfn = a.alloc(nid, K, 0, true).ok_or(ENOMEM)?;
-        let base = Pfn(pfn.0 & !((1usize << sys::block_order()) - 1));
+        let base = Pfn::new(pfn.number() & !((1usize << sys::block_order()) - 1));
         // The block was one of the dirtied ones, or the test proves nothing.
         assert!(dirtied.contains(&base));
         assert_eq!(model.decrypt_calls.load(Relaxed), 1);
@@ -2184,7 +2190,7 @@ mod decrypted_tests {
         model.fail_nth(1);
         assert_eq!(d.unshare_all(), (1, 1));
         assert_eq!(model.shared_pages(), 512);
-        let leaked = if model.is_shared(a.0) { a } else { b };
+        let leaked = if model.is_shared(a.number()) { a } else { b };
         assert_eq!(d.ownership(leaked), Ownership::Leaked);
         assert_eq!(d.stats.leaked_blocks.get(), 1);
         assert_eq!(d.free(a, 9), Ok(()));

@@ -154,7 +154,7 @@ impl CacheNode {
 
     fn find(&self, pfn: Pfn, slab_pages: usize) -> Option<usize> {
         let i = sorted::floor(&self.slabs, pfn)?;
-        (pfn.0 < self.slabs[i].base.0 + slab_pages).then_some(i)
+        (pfn.offset_from(self.slabs[i].base)? < slab_pages).then_some(i)
     }
 
     /// Brings the bits of slab `i` up to date after a change under the lock.
@@ -1210,8 +1210,8 @@ mod tests {
     }
 
     fn all_shared(model: &ModelBackend, addr: usize, len: usize) -> bool {
-        let first = Pfn::of_virt(addr).map_or(0, |p| p.0);
-        let last = Pfn::of_virt(addr + len - 1).map_or(0, |p| p.0);
+        let first = Pfn::of_virt(addr).map_or(0, |p| p.number());
+        let last = Pfn::of_virt(addr + len - 1).map_or(0, |p| p.number());
         first != 0 && (first..=last).all(|pfn| model.is_shared(pfn))
     }
 

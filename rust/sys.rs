@@ -38,11 +38,27 @@ pub(crate) const PAGE_SIZE: usize = kernel::page::PAGE_SIZE;
 /// `NUMA_NO_NODE`: no preferred node.
 pub(crate) const NUMA_NO_NODE: i32 = bindings::NUMA_NO_NODE;
 
-/// A page frame number.
+/// A page frame number: any number, not necessarily a frame of memory the kernel
+/// manages; every method is safe for any value.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-pub(crate) struct Pfn(pub(crate) usize);
+pub(crate) struct Pfn(usize);
 
 impl Pfn {
+    /// Frame number `n`.
+    pub(crate) const fn new(n: usize) -> Self {
+        Self(n)
+    }
+
+    /// The frame number.
+    pub(crate) const fn number(self) -> usize {
+        self.0
+    }
+
+    /// How many frames this one is after `base`; `None` if it is before it.
+    pub(crate) fn offset_from(self, base: Pfn) -> Option<usize> {
+        self.0.checked_sub(base.0)
+    }
+
     /// The `struct page` of this frame.
     pub(crate) fn page(self) -> *mut bindings::page {
         // SAFETY: `pfn_to_page` is pointer arithmetic on the memory map; it does not
@@ -88,37 +104,29 @@ impl Pfn {
         unsafe { bindings::ua_pfn_valid(self.0) }
     }
 
-    /// NUMA node of the frame, which must be a valid memory frame.
+    /// NUMA node of the frame; `NUMA_NO_NODE` for a frame without a `struct page`.
     pub(crate) fn nid(self) -> i32 {
-        // SAFETY: Every `Pfn` the component handles comes from the page allocator, so its
-        // `struct page` exists.
+        if !self.is_valid() {
+            return NUMA_NO_NODE;
+        }
+        // SAFETY: A valid frame has a `struct page`, whose flags hold the node.
         unsafe { bindings::ua_pfn_to_nid(self.0) }
     }
 
-    /// Charges the allocation of 2^`order` pages starting here to the memory cgroup of
-    /// the current task. The caller owns the pages and has just allocated them.
-    pub(crate) fn memcg_charge(self, gfp: bindings::gfp_t, order: u32) -> Result {
-        // SAFETY: The caller owns the frames; charging writes only their memcg data.
-        to_result(unsafe { bindings::ua_memcg_charge(self.0, gfp, order) })
-    }
-
-    /// Removes a charge made by [`Pfn::memcg_charge`], if any. Any context.
-    pub(crate) fn memcg_uncharge(self, order: u32) {
-        // SAFETY: The caller owns the frames; an uncharged page is left alone.
-        unsafe { bindings::ua_memcg_uncharge(self.0, order) }
-    }
-
     #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
-    /// Whether the page carries a memory cgroup charge.
+    /// Whether the page carries a memory cgroup charge (`false` for a frame without a
+    /// `struct page`).
     pub(crate) fn memcg_charged(self) -> bool {
-        // SAFETY: Reads the memcg data of a valid frame.
-        unsafe { bindings::ua_memcg_charged(self.0) }
+        // SAFETY: Reads the memcg data of a frame that has a `struct page`.
+        self.is_valid() && unsafe { bindings::ua_memcg_charged(self.0) }
     }
 
-    /// Whether the frame is mapped in the kernel direct map.
+    /// Whether the frame is mapped in the kernel direct map (`false` for a frame
+    /// without a `struct page`).
     pub(crate) fn is_present(self) -> bool {
-        // SAFETY: Reads the direct map page tables for a valid frame.
-        unsafe { bindings::kernel_page_present(self.page()) }
+        // SAFETY: Reads the direct map page tables at the address of a frame that has a
+        // `struct page`, so a direct map address.
+        self.is_valid() && unsafe { bindings::kernel_page_present(self.page()) }
     }
 }
 
@@ -451,6 +459,24 @@ impl PageRange {
     /// Number of pages.
     pub(crate) fn nr_pages(&self) -> usize {
         self.nr
+    }
+
+    /// Charges the pages, a fresh allocation of 2^`order` pages, to the memory cgroup of
+    /// the current task.
+    pub(crate) fn memcg_charge(&self, gfp: bindings::gfp_t, order: u32) -> Result {
+        if self.nr != 1 << order {
+            return Err(EINVAL);
+        }
+        // SAFETY: The range owner's pages; charging writes only their memcg data.
+        to_result(unsafe { bindings::ua_memcg_charge(self.pfn.0, gfp, order) })
+    }
+
+    /// Removes a charge made by [`Self::memcg_charge`], if any. Any context.
+    pub(crate) fn memcg_uncharge(&self, order: u32) {
+        if self.nr == 1 << order {
+            // SAFETY: The range owner's pages; an uncharged page is left alone.
+            unsafe { bindings::ua_memcg_uncharge(self.pfn.0, order) }
+        }
     }
 
     /// Marks the pages shared with the host (decrypted).
