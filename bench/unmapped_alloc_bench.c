@@ -771,7 +771,7 @@ static u64 churn_all_round(struct churn *per_cpu_work, enum obj_alloc a)
 		c->done = &done;
 		c->left = &left;
 		INIT_WORK(&c->work, churn_work);
-		queue_work_on(cpu, system_unbound_wq, &c->work);
+		queue_work_on(cpu, system_dfl_wq, &c->work);
 	}
 	wait_for_completion(&done);
 	for_each_online_cpu(cpu) {
@@ -860,7 +860,7 @@ static u64 remote_round(struct remote *rm, enum obj_alloc a, int to)
 		complete(&rm->emptied[i]);
 	}
 	INIT_WORK(&rm->work, remote_consumer);
-	queue_work_on(to, system_unbound_wq, &rm->work);
+	queue_work_on(to, system_dfl_wq, &rm->work);
 	for (b = 0; b < batches; b++) {
 		void **batch = rm->batch[b % 2];
 

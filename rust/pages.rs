@@ -42,7 +42,7 @@ use kernel::{
         new_mutex, Arc, Mutex, MutexGuard,
     },
     time::{Instant, Monotonic},
-    workqueue::{self, impl_has_work, new_work, Work, WorkItem},
+    workqueue::{impl_has_work, new_work, Work, WorkItem},
 };
 
 /// A block taken from the page allocator and its buddy state.
@@ -1057,7 +1057,7 @@ impl PageAllocator {
     fn kick(self: &Arc<Self>) {
         if self.background {
             // Already queued is fine: the queued run sees this free too.
-            let _ = workqueue::system_unbound().enqueue(self.clone());
+            let _ = crate::sys::system_dfl().enqueue(self.clone());
         }
     }
 

@@ -744,6 +744,14 @@ pub(crate) unsafe fn take_cache<T>(handle: *mut bindings::kmem_cache_decrypted) 
     (!p.is_null()).then(|| unsafe { KBox::from_raw(p) })
 }
 
+/// The default unbound workqueue, `system_dfl_wq`, which replaces `system_unbound_wq`
+/// (7.2 warns about work queued on the latter; its Rust crate has no wrapper yet).
+pub(crate) fn system_dfl() -> &'static kernel::workqueue::Queue {
+    // SAFETY: `system_dfl_wq` is a C global workqueue, created at boot before any
+    // initcall and never destroyed.
+    unsafe { kernel::workqueue::Queue::from_raw(bindings::system_dfl_wq) }
+}
+
 /// A temporary kernel mapping of pages, undone on drop.
 struct TempMap(*mut core::ffi::c_void);
 

@@ -45,7 +45,7 @@ use kernel::{
         atomic::{Atomic, Relaxed},
         Arc, Completion, SpinLock,
     },
-    workqueue::{self, impl_has_work, new_work, Work, WorkItem},
+    workqueue::{impl_has_work, new_work, Work, WorkItem},
 };
 
 /// Ranges handed out and not yet freed, shared by concurrent test workers; counts the
@@ -165,7 +165,7 @@ pub(crate) fn run_concurrently<T: Send + Sync + 'static>(
         );
         match job {
             Ok(job) => {
-                let _ = workqueue::system_unbound().enqueue(job);
+                let _ = crate::sys::system_dfl().enqueue(job);
             }
             Err(e) => {
                 // Count the job that will never run, then report.
