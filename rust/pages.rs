@@ -937,8 +937,8 @@ impl PageAllocator {
         .unwrap_or(Err(BadFree::NotOwned))
     }
 
-    /// The pages of a live allocation, for reading and writing them in tests.
-    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+    /// The pages of a live allocation: the token for charging them, and for reading and
+    /// writing them in tests.
     pub(crate) fn range_of(&self, pfn: Pfn, order: u32) -> Option<sys::PageRange> {
         self.peek_block(pfn, |b, off| {
             b.buddy.check_used(off, order).ok()?;

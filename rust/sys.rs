@@ -44,7 +44,9 @@ pub(crate) const NUMA_NO_NODE: i32 = bindings::NUMA_NO_NODE;
 pub(crate) struct Pfn(usize);
 
 impl Pfn {
-    /// Frame number `n`.
+    /// Frame number `n` (only the tests and the torture test's hostile host make frames
+    /// from numbers).
+    #[cfg(any(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST, CONFIG_UNMAPPED_ALLOC_TORTURE))]
     pub(crate) const fn new(n: usize) -> Self {
         Self(n)
     }
