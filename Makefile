@@ -13,6 +13,8 @@
 #   make test-coco  the suites inside a pKVM protected VM (arm64, nested
 #               under QEMU), the host checking what it can read
 #   make bench-coco the ITS-like and churn workloads in that protected VM
+#   make series the component as a patch series against the pinned 7.2 tree
+#               (git format-patch with a cover letter, in .cache/series/)
 #
 # ARCH=x86_64 (the default for run and bench) or ARCH=arm64 (cross-built
 # with LLVM, QEMU virt with GICv3). 'make test' without ARCH runs both.
@@ -21,7 +23,7 @@
 
 T := tools/testing
 
-.PHONY: all run test test-coco torture bench bench-coco setup build check clean distclean
+.PHONY: all run test test-coco torture bench bench-coco series setup build check clean distclean
 
 all: run
 
@@ -45,6 +47,9 @@ bench-coco:
 
 bench:
 	@$(T)/bench.sh
+
+series:
+	@$(T)/series.sh
 
 torture:
 	@rc=0; for a in $${ARCH:-x86_64 arm64}; do \

@@ -10,12 +10,12 @@
 //! Each CPU has a current slab per cache, where it allocates and frees with preemption
 //! off, from and to a private set of the slab's free objects, without locks, lookups or
 //! locked instructions (an interrupt that finds its CPU's slab in use takes the slow
-//! path). The other
-//! slabs are on per-node lists, each under its own lock, so CPUs of different nodes
-//! never contend. A free that is not to the CPU's current slab finds the slab through
-//! the page allocator's tag and the node list. Empty slabs beyond one per node go back
-//! to the page allocator, whose blocks are re-encrypted and returned when free. Atomic allocations never
-//! convert memory: new slabs then come from the page allocator's decrypted reserve.
+//! path). The other slabs are on per-node lists, each under its own lock, so CPUs of
+//! different nodes never contend. A free that is not to the CPU's current slab finds
+//! the slab through the page allocator's tag and the node list. Empty slabs beyond one
+//! per node go back to the page allocator, whose blocks are re-encrypted and returned
+//! when free. Atomic allocations never convert memory: new slabs then come from the
+//! page allocator's decrypted reserve.
 
 #![deny(unsafe_code)]
 

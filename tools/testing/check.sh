@@ -97,5 +97,10 @@ stage "checkpatch"
 # handler and the code after siglongjmp() share.
 "$UA_KSRC/scripts/checkpatch.pl" --no-tree --quiet --strict --ignore VOLATILE --file \
 	tools/testing/coco/vmm.c || rc=1
+if [ -z "${UA_CHECK_QUICK:-}" ]; then
+	# The series: git am on a pristine tree, a build after every patch,
+	# checkpatch --strict on every patch.
+	"$UA_ROOT/tools/testing/series.sh" check || rc=1
+fi
 [ $rc = 0 ] && stage "all checks clean"
 exit $rc

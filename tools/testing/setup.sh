@@ -11,8 +11,9 @@ APT_PKGS="clang-19 lld-19 llvm-19 libclang-19-dev bc flex bison libelf-dev
 	libssl-dev cpio make rsync python3 qemu-system-x86 qemu-system-arm
 	busybox-static xz-utils socat gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 	device-tree-compiler"
-# For 'make check' only: the tree's Sphinx documentation build.
-APT_DOC_PKGS="python3-sphinx python3-yaml"
+# For 'make check' only: the tree's Sphinx documentation build, and what
+# checkpatch's SPDX check (scripts/spdxcheck.py) imports.
+APT_DOC_PKGS="python3-sphinx python3-yaml python3-ply python3-git"
 
 install_debs() {
 	local missing=()

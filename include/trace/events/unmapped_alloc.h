@@ -12,7 +12,7 @@
 #include <linux/tracepoint.h>
 
 /* Kinds of memory: 0 unmapped from the direct map, 1 decrypted (shared). */
-#define UA_TRACE_KINDS { 0, "unmapped" }, { 1, "decrypted" }
+#define ua_show_kind(kind) __print_symbolic(kind, { 0, "unmapped" }, { 1, "decrypted" })
 
 DECLARE_EVENT_CLASS(unmapped_alloc_block,
 	TP_PROTO(int kind, unsigned long pfn, unsigned int order, int ret),
@@ -30,7 +30,7 @@ DECLARE_EVENT_CLASS(unmapped_alloc_block,
 		__entry->ret = ret;
 	),
 	TP_printk("kind=%s pfn=0x%lx order=%u ret=%d",
-		  __print_symbolic(__entry->kind, UA_TRACE_KINDS),
+		  ua_show_kind(__entry->kind),
 		  __entry->pfn, __entry->order, __entry->ret)
 );
 
@@ -63,7 +63,7 @@ TRACE_EVENT(unmapped_alloc_pages,
 		__entry->gfp = gfp;
 	),
 	TP_printk("kind=%s pfn=0x%lx order=%u gfp_flags=%#x",
-		  __print_symbolic(__entry->kind, UA_TRACE_KINDS),
+		  ua_show_kind(__entry->kind),
 		  __entry->pfn, __entry->order, __entry->gfp)
 );
 
@@ -81,7 +81,7 @@ TRACE_EVENT(unmapped_free_pages,
 		__entry->order = order;
 	),
 	TP_printk("kind=%s pfn=0x%lx order=%u",
-		  __print_symbolic(__entry->kind, UA_TRACE_KINDS),
+		  ua_show_kind(__entry->kind),
 		  __entry->pfn, __entry->order)
 );
 
