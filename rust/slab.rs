@@ -734,27 +734,26 @@ impl ObjCache {
     ) -> Option<core::result::Result<(), BadObjFree>> {
         let cpu = self.cpus.local(this)?;
         let shared = cpu.shared();
-        let r = match cpu.current.as_ref() {
-            Some(slab) if addr.wrapping_sub(slab.bytes.addr()) < self.slab_bytes => {
+        // `addr`'s offset in `slab`, if it is inside it.
+        let offset_in = |slab: &Slab| {
+            let offset = addr.wrapping_sub(slab.bytes.addr());
+            (offset < self.slab_bytes).then_some(offset)
+        };
+        let current = cpu.current.as_ref().and_then(|s| Some((s, offset_in(s)?)));
+        let r = match current {
+            Some((slab, offset)) => self.index(offset).and_then(|i| {
                 // To the private set: not there, and not freed elsewhere either.
-                self.index(addr.wrapping_sub(slab.bytes.addr()))
-                    .and_then(|i| {
-                        let bit = 1u64 << i;
-                        let own = shared.own.load(Relaxed);
-                        if (own | slab.free.load(Relaxed)) & bit != 0 {
-                            return Err(BadObjFree::DoubleFree);
-                        }
-                        shared.own.store(own | bit, Relaxed);
-                        Ok(())
-                    })
-            }
-            _ => {
-                let slab = cpu.remote.as_ref()?;
-                let offset = addr.wrapping_sub(slab.bytes.addr());
-                if offset >= self.slab_bytes {
-                    return None;
+                let bit = 1u64 << i;
+                let own = shared.own.load(Relaxed);
+                if (own | slab.free.load(Relaxed)) & bit != 0 {
+                    return Err(BadObjFree::DoubleFree);
                 }
-                self.index(offset).and_then(|i| self.put(slab, i))
+                shared.own.store(own | bit, Relaxed);
+                Ok(())
+            }),
+            None => {
+                let slab = cpu.remote.as_ref()?;
+                self.index(offset_in(slab)?).and_then(|i| self.put(slab, i))
             }
         };
         if r.is_ok() {
@@ -766,7 +765,8 @@ impl ObjCache {
     /// Marks object `i` of `slab` free in its `free`, unless it is free already there or
     /// in the private set of the slab's owner. The owner's set is read without its
     /// CPU, so a free there at the very same moment is missed; the owner finds the
-    /// object in both when the slab leaves it, and reports it (see [`Slab`]).
+    /// object in both when the slab leaves it, and reports it, unless it handed the
+    /// object out before (see [`Slab`]).
     fn put(&self, slab: &Slab, i: usize) -> core::result::Result<(), BadObjFree> {
         let bit = 1u64 << i;
         let mut old = slab.free.load(Relaxed);
