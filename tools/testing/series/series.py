@@ -10,8 +10,9 @@ patch is one concept; the tree after each one is the state the component's
 files describe, cut down to the concepts applied so far:
 
 - files of later concepts are absent;
-- the KUnit test modules (the '#[kunit_tests]' module at the end of a Rust
-  file) and the 'testutil' module come with the KUnit patch;
+- the KUnit suites (the 'tests.rs' file next to the code each one tests),
+  their 'mod tests;' declarations and the 'testutil' module come with the
+  KUnit patch;
 - Kconfig and Kbuild keep only the options and lines of applied concepts.
 """
 
@@ -55,17 +56,10 @@ def apply(patch):
 
 
 def strip_tests(text):
-    """The Rust file without its KUnit modules and the testutil module."""
-    text = text.replace('#[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]\nmod testutil;\n', '')
-    head = re.compile(r'\n#\[cfg\(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST\)\]\n'
-                      r'#\[kernel::macros::kunit_tests\(\w+\)\]\nmod \w+ \{\n')
-    while m := head.search(text):
-        depth, i = 1, m.end()
-        while depth:
-            depth += {'{': 1, '}': -1}.get(text[i], 0)
-            i += 1
-        text = text[:m.start()].rstrip('\n') + '\n' + text[i:].lstrip('\n')
-    return text.rstrip('\n') + '\n'
+    """The Rust file without the declarations of its KUnit suite and testutil."""
+    for m in ['tests', 'testutil']:
+        text = text.replace(f'#[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]\nmod {m};\n', '')
+    return text
 
 
 CONFIGS = {
@@ -115,8 +109,20 @@ def kbuild(applied):
     return '\n'.join(out)
 
 
-RUST = ['backend', 'buddy', 'debugfs', 'pages', 'pernode', 'slab', 'sorted',
-        'stats', 'sys', 'unmapped_alloc']
+def rust_files():
+    """The component's Rust files, relative to rust/, but the Rust API's."""
+    out = []
+    for d, _, files in os.walk(os.path.join(ROOT, 'rust')):
+        for f in files:
+            rel = os.path.relpath(os.path.join(d, f), os.path.join(ROOT, 'rust'))
+            if f.endswith('.rs') and rel != 'kernel_api.rs':
+                out.append(rel)
+    return sorted(out)
+
+
+def is_test(rel):
+    """Whether a Rust file is a KUnit suite or the tests' utilities."""
+    return os.path.basename(rel) == 'tests.rs' or rel == 'testutil.rs'
 
 
 def component(applied):
@@ -128,11 +134,14 @@ def component(applied):
     copy('include/linux/unmapped_alloc.h', 'include/linux/unmapped_alloc.h')
     copy('include/trace/events/unmapped_alloc.h', 'include/trace/events/unmapped_alloc.h')
     tests = 'kunit' in applied
-    for m in RUST:
-        text = read(f'rust/{m}.rs')
-        write(f'{COMP}/rust/{m}.rs', text if tests else strip_tests(text))
+    for rel in rust_files():
+        if is_test(rel):
+            if tests:
+                copy(f'rust/{rel}', f'{COMP}/rust/{rel}')
+            continue
+        text = read(f'rust/{rel}')
+        write(f'{COMP}/rust/{rel}', text if tests else strip_tests(text))
     if tests:
-        copy('rust/testutil.rs', f'{COMP}/rust/testutil.rs')
         copy('coco_test.c', f'{COMP}/coco_test.c')
         copy('.kunitconfig', f'{COMP}/.kunitconfig')
         copy('tools/testing/coco/ua_coco.h', f'{COMP}/tools/testing/coco/ua_coco.h')

@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Conversion of blocks: taking a block from the page allocator and converting it
+//! (out of the direct map, or shared with the host), converting it back and giving it
+//! back, and leaking a block whose state is unknown.
+
+#![deny(unsafe_code)]
+
+use super::{Kind, PageAllocator, PoolBlock};
+use crate::{
+    buddy::Buddy,
+    stats,
+    sys::{self, trace, Block, Pfn},
+};
+use kernel::{
+    bindings, pr_err_once,
+    prelude::*,
+    sync::atomic::Relaxed,
+    time::{Instant, Monotonic},
+};
+
+impl PageAllocator {
+    /// Takes a new block of at least 2^`order` pages, converts it and sets up its
+    /// metadata. Sleeps.
+    pub(super) fn new_block(
+        &self,
+        nid: i32,
+        gfp: bindings::gfp_t,
+        order: u32,
+    ) -> Option<KBox<PoolBlock>> {
+        if self.shut_down.load(Relaxed) {
+            return None;
+        }
+        // Blocks are zeroed while still mapped and private: hosts that keep a page's
+        // contents across a share (pKVM, Arm CCA) would otherwise be shown whatever
+        // the page allocator's last user left there.
+        let base = bindings::GFP_KERNEL | bindings::__GFP_ZERO | bindings::__GFP_NOWARN;
+        let thisnode = gfp & bindings::__GFP_THISNODE != 0;
+        let start = Instant::<Monotonic>::now();
+        // A full-sized block without heavy reclaim first, then smaller ones down to the
+        // requested order. The preferred node is tried strictly before falling back.
+        let mut block = None;
+        'search: for o in (order..=self.block_order).rev() {
+            let retry = if o == self.block_order {
+                bindings::__GFP_NORETRY
+            } else {
+                0
+            };
+            for strict in [true, false] {
+                if !strict && thisnode {
+                    continue;
+                }
+                let node_flag = if strict { bindings::__GFP_THISNODE } else { 0 };
+                if let Some(b) = Block::alloc(nid, base | retry | node_flag, o) {
+                    block = Some(b);
+                    break 'search;
+                }
+            }
+        }
+        let block = block?;
+        if block.order() < self.block_order {
+            self.stats.fallback_blocks.inc();
+        }
+        self.stats.blocks_taken.inc();
+
+        // Metadata first, while the block is still mapped and can simply go back.
+        let injected = sys::should_fail(sys::FailSite::Metadata, 0);
+        let (buddy, slot) = match (
+            Buddy::new(block.order(), GFP_KERNEL),
+            KBox::<PoolBlock>::new_uninit(GFP_KERNEL),
+        ) {
+            (Ok(buddy), Ok(slot)) if !injected => (buddy, slot),
+            _ => {
+                block.release();
+                return None;
+            }
+        };
+        let converted = match &self.kind {
+            Kind::Unmapped => block.set_direct_map(0, block.nr_pages(), false),
+            Kind::Decrypted(backend) => block.whole().and_then(|r| backend.decrypt(&r)),
+        };
+        trace::block_convert(
+            self.kind.trace_id(),
+            block.pfn().number(),
+            block.order(),
+            converted.err().map_or(0, |e| e.to_errno()),
+        );
+        match &self.kind {
+            Kind::Unmapped => {
+                if converted.is_err() {
+                    self.stats.conversion_failures.inc();
+                    self.restore_and_release(block);
+                    return None;
+                }
+                self.stats.conversions.inc();
+                self.stats.converted_pages.add(block.nr_pages() as u64);
+                block.flush_tlb();
+                self.stats.tlb_flushes.inc();
+            }
+            Kind::Decrypted(_) => {
+                if converted.is_err() {
+                    // The state of the pages is unknown: they must never be reused.
+                    self.stats.conversion_failures.inc();
+                    self.leak(block);
+                    return None;
+                }
+                self.stats.conversions.inc();
+                self.stats.converted_pages.add(block.nr_pages() as u64);
+                // Zero them again through the (now shared) direct mapping: where a
+                // conversion scrambles the contents (AMD SEV), the guest's view of the
+                // zeros the page allocator wrote is no longer zeros.
+                if block
+                    .range(0, block.nr_pages())
+                    .and_then(|r| r.scrub())
+                    .is_err()
+                {
+                    self.restore_and_release(block);
+                    return None;
+                }
+            }
+        }
+        stats::add_elapsed(&self.stats.grow_ns, start);
+
+        Some(KBox::write(
+            slot,
+            PoolBlock {
+                block,
+                buddy,
+                leaked: false,
+            },
+        ))
+    }
+
+    /// Puts a new block into the pool of its node; gives it back if that fails or the
+    /// instance was shut down meanwhile.
+    pub(super) fn add_block(&self, ub: KBox<PoolBlock>) -> bool {
+        let inserted = match self.pool(ub.block.pfn().nid()) {
+            Some(pool) => {
+                let mut pool = pool.lock();
+                if self.shut_down.load(Relaxed) {
+                    Err(ub)
+                } else {
+                    pool.insert(ub)
+                }
+            }
+            None => Err(ub),
+        };
+        match inserted {
+            Ok(()) => true,
+            Err(ub) => {
+                // Nobody else saw the block: give it back.
+                self.restore_and_release(KBox::into_inner(ub).block);
+                false
+            }
+        }
+    }
+
+    /// Takes a new block and allocates 2^`order` pages from it. Sleeps.
+    pub(super) fn grow(&self, nid: i32, gfp: bindings::gfp_t, order: u32) -> Option<Pfn> {
+        let mut ub = self.new_block(nid, gfp, order)?;
+        // A fresh block of at least `order` always has room.
+        let off = ub.buddy.alloc(order);
+        let base = ub.block.pfn();
+        self.add_block(ub).then_some(())?;
+        off.map(|off| base.add(off))
+    }
+
+    /// Converts a block back to normal memory and frees it to the page allocator. When
+    /// its state cannot be restored and verified, the block is leaked and counted.
+    pub(super) fn restore_and_release(&self, block: Block) {
+        let ok = match &self.kind {
+            Kind::Unmapped => {
+                block.set_direct_map(0, block.nr_pages(), true).is_ok()
+                    && (0..block.nr_pages()).all(|i| block.pfn().add(i).is_present())
+            }
+            Kind::Decrypted(backend) => block
+                .whole()
+                .is_ok_and(|r| backend.encrypt(&r).is_ok() && !backend.any_shared(&r)),
+        };
+        trace::block_release(
+            self.kind.trace_id(),
+            block.pfn().number(),
+            block.order(),
+            if ok { 0 } else { EIO.to_errno() },
+        );
+        if !ok {
+            self.stats.conversion_failures.inc();
+            self.leak(block);
+            return;
+        }
+        self.stats.reversions.inc();
+        self.stats.reverted_pages.add(block.nr_pages() as u64);
+        self.stats.blocks_released.inc();
+        block.release();
+    }
+
+    /// Keeps a block whose state is unknown away from the page allocator for good.
+    pub(super) fn leak(&self, block: Block) {
+        self.stats.leaked_blocks.inc();
+        self.stats.leaked_pages.add(block.nr_pages() as u64);
+        pr_err_once!(
+            "{}: state of pfn {:#x} unknown, block leaked\n",
+            self.kind.prefix(),
+            block.pfn().number()
+        );
+        // Best effort: the counters above stay right if the record cannot grow.
+        let _ = self
+            .leaked
+            .lock()
+            .push((block.pfn(), block.nr_pages()), GFP_ATOMIC);
+        block.leak();
+    }
+}

@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Maintenance: scrubbing freed chunks, returning free blocks (the cache limit, the
+//! shrinker), the background work that does both and refills the reserve, and the
+//! conversion of everything back before reboot.
+
+#![deny(unsafe_code)]
+
+use super::{Kind, PageAllocator};
+use crate::{stats, sys};
+use kernel::{
+    prelude::*,
+    sync::{atomic::Relaxed, MutexGuard},
+    time::{Instant, Monotonic},
+};
+
+impl PageAllocator {
+    /// Scrubs every freed chunk and makes it allocatable again. Sleeps. Returns the
+    /// number of pages scrubbed.
+    pub(crate) fn scrub_pending(&self) -> usize {
+        let _maintenance = self.maintenance.lock();
+        let mut done = 0;
+        for pool in self.nodes.iter() {
+            loop {
+                let claimed = pool.lock().claim_dirty();
+                let Some((base, off, k, range)) = claimed else {
+                    break;
+                };
+                // The chunk is ours alone while claimed, and its block cannot go away
+                // since it is not empty.
+                let start = Instant::<Monotonic>::now();
+                let scrubbed = range.and_then(|r| r.scrub()).is_ok();
+                stats::add_elapsed(&self.stats.scrub_ns, start);
+                let mut pool = pool.lock();
+                if let Some(i) = pool.find(base) {
+                    if scrubbed {
+                        pool.touch(i, |b| b.buddy.scrubbed(off, k));
+                    } else {
+                        // Out of vmalloc space: leave it dirty for the next run.
+                        pool.touch(i, |b| b.buddy.unclaim(off, k));
+                        break;
+                    }
+                }
+                done += 1 << k;
+            }
+        }
+        self.stats.scrubbed_pages.add(done as u64);
+        done
+    }
+
+    /// Returns fully free blocks beyond `keep` per node to the page allocator. Sleeps.
+    /// Returns the number of blocks released.
+    pub(crate) fn shrink(&self, keep: usize) -> usize {
+        self.shrink_to(keep, 0)
+    }
+
+    /// Like [`Self::shrink`], but keeps at least `floor` free pages per node (the atomic
+    /// reserve).
+    pub(crate) fn shrink_to(&self, keep: usize, floor: usize) -> usize {
+        let maintenance = self.maintenance.lock();
+        self.shrink_locked(&maintenance, keep, floor)
+    }
+
+    /// [`Self::shrink_to`] for the shrinker: `None` at once if maintenance work holds
+    /// the lock. That work may allocate with `GFP_KERNEL` (temporary mappings, page
+    /// tables of a conversion) and so enter reclaim, which calls the shrinker: waiting
+    /// here would deadlock.
+    pub(crate) fn try_shrink_to(&self, keep: usize, floor: usize) -> Option<usize> {
+        let maintenance = self.maintenance.try_lock()?;
+        Some(self.shrink_locked(&maintenance, keep, floor))
+    }
+
+    pub(super) fn shrink_locked(
+        &self,
+        _maintenance: &MutexGuard<'_, ()>,
+        keep: usize,
+        floor: usize,
+    ) -> usize {
+        self.stats.shrink_calls.inc();
+        let mut released = 0;
+        for pool in self.nodes.iter() {
+            loop {
+                let victim = {
+                    let mut pool = pool.lock();
+                    // The last releasable block: allocations fill the first ones.
+                    let last = pool
+                        .blocks
+                        .iter()
+                        .rposition(|b| b.buddy.is_empty() && !b.leaked);
+                    let above_floor = last.is_some_and(|i| {
+                        pool.pages.free >= floor + pool.blocks[i].buddy.nr_pages()
+                    });
+                    if pool.pages.free_blocks <= keep || !above_floor {
+                        None
+                    } else {
+                        last.and_then(|i| pool.remove(i))
+                    }
+                };
+                let Some(ub) = victim else { break };
+                self.restore_and_release(KBox::into_inner(ub).block);
+                released += 1;
+            }
+        }
+        released
+    }
+
+    /// Prepares for reboot or kexec: the next kernel must not find memory shared behind
+    /// its back, nor free memory missing from its direct map.
+    ///
+    /// Stops all allocation, returns every free block to the page allocator converted
+    /// back, and converts the blocks still in use back to private in place (decrypted
+    /// kind; unmapped blocks in use stay with their users). Sleeps. Returns the blocks
+    /// converted back and the failures (those blocks are recorded as leaked).
+    pub(crate) fn unshare_all(&self) -> (usize, usize) {
+        self.shut_down.store(true, Relaxed);
+        self.scrub_pending();
+        let released_before = self.stats.blocks_released.get();
+        let failures_before = self.stats.conversion_failures.get();
+        self.shrink_to(0, 0);
+        let mut done = (self.stats.blocks_released.get() - released_before) as usize;
+        let mut failed = (self.stats.conversion_failures.get() - failures_before) as usize;
+        let Kind::Decrypted(backend) = &self.kind else {
+            return (done, failed);
+        };
+        let _maintenance = self.maintenance.lock();
+        for pool in self.nodes.iter() {
+            let mut i = 0;
+            loop {
+                // One block at a time: the conversion sleeps, the pool lock does not.
+                let range = {
+                    let pool = pool.lock();
+                    match pool.blocks.get(i) {
+                        Some(b) => b.block.whole().ok(),
+                        None => break,
+                    }
+                };
+                i += 1;
+                let Some(range) = range else { continue };
+                if backend.encrypt(&range).is_ok() && !backend.any_shared(&range) {
+                    self.stats.reversions.inc();
+                    self.stats.reverted_pages.add(range.nr_pages() as u64);
+                    done += 1;
+                } else {
+                    self.stats.conversion_failures.inc();
+                    self.stats.leaked_blocks.inc();
+                    self.stats.leaked_pages.add(range.nr_pages() as u64);
+                    {
+                        let mut p = pool.lock();
+                        if let Some(i) = p.find(range.pfn()) {
+                            p.touch(i, |b| b.leaked = true);
+                        }
+                    }
+                    let _ = self
+                        .leaked
+                        .lock()
+                        .push((range.pfn(), range.nr_pages()), GFP_ATOMIC);
+                    failed += 1;
+                }
+            }
+        }
+        (done, failed)
+    }
+
+    /// Background work: scrub freed chunks, refill the atomic reserve of every node
+    /// below its low watermark up to the high one, and trim the cache to its limit
+    /// without going below the reserve.
+    pub(crate) fn trim(&self) {
+        self.scrub_pending();
+        if self.watermarks().1 > 0 {
+            // Under the maintenance lock, so that a shrink never runs beside a refill
+            // that has taken a block but not added it yet; the shrinker only
+            // try-locks, so the block allocations may enter reclaim.
+            let _maintenance = self.maintenance.lock();
+            let (low, high) = self.watermarks();
+            for nid in 0..self.nodes.len() as i32 {
+                if sys::node_has_memory(nid) && self.pool_pages(nid).free < low.max(1) {
+                    self.refill(nid, high);
+                }
+            }
+        }
+        self.shrink_to(self.cache_blocks(), self.watermarks().1);
+    }
+
+    /// Free pages that a shrink could return.
+    pub(crate) fn reclaimable_pages(&self) -> usize {
+        self.nodes
+            .iter()
+            .map(|p| {
+                p.lock()
+                    .blocks
+                    .iter()
+                    .filter(|b| b.buddy.is_empty())
+                    .map(|b| b.buddy.nr_pages())
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+}

@@ -1,0 +1,472 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! KUnit suite of the decrypted object caches (with the model backend).
+
+#![deny(unsafe_code)]
+
+#[kernel::macros::kunit_tests(unmapped_alloc_decrypted_objects)]
+mod objects {
+    use crate::slab::*;
+    use crate::{
+        backend::{Backend, ModelBackend},
+        pages::{Config, Kind},
+        sys::new_irq_spinlock,
+        testutil::{run_concurrently, LiveRanges, Rng},
+    };
+    use kernel::{
+        bindings::{GFP_ATOMIC, GFP_KERNEL as K, __GFP_ZERO},
+        new_spinlock,
+        sync::atomic::Relaxed,
+        time::{delay::fsleep, Delta},
+    };
+
+    fn instance(
+        model: &Arc<ModelBackend>,
+        reserve: (usize, usize),
+        background: bool,
+    ) -> Result<KmallocDecrypted> {
+        let pages = PageAllocator::new(Config {
+            kind: Kind::Decrypted(Backend::Model(model.clone())),
+            block_order: sys::block_order(),
+            cache_blocks: 0,
+            reserve,
+            background,
+            refused: None,
+        })?;
+        KmallocDecrypted::new(&pages)
+    }
+
+    fn all_shared(model: &ModelBackend, addr: usize, len: usize) -> bool {
+        let first = Pfn::of_virt(addr).map_or(0, |p| p.number());
+        let last = Pfn::of_virt(addr + len - 1).map_or(0, |p| p.number());
+        first != 0 && (first..=last).all(|pfn| model.is_shared(pfn))
+    }
+
+    /// Frees nothing itself: shrinks and checks that all memory went back private.
+    fn check_all_returned(k: &KmallocDecrypted, model: &ModelBackend) {
+        k.pages().set_watermarks(0, 0).unwrap_or(());
+        k.shrink();
+        let p = k.pages();
+        assert_eq!(p.total_pages().held, 0);
+        assert_eq!(
+            p.stats.blocks_released.get() + p.stats.leaked_blocks.get(),
+            p.stats.blocks_taken.get()
+        );
+        assert_eq!(model.shared_pages(), p.stats.leaked_pages.get() as usize);
+        for c in k.caches() {
+            assert_eq!(c.usage(), (0, 0, 0));
+        }
+    }
+
+    #[test]
+    fn classes_aligned_sized_and_shared() -> Result {
+        let model = ModelBackend::new()?;
+        let k = instance(&model, (0, 0), false)?;
+        let sizes = [
+            1usize, 100, 256, 257, 512, 1000, 1024, 1500, 2048, 3000, 4096, 8192,
+        ];
+        let mut live = KVec::new();
+        for &size in sizes.iter() {
+            let addr = k.alloc(size, NUMA_NO_NODE, K | __GFP_ZERO).ok_or(ENOMEM)?;
+            let class = size.next_power_of_two().max(MIN_SIZE);
+            assert_eq!(k.usable_size(addr), Some(class));
+            assert_eq!(addr % class.min(PAGE_SIZE), 0);
+            assert_eq!(addr % MIN_SIZE, 0);
+            assert!(all_shared(&model, addr, class));
+            live.push(addr, GFP_KERNEL)?;
+        }
+        // Page-sized requests are decrypted pages.
+        for &size in [8193usize, 16384, 65536].iter() {
+            let addr = k.alloc(size, NUMA_NO_NODE, K).ok_or(ENOMEM)?;
+            let usable = k.usable_size(addr).ok_or(EINVAL)?;
+            assert_eq!(usable, size.next_power_of_two());
+            assert_eq!(addr % PAGE_SIZE, 0);
+            assert!(all_shared(&model, addr, usable));
+            live.push(addr, GFP_KERNEL)?;
+        }
+        assert_eq!(k.large_allocs.get(), 3);
+        for &addr in live.iter() {
+            assert_eq!(k.free(addr), Ok(()));
+        }
+        check_all_returned(&k, &model);
+        Ok(())
+    }
+
+    /// An instance whose smallest cache has a free slab on its node's list, for the
+    /// atomic allocations of a test (which never take a new slab).
+    fn warm_instance(model: &Arc<ModelBackend>) -> Result<KmallocDecrypted> {
+        let k = instance(model, (0, 0), false)?;
+        let c = &k.caches()[0];
+        let warm = c.alloc(NUMA_NO_NODE, K).ok_or(ENOMEM)?;
+        assert_eq!(c.free(warm), Ok(()));
+        Ok(k)
+    }
+
+    #[test]
+    fn cpu_slab_serves_and_refuses_without_the_lists() -> Result {
+        // Refused frees below are reported with a stack.
+        let _splats = crate::testutil::ExpectSplats::new();
+        let model = ModelBackend::new()?;
+        let k = warm_instance(&model)?;
+        let c = &k.caches()[0];
+        // Preemption off: all on one CPU, which takes the slab as its current one.
+        let (a, b, before, after, frees) = sys::on_this_cpu(|_| {
+            let a = c.alloc(NUMA_NO_NODE, GFP_ATOMIC)?;
+            let before = (c.stats.slow_allocs.get(), c.stats.slow_frees.get());
+            let b = c.alloc(NUMA_NO_NODE, GFP_ATOMIC)?;
+            let frees = [c.free(b), c.free(b), c.free(a + 128), c.free(a)];
+            let after = (c.stats.slow_allocs.get(), c.stats.slow_frees.get());
+            Some((a, b, before, after, frees))
+        })
+        .ok_or(ENOMEM)?;
+        assert_eq!(b, a + 256);
+        // Neither the list nor the page allocator was asked.
+        assert_eq!(before, after);
+        assert_eq!(
+            frees,
+            [
+                Ok(()),
+                Err(BadObjFree::DoubleFree),
+                Err(BadObjFree::Interior),
+                Ok(())
+            ]
+        );
+        assert_eq!(c.stats.bad_frees.get(), 2);
+        assert_eq!((c.allocs(), c.frees()), (3, 3));
+        // Empty but some CPU's current slab: kept until shrink takes it from the CPU.
+        assert_eq!(c.usage(), (0, 64, 1));
+        assert_eq!(c.shrink(), 1);
+        check_all_returned(&k, &model);
+        Ok(())
+    }
+
+    #[test]
+    fn private_set_refuses_double_frees_from_elsewhere() -> Result {
+        // The refused frees below are reported with a stack.
+        let _splats = crate::testutil::ExpectSplats::new();
+        let model = ModelBackend::new()?;
+        let k = warm_instance(&model)?;
+        let c = &k.caches()[0];
+        let (a, b, frees, live) = sys::on_this_cpu(|_| {
+            let a = c.alloc(NUMA_NO_NODE, GFP_ATOMIC)?;
+            let b = c.alloc(NUMA_NO_NODE, GFP_ATOMIC)?;
+            let (head, _, _) = c.pages.chunk_of(Pfn::of_virt(a)?)?;
+            // `a` goes to this CPU's private set. The slow path, as on another CPU,
+            // finds it there; `b` is still live.
+            let frees = [c.free(a), c.free_in_slab(a, head)];
+            let live = [c.is_live_in_slab(a, head), c.is_live_in_slab(b, head)];
+            Some((a, b, frees, live))
+        })
+        .ok_or(ENOMEM)?;
+        assert_eq!(frees, [Ok(()), Err(BadObjFree::DoubleFree)]);
+        assert_eq!(live, [false, true]);
+        assert_eq!(c.usage().0, 1);
+        // Two frees at the same moment, neither seeing the other: `b` in the private
+        // set and in the slab's `free`. The slab leaving the CPU finds and reports it,
+        // and the object is free once.
+        let (head, _, _) = c
+            .pages
+            .chunk_of(Pfn::of_virt(b).ok_or(EINVAL)?)
+            .ok_or(EINVAL)?;
+        let bad0 = c.stats.bad_frees.get();
+        let freed = sys::on_this_cpu(|_| {
+            let r = c.free(b);
+            let node = c.node(head.nid())?.lock();
+            let slab = &node.slabs[node.find(head, c.slab_pages())?];
+            let i = c.index(b - slab.bytes.addr()).ok()?;
+            slab.free
+                .fetch_or(1u64 << i, core::sync::atomic::Ordering::Relaxed);
+            Some(r)
+        })
+        .ok_or(EINVAL)?;
+        assert_eq!(freed, Ok(()));
+        c.drain_cpus();
+        assert_eq!(c.stats.bad_frees.get(), bad0 + 1);
+        assert_eq!(c.usage(), (0, 64, 1));
+        assert!(a != b);
+        assert_eq!(c.shrink(), 1);
+        check_all_returned(&k, &model);
+        Ok(())
+    }
+
+    #[test]
+    fn remote_slab_frees_without_the_lists() -> Result {
+        // The refused frees below are reported with a stack.
+        let _splats = crate::testutil::ExpectSplats::new();
+        let model = ModelBackend::new()?;
+        let k = instance(&model, (0, 0), false)?;
+        let c = &k.caches()[0];
+        // A full slab and a second one, then no CPU has either as its current slab:
+        // their objects are what another CPU frees after a completion.
+        let mut objs = KVec::new();
+        for _ in 0..c.objs_per_slab + 2 {
+            objs.push(c.alloc(NUMA_NO_NODE, K).ok_or(ENOMEM)?, GFP_KERNEL)?;
+        }
+        c.drain_cpus();
+        // Three objects of one slab (slabs are aligned to their size).
+        objs.sort_unstable();
+        let slab_of = |a: usize| a & !(c.slab_bytes - 1);
+        let i = (0..objs.len() - 2)
+            .find(|&i| slab_of(objs[i]) == slab_of(objs[i + 2]))
+            .ok_or(EINVAL)?;
+        let [a, b, d] = [objs[i], objs[i + 1], objs[i + 2]];
+        let (slow, frees) = sys::on_this_cpu(|_| {
+            let slow0 = c.stats.slow_frees.get();
+            // The first goes through the lists and pins the slab as the remote one; the
+            // rest of the run, and the bad frees, are decided on that slab alone.
+            let frees = [c.free(a), c.free(b), c.free(b), c.free(d + 128), c.free(d)];
+            (c.stats.slow_frees.get() - slow0, frees)
+        });
+        assert_eq!(slow, 1);
+        assert_eq!(
+            frees,
+            [
+                Ok(()),
+                Ok(()),
+                Err(BadObjFree::DoubleFree),
+                Err(BadObjFree::Interior),
+                Ok(())
+            ]
+        );
+        assert_eq!(c.stats.bad_frees.get(), 2);
+        c.check_nodes();
+        for &o in objs.iter().filter(|&&o| o != a && o != b && o != d) {
+            assert_eq!(c.free(o), Ok(()));
+        }
+        c.check_nodes();
+        assert_eq!(c.frees(), c.allocs());
+        // The remote pin keeps the slab until shrink takes it from the CPU.
+        assert_eq!(c.usage().0, 0);
+        assert!(c.shrink() >= 1);
+        check_all_returned(&k, &model);
+        Ok(())
+    }
+
+    #[test]
+    fn zeroed_objects() -> Result {
+        let model = ModelBackend::new()?;
+        let k = instance(&model, (0, 0), false)?;
+        let c = &k.caches()[1];
+        // Dirty an object, free it, get it back zeroed.
+        let a = c.alloc(NUMA_NO_NODE, K).ok_or(ENOMEM)?;
+        let (head, order, _) = k
+            .pages()
+            .chunk_of(Pfn::of_virt(a).ok_or(EINVAL)?)
+            .ok_or(EINVAL)?;
+        let obj = k
+            .pages()
+            .mapped(head, order, a - head.virt(), c.size())
+            .ok_or(EFAULT)?;
+        obj.write(7, 0xee)?;
+        assert_eq!(c.free(a), Ok(()));
+        let b = c.alloc(NUMA_NO_NODE, K | __GFP_ZERO).ok_or(ENOMEM)?;
+        assert_eq!(b, a);
+        assert_eq!(obj.read(7), Some(0));
+        assert_eq!(c.free(b), Ok(()));
+        check_all_returned(&k, &model);
+        Ok(())
+    }
+
+    #[test]
+    fn conversions_bounded_by_blocks() -> Result {
+        let model = ModelBackend::new()?;
+        let k = instance(&model, (0, 0), false)?;
+        let mut rng = Rng::new(2024);
+        let mut live = KVec::with_capacity(4000, GFP_KERNEL)?;
+        for _ in 0..4000 {
+            let size = 256 + rng.below(8192 - 256 + 1) as usize;
+            live.push(k.alloc(size, NUMA_NO_NODE, K).ok_or(ENOMEM)?, GFP_KERNEL)?;
+        }
+        let p = k.pages();
+        let held = p.total_pages().held;
+        let calls = model.decrypt_calls.load(Relaxed);
+        // One conversion per 2 MiB block, and only as many blocks as the slabs need.
+        assert_eq!(calls, p.stats.blocks_taken.get());
+        assert_eq!(p.stats.fallback_blocks.get(), 0);
+        assert_eq!(held as u64, calls * 512);
+        assert!(calls as usize <= p.total_pages().used().div_ceil(512) + 2);
+        rng.shuffle(&mut live);
+        for &addr in live.iter() {
+            assert_eq!(k.free(addr), Ok(()));
+        }
+        check_all_returned(&k, &model);
+        assert_eq!(model.encrypt_calls.load(Relaxed), calls);
+        Ok(())
+    }
+
+    #[test]
+    fn failed_conversions_leak_and_fail_cleanly() -> Result {
+        let model = ModelBackend::new()?;
+        let k = instance(&model, (0, 0), false)?;
+        model.fail_nth(1);
+        assert_eq!(k.alloc(300, NUMA_NO_NODE, K), None);
+        assert_eq!(k.pages().stats.leaked_blocks.get(), 1);
+        assert_eq!(k.caches()[1].stats.failures.get(), 1);
+        let a = k.alloc(300, NUMA_NO_NODE, K).ok_or(ENOMEM)?;
+        assert!(all_shared(&model, a, 512));
+        assert_eq!(k.free(a), Ok(()));
+        // The re-encryption at shrink time fails too: leaked, never released.
+        model.fail_nth(1);
+        k.shrink();
+        assert_eq!(k.pages().stats.leaked_blocks.get(), 2);
+        assert_eq!(k.pages().stats.blocks_released.get(), 0);
+        check_all_returned(&k, &model);
+        assert_eq!(model.shared_pages(), 1024);
+        Ok(())
+    }
+
+    #[test]
+    fn atomic_from_reserve_then_refilled() -> Result {
+        let model = ModelBackend::new()?;
+        let (low, high) = (256, 512);
+        let k = instance(&model, (low, high), true)?;
+        let nid = sys::local_node();
+        k.pages().refill(nid, high);
+        let calls = model.decrypt_calls.load(Relaxed);
+        assert!(k.pages().pool_pages(nid).free >= high);
+
+        let spin = KBox::pin_init(new_spinlock!(()), GFP_KERNEL)?;
+        let irq = KBox::pin_init(new_irq_spinlock!((), c"ua_test_irq_lock"), GFP_KERNEL)?;
+        let mut objs = KVec::with_capacity(64, GFP_KERNEL)?;
+        let mut pages = KVec::with_capacity(320, GFP_KERNEL)?;
+        {
+            let _spin = spin.lock();
+            let _irqs_off = irq.lock();
+            // Bounce buffers of a virtio-like device.
+            for _ in 0..64 {
+                let a = k.alloc(1536, nid, GFP_ATOMIC).ok_or(ENOMEM)?;
+                objs.push_within_capacity(a).map_err(|_| ENOMEM)?;
+            }
+            // Drain the reserve below its low watermark.
+            while k.pages().pool_pages(nid).free >= low {
+                let pfn = k.pages().alloc(nid, GFP_ATOMIC, 0, true).ok_or(ENOMEM)?;
+                pages.push_within_capacity(pfn).map_err(|_| ENOMEM)?;
+            }
+        }
+        // The background refill may already run on another CPU; the atomic
+        // allocations themselves never converted anything.
+        assert_eq!(model.atomic_calls.load(Relaxed), 0);
+        for c in k.caches() {
+            assert_eq!(c.stats.atomic_failures.get(), 0);
+        }
+        // The background work brings the reserve back to the high watermark.
+        let mut waited = 0;
+        while k.pages().pool_pages(nid).free < high && waited < 500 {
+            fsleep(Delta::from_millis(10));
+            waited += 1;
+        }
+        assert!(k.pages().pool_pages(nid).free >= high);
+        assert!(model.decrypt_calls.load(Relaxed) > calls);
+        assert!(k.pages().stats.refills.get() >= 1);
+        for &a in objs.iter() {
+            assert_eq!(k.free(a), Ok(()));
+        }
+        for &pfn in pages.iter() {
+            assert_eq!(k.pages().free(pfn, 0), Ok(()));
+        }
+        check_all_returned(&k, &model);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_frees_detected_without_change() -> Result {
+        // Refused frees below are reported with a stack.
+        let _splats = crate::testutil::ExpectSplats::new();
+        let model = ModelBackend::new()?;
+        let k = instance(&model, (0, 0), false)?;
+        let a = k.alloc(512, NUMA_NO_NODE, K).ok_or(ENOMEM)?;
+        let big = k.alloc(16384, NUMA_NO_NODE, K).ok_or(ENOMEM)?;
+        let other = KBox::new([0u8; 512], GFP_KERNEL)?;
+        let other_addr = core::ptr::from_ref::<[u8; 512]>(&*other) as usize;
+        assert_eq!(k.free(other_addr), Err(BadObjFree::NotOurs));
+        assert_eq!(k.free(a + 256), Err(BadObjFree::Interior));
+        assert_eq!(k.free(big + PAGE_SIZE), Err(BadObjFree::Interior));
+        assert_eq!(k.free(0x10), Err(BadObjFree::NotOurs));
+        assert_eq!(k.caches()[1].usage().0, 1);
+        // ksize_decrypted()'s contract: the size of a live object, 0 for anything else.
+        assert_eq!(k.usable_size(a), Some(512));
+        assert_eq!(k.usable_size(a + 256), None);
+        assert_eq!(k.usable_size(big + PAGE_SIZE), None);
+        assert_eq!(k.usable_size(other_addr), None);
+        assert_eq!(k.free(a), Ok(()));
+        assert_eq!(k.usable_size(a), None);
+        assert_eq!(k.free(a), Err(BadObjFree::DoubleFree));
+        assert_eq!(k.free(big), Ok(()));
+        assert_eq!(k.usable_size(big), None);
+        assert_eq!(k.free(big), Err(BadObjFree::NotOurs));
+        assert_eq!(k.bad_frees.get(), 6);
+        // A dedicated cache refuses objects of another cache.
+        let itt = ObjCache::new(b"its-itt", 768, 256, 100, k.pages())?;
+        assert_eq!(itt.size(), 1024);
+        let o = itt.alloc(NUMA_NO_NODE, K).ok_or(ENOMEM)?;
+        assert_eq!(o % 1024, 0);
+        let x = k.alloc(1000, NUMA_NO_NODE, K).ok_or(ENOMEM)?;
+        assert_eq!(itt.free(x), Err(BadObjFree::NotOurs));
+        assert_eq!(k.free(o), Err(BadObjFree::NotOurs));
+        assert_eq!(itt.free(o), Ok(()));
+        assert_eq!(k.free(x), Ok(()));
+        itt.shrink();
+        check_all_returned(&k, &model);
+        Ok(())
+    }
+
+    /// Shared state of the concurrency test.
+    struct Stress {
+        k: KmallocDecrypted,
+        live: Arc<LiveRanges>,
+    }
+
+    /// One worker: mixed sizes allocated and freed, every object recorded.
+    fn stress(s: &Stress, seed: u64) {
+        let mut rng = Rng::new(seed * 7);
+        let mut mine: KVec<usize> = KVec::new();
+        for _ in 0..600 {
+            if mine.len() < 32 && (mine.is_empty() || rng.below(2) == 0) {
+                let size = KMALLOC_SIZES[rng.below(6) as usize] - rng.below(200) as usize;
+                let Some(a) = s.k.alloc(size, NUMA_NO_NODE, K) else {
+                    s.live.fail();
+                    continue;
+                };
+                s.live.insert(a, a + size);
+                if mine.push(a, GFP_KERNEL).is_err() {
+                    s.live.fail();
+                }
+            } else if let Ok(a) = mine.remove(rng.below(mine.len() as u32) as usize) {
+                s.live.remove(a);
+                if s.k.free(a).is_err() {
+                    s.live.fail();
+                }
+            }
+        }
+        for a in mine.drain_all() {
+            s.live.remove(a);
+            if s.k.free(a).is_err() {
+                s.live.fail();
+            }
+        }
+    }
+
+    #[test]
+    fn concurrent_mixed_sizes_no_object_twice() -> Result {
+        let model = ModelBackend::new()?;
+        let shared = Arc::new(
+            Stress {
+                k: instance(&model, (0, 0), true)?,
+                live: LiveRanges::new()?,
+            },
+            GFP_KERNEL,
+        )?;
+        run_concurrently(&shared, 2 * kernel::cpu::nr_cpu_ids(), stress)?;
+        assert_eq!(shared.live.overlaps(), 0);
+        assert_eq!(shared.live.failures(), 0);
+        let allocs: u64 = shared.k.caches().iter().map(|c| c.allocs()).sum();
+        let frees: u64 = shared.k.caches().iter().map(|c| c.frees()).sum();
+        assert_eq!(allocs, frees);
+        assert!(allocs > 1000);
+        for c in shared.k.caches() {
+            c.check_nodes();
+        }
+        check_all_returned(&shared.k, &model);
+        Ok(())
+    }
+}

@@ -1,0 +1,475 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Page frames and blocks: [`Pfn`] names a frame, [`Block`] owns 2^order contiguous
+//! pages taken from the buddy allocator, [`PageRange`] and [`MappedBytes`] give access
+//! to pages of a block.
+
+use super::*;
+use kernel::{bindings, error::to_result, prelude::*};
+
+/// A page frame number: any number, not necessarily a frame of memory the kernel
+/// manages; every method is safe for any value.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub(crate) struct Pfn(usize);
+
+impl Pfn {
+    /// Frame number `n` (only the tests and the torture test's hostile host make frames
+    /// from numbers).
+    #[cfg(any(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST, CONFIG_UNMAPPED_ALLOC_TORTURE))]
+    pub(crate) const fn new(n: usize) -> Self {
+        Self(n)
+    }
+
+    /// The frame number.
+    pub(crate) const fn number(self) -> usize {
+        self.0
+    }
+
+    /// How many frames this one is after `base`; `None` if it is before it.
+    pub(crate) fn offset_from(self, base: Pfn) -> Option<usize> {
+        self.0.checked_sub(base.0)
+    }
+
+    /// The `struct page` of this frame.
+    pub(crate) fn page(self) -> *mut bindings::page {
+        // SAFETY: `pfn_to_page` is pointer arithmetic on the memory map; it does not
+        // dereference anything.
+        unsafe { bindings::ua_pfn_to_page(self.0) }
+    }
+
+    /// The frame of a `struct page` pointer (pointer arithmetic only).
+    pub(crate) fn of_page(page: *const bindings::page) -> Self {
+        // SAFETY: `page_to_pfn` is pointer arithmetic on the memory map; it does not
+        // dereference `page`.
+        Self(unsafe { bindings::ua_page_to_pfn(page) })
+    }
+
+    /// Kernel virtual address of the frame in the direct map (arithmetic only; only
+    /// meaningful for frames that are mapped there).
+    pub(crate) fn virt(self) -> usize {
+        // SAFETY: `pfn_to_kaddr` is arithmetic on the direct map base.
+        unsafe { bindings::ua_pfn_to_virt(self.0) }
+    }
+
+    /// The frame of a direct map address, if `addr` is one.
+    pub(crate) fn of_virt(addr: usize) -> Option<Self> {
+        // SAFETY: The helper checks `virt_addr_valid()` before translating.
+        let pfn = unsafe { bindings::ua_virt_to_pfn(addr) };
+        usize::try_from(pfn).ok().map(Self)
+    }
+
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+    /// Physical address of the frame.
+    pub(crate) fn phys(self) -> u64 {
+        (self.0 as u64) << kernel::page::PAGE_SHIFT
+    }
+
+    /// The frame `n` pages further.
+    pub(crate) fn add(self, n: usize) -> Self {
+        Self(self.0 + n)
+    }
+
+    /// Whether the frame has a `struct page` (memory the kernel manages).
+    pub(crate) fn is_valid(self) -> bool {
+        // SAFETY: `pfn_valid()` accepts any number.
+        unsafe { bindings::ua_pfn_valid(self.0) }
+    }
+
+    /// NUMA node of the frame; `NUMA_NO_NODE` for a frame without a `struct page`.
+    pub(crate) fn nid(self) -> i32 {
+        if !self.is_valid() {
+            return NUMA_NO_NODE;
+        }
+        // SAFETY: A valid frame has a `struct page`, whose flags hold the node.
+        unsafe { bindings::ua_pfn_to_nid(self.0) }
+    }
+
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+    /// Whether the page carries a memory cgroup charge (`false` for a frame without a
+    /// `struct page`).
+    pub(crate) fn memcg_charged(self) -> bool {
+        // SAFETY: Reads the memcg data of a frame that has a `struct page`.
+        self.is_valid() && unsafe { bindings::ua_memcg_charged(self.0) }
+    }
+
+    /// Whether the frame is mapped in the kernel direct map (`false` for a frame
+    /// without a `struct page`).
+    pub(crate) fn is_present(self) -> bool {
+        // SAFETY: Reads the direct map page tables at the address of a frame that has a
+        // `struct page`, so a direct map address.
+        self.is_valid() && unsafe { bindings::kernel_page_present(self.page()) }
+    }
+}
+
+/// 2^order contiguous pages owned by the component.
+///
+/// # Invariants
+///
+/// `pfn` is the first frame of an allocation of order `order` from the buddy allocator
+/// that nobody else uses.
+#[derive(Debug)]
+pub(crate) struct Block {
+    pfn: Pfn,
+    order: u32,
+}
+
+impl Block {
+    /// Takes a block from the buddy allocator. `__GFP_ZERO` in `gfp` zeroes it.
+    pub(crate) fn alloc(nid: i32, gfp: bindings::gfp_t, order: u32) -> Option<Self> {
+        if should_fail(FailSite::Block, PAGE_SIZE << order) {
+            return None;
+        }
+        // SAFETY: Any node id and flags are accepted; the result is checked for NULL.
+        let page = unsafe { bindings::ua_alloc_pages_node(nid, gfp, order) };
+        if page.is_null() {
+            return None;
+        }
+        // INVARIANT: A fresh allocation of `order` pages.
+        Some(Self {
+            pfn: Pfn::of_page(page),
+            order,
+        })
+    }
+
+    /// First frame.
+    pub(crate) fn pfn(&self) -> Pfn {
+        self.pfn
+    }
+
+    /// Order of the block.
+    pub(crate) fn order(&self) -> u32 {
+        self.order
+    }
+
+    /// Number of pages.
+    pub(crate) fn nr_pages(&self) -> usize {
+        1 << self.order
+    }
+
+    /// Whether `pfn` lies inside the block.
+    pub(crate) fn contains(&self, pfn: Pfn) -> bool {
+        pfn >= self.pfn && pfn.0 < self.pfn.0 + self.nr_pages()
+    }
+
+    /// Refuses ranges outside of the block: the pages there are not ours.
+    fn check_range(&self, first: usize, nr: usize) -> Result {
+        if nr == 0
+            || first
+                .checked_add(nr)
+                .is_none_or(|end| end > self.nr_pages())
+        {
+            return Err(EINVAL);
+        }
+        Ok(())
+    }
+
+    /// Sets the direct map entries of pages `first..first + nr` invalid (`valid == false`)
+    /// or valid again, without flushing the TLB.
+    pub(crate) fn set_direct_map(&self, first: usize, nr: usize, valid: bool) -> Result {
+        self.check_range(first, nr)?;
+        if should_fail(FailSite::DirectMap, nr * PAGE_SIZE) {
+            return Err(EIO);
+        }
+        // SAFETY: The block owns these pages, so nobody else accesses them through the
+        // direct map while its entries change.
+        to_result(unsafe {
+            bindings::set_direct_map_valid_noflush(self.pfn.add(first).page(), nr as u32, valid)
+        })
+    }
+
+    /// Flushes the TLB for the direct map range of the whole block.
+    pub(crate) fn flush_tlb(&self) {
+        let start = self.pfn.virt();
+        // SAFETY: Flushing a kernel range has no memory safety requirements.
+        unsafe { bindings::ua_flush_tlb_kernel_range(start, start + (self.nr_pages() * PAGE_SIZE)) }
+    }
+
+    /// A token for all pages of the block.
+    pub(crate) fn whole(&self) -> Result<PageRange> {
+        self.range(0, self.nr_pages())
+    }
+
+    /// A token for pages `first..first + nr` of the block, valid as long as the caller
+    /// keeps owning them (the allocators hand such ranges out of their bookkeeping).
+    pub(crate) fn range(&self, first: usize, nr: usize) -> Result<PageRange> {
+        self.check_range(first, nr)?;
+        Ok(PageRange {
+            pfn: self.pfn.add(first),
+            nr,
+        })
+    }
+
+    /// Gives the block back to the buddy allocator. The caller must have restored its
+    /// direct map and encryption state.
+    pub(crate) fn release(self) {
+        // SAFETY: By the type invariant this is an owned allocation of `order` pages.
+        unsafe { bindings::__free_pages(self.pfn.page(), self.order) };
+    }
+
+    /// Keeps the pages away from the page allocator forever (state unknown).
+    pub(crate) fn leak(self) {}
+}
+
+/// Pages inside a [`Block`], handed out by [`Block::range`] to whoever owns them in the
+/// allocator's bookkeeping (a chunk being scrubbed, an allocation in a test).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PageRange {
+    pfn: Pfn,
+    nr: usize,
+}
+
+impl PageRange {
+    /// First frame.
+    pub(crate) fn pfn(&self) -> Pfn {
+        self.pfn
+    }
+
+    /// Number of pages.
+    pub(crate) fn nr_pages(&self) -> usize {
+        self.nr
+    }
+
+    /// Charges the pages, a fresh allocation of 2^`order` pages, to the memory cgroup of
+    /// the current task.
+    pub(crate) fn memcg_charge(&self, gfp: bindings::gfp_t, order: u32) -> Result {
+        if self.nr != 1 << order {
+            return Err(EINVAL);
+        }
+        // SAFETY: The range owner's pages; charging writes only their memcg data.
+        to_result(unsafe { bindings::ua_memcg_charge(self.pfn.0, gfp, order) })
+    }
+
+    /// Removes a charge made by [`Self::memcg_charge`], if any. Any context.
+    pub(crate) fn memcg_uncharge(&self, order: u32) {
+        if self.nr == 1 << order {
+            // SAFETY: The range owner's pages; an uncharged page is left alone.
+            unsafe { bindings::ua_memcg_uncharge(self.pfn.0, order) }
+        }
+    }
+
+    /// Marks the pages shared with the host (decrypted).
+    pub(crate) fn set_decrypted(&self) -> Result {
+        if should_fail(FailSite::Conversion, self.nr * PAGE_SIZE) {
+            return Err(EIO);
+        }
+        // SAFETY: The range owner asks for its pages to become visible to the host.
+        to_result(unsafe { bindings::set_memory_decrypted(self.pfn.virt(), self.nr as i32) })
+    }
+
+    /// Marks the pages private (encrypted) again.
+    pub(crate) fn set_encrypted(&self) -> Result {
+        if should_fail(FailSite::Conversion, self.nr * PAGE_SIZE) {
+            return Err(EIO);
+        }
+        // SAFETY: The range owner converts its own pages.
+        to_result(unsafe { bindings::set_memory_encrypted(self.pfn.virt(), self.nr as i32) })
+    }
+
+    /// Zeroes the pages: through the direct map where they are mapped (decrypted
+    /// pages), otherwise through a temporary mapping (unmapped pages), which may sleep.
+    pub(crate) fn scrub(&self) -> Result {
+        if (0..self.nr).all(|i| self.pfn.add(i).is_present()) {
+            // SAFETY: Every page of the range is mapped in the direct map, where
+            // `pfn_to_kaddr` points, and the range owner is the caller.
+            unsafe {
+                core::ptr::write_bytes(
+                    bindings::ua_pfn_to_virt(self.pfn.0) as *mut u8,
+                    0,
+                    self.nr * PAGE_SIZE,
+                )
+            };
+            return Ok(());
+        }
+        let map = TempMap::new(self.pfn, self.nr)?;
+        // SAFETY: `map` maps the `nr` pages of the range, writable, and the range owner
+        // is the caller.
+        unsafe { core::ptr::write_bytes(map.0.cast::<u8>(), 0, self.nr * PAGE_SIZE) };
+        Ok(())
+    }
+
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+    /// Reads the byte at `offset` of the range through a temporary mapping (may sleep).
+    pub(crate) fn read_byte(&self, offset: usize) -> Result<u8> {
+        if offset >= self.nr * PAGE_SIZE {
+            return Err(EINVAL);
+        }
+        let map = TempMap::new(self.pfn.add(offset / PAGE_SIZE), 1)?;
+        // SAFETY: `map` maps one page of the range; `offset % PAGE_SIZE` lies inside it.
+        Ok(unsafe { map.0.cast::<u8>().add(offset % PAGE_SIZE).read_volatile() })
+    }
+
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+    /// Sets every byte of the range to `val` through a temporary mapping (may sleep).
+    pub(crate) fn fill(&self, val: u8) -> Result {
+        let map = TempMap::new(self.pfn, self.nr)?;
+        // SAFETY: `map` maps the `nr` pages of the range, writable, and the range owner
+        // is the caller.
+        unsafe { core::ptr::write_bytes(map.0.cast::<u8>(), val, self.nr * PAGE_SIZE) };
+        Ok(())
+    }
+
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+    /// Whether every byte of the range is zero, read through a temporary mapping (may
+    /// sleep).
+    pub(crate) fn is_zeroed(&self) -> Result<bool> {
+        let map = TempMap::new(self.pfn, self.nr)?;
+        let words = self.nr * PAGE_SIZE / core::mem::size_of::<u64>();
+        // SAFETY: `map` maps the `nr` pages of the range, page-aligned, so `words`
+        // aligned `u64`s are readable there while `map` lives.
+        let w = unsafe { core::slice::from_raw_parts(map.0.cast::<u64>(), words) };
+        Ok(w.iter().all(|&x| x == 0))
+    }
+
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+    /// Writes `val` to the byte at `offset` through a temporary mapping (may sleep).
+    pub(crate) fn write_byte(&self, offset: usize, val: u8) -> Result {
+        if offset >= self.nr * PAGE_SIZE {
+            return Err(EINVAL);
+        }
+        let map = TempMap::new(self.pfn.add(offset / PAGE_SIZE), 1)?;
+        // SAFETY: As in `read_byte`.
+        unsafe {
+            map.0
+                .cast::<u8>()
+                .add(offset % PAGE_SIZE)
+                .write_volatile(val)
+        };
+        Ok(())
+    }
+}
+
+/// Zeroes the `nr` frames at `pfn` of a decrypted allocation being handed out, through
+/// the direct map. Shared memory can be written by the host while it is free, so
+/// zeroing it when freed would promise nothing: it is zeroed on the way out. Returns
+/// false, writing nothing, if a frame is not mapped.
+pub(crate) fn zero_on_handout(pfn: Pfn, nr: usize) -> bool {
+    if !(0..nr).all(|i| pfn.add(i).is_present()) {
+        return false;
+    }
+    // SAFETY: Every frame is mapped in the direct map, where `pfn_to_kaddr` points, and
+    // the allocator is handing them to its caller: nobody else uses them.
+    unsafe { core::ptr::write_bytes(pfn.virt() as *mut u8, 0, nr * PAGE_SIZE) };
+    true
+}
+
+/// The hostile host of the torture test: writes pseudo-random bytes (from `seed`) over
+/// the `nr` frames at `pfn` that are mapped in the direct map, as the host of a
+/// confidential guest may write any shared byte at any time. Returns the pages written.
+///
+/// Only for the model backend's record of shared ranges, read under its lock: those
+/// frames belong to a decrypted block until the model records them private again.
+#[cfg(CONFIG_UNMAPPED_ALLOC_TORTURE)]
+pub(crate) fn host_scribble(pfn: Pfn, nr: usize, seed: u64) -> usize {
+    let mut x = seed | 1;
+    let mut written = 0;
+    for i in 0..nr {
+        let frame = pfn.add(i);
+        if !frame.is_present() {
+            continue;
+        }
+        let words = frame.virt() as *mut u64;
+        for w in 0..PAGE_SIZE / core::mem::size_of::<u64>() {
+            // xorshift64: cheap bytes nobody could mistake for metadata.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // SAFETY: The frame is mapped in the direct map (checked above), page
+            // aligned, and shared memory the allocator owns (the caller holds the
+            // model's lock, which every conversion back to private takes first).
+            // Users race with these writes on purpose, as with a real host.
+            unsafe { words.add(w).write_volatile(x) };
+        }
+        written += 1;
+    }
+    written
+}
+
+impl PageRange {
+    /// `len` bytes at `offset` of the range, accessed through the direct map; fails
+    /// unless the range is inside and its pages are mapped there (decrypted memory).
+    pub(crate) fn mapped(&self, offset: usize, len: usize) -> Result<MappedBytes> {
+        let end = offset.checked_add(len).ok_or(EINVAL)?;
+        if len == 0 || end > self.nr * PAGE_SIZE {
+            return Err(EINVAL);
+        }
+        let first = offset / PAGE_SIZE;
+        let last = (end - 1) / PAGE_SIZE;
+        if !(first..=last).all(|i| self.pfn.add(i).is_present()) {
+            return Err(EFAULT);
+        }
+        Ok(MappedBytes {
+            addr: self.pfn.virt() + offset,
+            len,
+        })
+    }
+}
+
+/// Bytes of an owned range that are mapped in the direct map, see [`PageRange::mapped`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MappedBytes {
+    addr: usize,
+    len: usize,
+}
+
+impl MappedBytes {
+    /// The address of the first byte.
+    #[inline]
+    pub(crate) fn addr(&self) -> usize {
+        self.addr
+    }
+
+    /// `len` of the bytes from `offset`, if they are all inside.
+    #[inline]
+    pub(crate) fn sub(&self, offset: usize, len: usize) -> Option<MappedBytes> {
+        let end = offset.checked_add(len)?;
+        (len > 0 && end <= self.len).then_some(MappedBytes {
+            addr: self.addr + offset,
+            len,
+        })
+    }
+
+    /// Zeroes the bytes.
+    pub(crate) fn zero(&self) {
+        // SAFETY: By construction the bytes are mapped and owned by the caller.
+        unsafe { core::ptr::write_bytes(self.addr as *mut u8, 0, self.len) };
+    }
+
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+    /// Reads byte `i` (volatile: the host may write shared memory).
+    pub(crate) fn read(&self, i: usize) -> Option<u8> {
+        // SAFETY: `i < len`: mapped and owned.
+        (i < self.len).then(|| unsafe { (self.addr as *const u8).add(i).read_volatile() })
+    }
+
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+    /// Writes byte `i` (volatile).
+    pub(crate) fn write(&self, i: usize, v: u8) -> Result {
+        if i >= self.len {
+            return Err(EINVAL);
+        }
+        // SAFETY: `i < len`: mapped and owned.
+        unsafe { (self.addr as *mut u8).add(i).write_volatile(v) };
+        Ok(())
+    }
+}
+
+/// A temporary kernel mapping of pages, undone on drop.
+struct TempMap(*mut core::ffi::c_void);
+
+impl TempMap {
+    fn new(pfn: Pfn, nr: usize) -> Result<Self> {
+        // SAFETY: `pfn` names owned, valid frames; may sleep, which callers allow.
+        let addr = unsafe { bindings::ua_vmap_pfns(pfn.0, nr as u32) };
+        if addr.is_null() {
+            return Err(ENOMEM);
+        }
+        Ok(Self(addr))
+    }
+}
+
+impl Drop for TempMap {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` came from `vmap()`.
+        unsafe { bindings::vunmap(self.0) };
+    }
+}

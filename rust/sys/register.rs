@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Registration with the kernel (the shrinker, the reboot notifier, the workqueue,
+//! values published once at initialisation) and the boundary with C callers (their
+//! strings, out-parameters and cache handles).
+
+use core::sync::atomic::{
+    AtomicPtr,
+    Ordering::{Acquire, SeqCst},
+};
+use kernel::{bindings, error::to_result, prelude::*};
+
+/// Registers the shrinker that returns free blocks under memory pressure.
+pub(crate) fn register_shrinker() -> Result {
+    // SAFETY: Called once at initialisation; the callbacks are defined in the crate root.
+    to_result(unsafe { bindings::ua_register_shrinker() })
+}
+
+/// Registers the reboot notifier that runs `unmapped_alloc_unshare_all()`.
+pub(crate) fn register_reboot_notifier() -> Result {
+    // SAFETY: Called once at initialisation; the callback is defined in the crate root.
+    to_result(unsafe { bindings::ua_register_reboot_notifier() })
+}
+
+/// The bytes of a C string passed by a C caller, `EINVAL` for NULL.
+///
+/// # Safety
+///
+/// `name` is NULL or points at a NUL-terminated string that stays valid and unchanged
+/// for `'a`.
+pub(crate) unsafe fn c_name<'a>(name: *const kernel::ffi::c_char) -> Result<&'a [u8]> {
+    if name.is_null() {
+        return Err(EINVAL);
+    }
+    // SAFETY: Not NULL, so a NUL-terminated string valid for `'a` (the caller's contract).
+    Ok(unsafe { kernel::str::CStr::from_char_ptr(name) }.to_bytes())
+}
+
+/// Stores `value` through a pointer a C caller passed for it (ignored if NULL).
+///
+/// # Safety
+///
+/// `dst` is NULL or valid for writing a `T`.
+pub(crate) unsafe fn write_out<T>(dst: *mut T, value: T) {
+    if !dst.is_null() {
+        // SAFETY: Not NULL, so valid for writing a `T` (the caller's contract).
+        unsafe { dst.write(value) };
+    }
+}
+
+/// Makes a C handle (the `struct kmem_cache_decrypted *` of the C API) of `value`.
+pub(crate) fn into_handle<T>(value: KBox<T>) -> *mut bindings::kmem_cache_decrypted {
+    KBox::into_raw(value).cast()
+}
+
+/// Runs `f` on the object behind a handle made by [`into_handle`]; `None` for NULL.
+///
+/// # Safety
+///
+/// `handle` is NULL or came from `into_handle::<T>()` and was not given to
+/// [`take_cache`] yet, and stays so until this returns.
+pub(crate) unsafe fn with_cache<T, R>(
+    handle: *mut bindings::kmem_cache_decrypted,
+    f: impl FnOnce(&T) -> R,
+) -> Option<R> {
+    let p = handle.cast::<T>();
+    // SAFETY: Not NULL, so a live `T` made by `into_handle()` (the caller's contract).
+    (!p.is_null()).then(|| f(unsafe { &*p }))
+}
+
+/// Takes back ownership of a handle made by [`into_handle`]; `None` for NULL.
+///
+/// # Safety
+///
+/// `handle` is NULL or came from `into_handle::<T>()`, was not taken back yet, and
+/// nobody uses it any more.
+pub(crate) unsafe fn take_cache<T>(handle: *mut bindings::kmem_cache_decrypted) -> Option<KBox<T>> {
+    let p = handle.cast::<T>();
+    // SAFETY: Not NULL, so it came from `KBox::into_raw()` in `into_handle()` and is
+    // given up here (the caller's contract).
+    (!p.is_null()).then(|| unsafe { KBox::from_raw(p) })
+}
+
+/// The default unbound workqueue, `system_dfl_wq`, which replaces `system_unbound_wq`
+/// (7.2 warns about work queued on the latter; its Rust crate has no wrapper yet).
+pub(crate) fn system_dfl() -> &'static kernel::workqueue::Queue {
+    // SAFETY: `system_dfl_wq` is a C global workqueue, created at boot before any
+    // initcall and never destroyed.
+    unsafe { kernel::workqueue::Queue::from_raw(bindings::system_dfl_wq) }
+}
+
+/// A value set once and then read without locks for good, like
+/// [`kernel::sync::SetOnce`], but read with a plain load: the kernel's atomics are
+/// out-of-line C calls unless the tree has `CONFIG_RUST_INLINE_HELPERS`, and every call
+/// of the C API reads one of these. The value is never dropped (the component is built
+/// in).
+pub(crate) struct Published<T>(AtomicPtr<T>);
+
+impl<T> Published<T> {
+    /// Nothing published yet.
+    pub(crate) const fn new() -> Self {
+        Self(AtomicPtr::new(core::ptr::null_mut()))
+    }
+}
+
+impl<T: Send + Sync> Published<T> {
+    /// Publishes `value`; `false` (and `value` dropped) if something was published already.
+    pub(crate) fn publish(&self, value: T) -> Result<bool> {
+        let p = KBox::into_raw(KBox::new(value, GFP_KERNEL)?);
+        if self
+            .0
+            .compare_exchange(core::ptr::null_mut(), p, SeqCst, Acquire)
+            .is_ok()
+        {
+            return Ok(true);
+        }
+        // SAFETY: `p` came from `KBox::into_raw` above and was not published.
+        drop(unsafe { KBox::from_raw(p) });
+        Ok(false)
+    }
+
+    /// The published value.
+    #[inline]
+    pub(crate) fn get(&self) -> Option<&T> {
+        // SAFETY: A non-null pointer was published by `publish` from a box that is never
+        // freed, and only shared from then on (`T: Sync`).
+        unsafe { self.0.load(Acquire).as_ref() }
+    }
+}
