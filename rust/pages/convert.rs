@@ -85,27 +85,24 @@ impl PageAllocator {
             block.order(),
             converted.err().map_or(0, |e| e.to_errno()),
         );
+        if converted.is_err() {
+            self.stats.conversion_failures.inc();
+            match &self.kind {
+                // Nothing was unmapped, or it can be mapped back and checked.
+                Kind::Unmapped => self.restore_and_release(block),
+                // The state of the pages is unknown: they must never be reused.
+                Kind::Decrypted(_) => self.leak(block),
+            }
+            return None;
+        }
+        self.stats.conversions.inc();
+        self.stats.converted_pages.add(block.nr_pages() as u64);
         match &self.kind {
             Kind::Unmapped => {
-                if converted.is_err() {
-                    self.stats.conversion_failures.inc();
-                    self.restore_and_release(block);
-                    return None;
-                }
-                self.stats.conversions.inc();
-                self.stats.converted_pages.add(block.nr_pages() as u64);
                 block.flush_tlb();
                 self.stats.tlb_flushes.inc();
             }
             Kind::Decrypted(_) => {
-                if converted.is_err() {
-                    // The state of the pages is unknown: they must never be reused.
-                    self.stats.conversion_failures.inc();
-                    self.leak(block);
-                    return None;
-                }
-                self.stats.conversions.inc();
-                self.stats.converted_pages.add(block.nr_pages() as u64);
                 // Zero them again through the (now shared) direct mapping: where a
                 // conversion scrambles the contents (AMD SEV), the guest's view of the
                 // zeros the page allocator wrote is no longer zeros.
