@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * C helpers for the Rust implementation of unmapped_alloc, and the symbol
- * exports of its C API (the functions themselves are defined in Rust).
+ * C helpers for the Rust implementation of unmapped_alloc: the direct map
+ * and the page frames, fault injection, the calling context, per-CPU
+ * iteration, locks and memory cgroup charges.
  */
 #include <linux/cpu.h>
 #include <linux/debugfs.h>
-#include <linux/export.h>
 #include <linux/fault-inject.h>
 #include <linux/gfp.h>
 #include <linux/memcontrol.h>
@@ -16,9 +16,7 @@
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/smp.h>
-#include <linux/reboot.h>
 #include <linux/set_memory.h>
-#include <linux/shrinker.h>
 #include <linux/spinlock.h>
 #include <linux/topology.h>
 #include <linux/unmapped_alloc.h>
@@ -354,77 +352,3 @@ bool ua_memcg_charged(unsigned long pfn)
 	return false;
 #endif
 }
-
-static unsigned long ua_shrink_count(struct shrinker *s,
-				     struct shrink_control *sc)
-{
-	return unmapped_alloc_reclaimable() ?: SHRINK_EMPTY;
-}
-
-static unsigned long ua_shrink_scan(struct shrinker *s,
-				    struct shrink_control *sc)
-{
-	return unmapped_alloc_shrink(sc->nr_to_scan) ?: SHRINK_STOP;
-}
-
-int ua_register_shrinker(void)
-{
-	struct shrinker *s = shrinker_alloc(0, "unmapped_alloc");
-
-	if (!s)
-		return -ENOMEM;
-	s->count_objects = ua_shrink_count;
-	s->scan_objects = ua_shrink_scan;
-	s->seeks = DEFAULT_SEEKS;
-	shrinker_register(s);
-	return 0;
-}
-
-/*
- * Reboot, power off, and kexec (kernel_kexec() runs the reboot notifiers)
- * must not leave memory shared with the host behind the next kernel's back.
- */
-static int ua_reboot_notify(struct notifier_block *nb, unsigned long action,
-			    void *data)
-{
-	unmapped_alloc_unshare_all();
-	return NOTIFY_DONE;
-}
-
-static struct notifier_block ua_reboot_nb = {
-	.notifier_call = ua_reboot_notify,
-};
-
-int ua_register_reboot_notifier(void)
-{
-	return register_reboot_notifier(&ua_reboot_nb);
-}
-
-/*
- * The C API is implemented in Rust (rust/unmapped_alloc.rs); its symbols
- * are exported here, away from their definitions.
- */
-EXPORT_SYMBOL_GPL(unmapped_alloc);
-EXPORT_SYMBOL_GPL(unmapped_alloc_node);
-EXPORT_SYMBOL_GPL(unmapped_alloc_noscrub);
-EXPORT_SYMBOL_GPL(unmapped_free);
-EXPORT_SYMBOL_GPL(alloc_decrypted_pages);
-EXPORT_SYMBOL_GPL(alloc_decrypted_pages_node);
-EXPORT_SYMBOL_GPL(free_decrypted_pages);
-EXPORT_SYMBOL_GPL(kmalloc_decrypted);
-EXPORT_SYMBOL_GPL(kmalloc_decrypted_node);
-EXPORT_SYMBOL_GPL(kfree_decrypted);
-EXPORT_SYMBOL_GPL(decrypted_alloc_ready);
-EXPORT_SYMBOL_GPL(ksize_decrypted);
-EXPORT_SYMBOL_GPL(kmem_cache_create_decrypted);
-EXPORT_SYMBOL_GPL(kmem_cache_alloc_decrypted);
-EXPORT_SYMBOL_GPL(kmem_cache_free_decrypted);
-EXPORT_SYMBOL_GPL(kmem_cache_destroy_decrypted);
-EXPORT_SYMBOL_GPL(unmapped_alloc_page_state);
-EXPORT_SYMBOL_GPL(unmapped_alloc_read_counters);
-EXPORT_SYMBOL_GPL(unmapped_alloc_drain);
-EXPORT_SYMBOL_GPL(unmapped_alloc_set_reserve);
-EXPORT_SYMBOL_GPL(unmapped_alloc_get_reserve);
-#if IS_ENABLED(CONFIG_UNMAPPED_ALLOC_BENCH)
-EXPORT_SYMBOL_GPL(unmapped_alloc_set_sim_delay);
-#endif

@@ -65,6 +65,8 @@ void ua_assert_spin_locked(spinlock_t *lock);
 int ua_memcg_charge(unsigned long pfn, gfp_t gfp, unsigned int order);
 void ua_memcg_uncharge(unsigned long pfn, unsigned int order);
 bool ua_memcg_charged(unsigned long pfn);
+
+/* In register.c. */
 int ua_register_shrinker(void);
 int ua_register_reboot_notifier(void);
 

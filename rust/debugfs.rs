@@ -113,8 +113,7 @@ fn write_reserve(g: &Globals<'static>, reader: &mut UserSliceReader) -> Result {
 pub(crate) fn shrink_all(g: &Globals<'_>) {
     g.kmalloc.shrink();
     for a in g.pages() {
-        a.scrub_pending();
-        a.shrink(0);
+        a.drain();
     }
 }
 

@@ -593,8 +593,7 @@ impl PinnedDrop for PageAllocator {
     fn drop(self: Pin<&mut Self>) {
         // Only private instances (tests) are ever dropped. Blocks still in use cannot be
         // returned: leak them, with their direct map state as it is.
-        self.scrub_pending();
-        self.shrink(0);
+        self.drain();
         for pool in self.nodes.iter() {
             let mut pool = pool.lock();
             while let Some(ub) = pool

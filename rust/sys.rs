@@ -16,11 +16,12 @@
 //!   ([`ThisCpu`]) uses, one user at a time, or anyone while that CPU is
 //!   offline.
 //!
-//! One file per concept: [`frames`], [`percpu`], [`lock`], [`trace`] and [`register`]
-//! (registration with the kernel and the boundary with C callers); this file holds the
+//! One file per concept (frames and blocks, per-CPU values, the lock, trace events,
+//! registration with the kernel, the handles of C callers); this file holds the
 //! kernel's state and the calling context that all of them use.
 
 mod frames;
+mod handle;
 mod lock;
 mod percpu;
 mod register;
@@ -31,11 +32,11 @@ pub(crate) mod trace;
 #[cfg(CONFIG_UNMAPPED_ALLOC_TORTURE)]
 pub(crate) use frames::host_scribble;
 pub(crate) use frames::{zero_on_handout, Block, MappedBytes, PageRange, Pfn};
+pub(crate) use handle::{c_name, into_handle, take_cache, with_cache};
 pub(crate) use lock::{new_irq_spinlock, IrqSpinLock};
 pub(crate) use percpu::{on_this_cpu, CpuLocal, PerCpu, ThisCpu};
 pub(crate) use register::{
-    c_name, into_handle, register_reboot_notifier, register_shrinker, system_dfl, take_cache,
-    with_cache, write_out, Published,
+    register_reboot_notifier, register_shrinker, system_dfl, write_out, Published,
 };
 
 use kernel::bindings;

@@ -4,9 +4,10 @@
 
 #[kernel::macros::kunit_tests(unmapped_alloc_real_backend)]
 mod real_backend {
-    use crate::sys::Block;
+    use crate::c_api::{objects::*, *};
+    use crate::sys::{Block, Pfn};
     use crate::*;
-    use kernel::bindings::{GFP_KERNEL, __GFP_ZERO};
+    use kernel::bindings::{self, GFP_KERNEL, __GFP_ZERO};
 
     fn present(addr: usize) -> bool {
         Pfn::of_virt(addr).is_some_and(|p| p.is_present())

@@ -16,6 +16,14 @@
 
 struct page;
 
+/*
+ * Largest order served: one block, a PMD (2 MiB) with 4 KiB pages, and 2 MiB
+ * (a contiguous-PTE range) where a PMD is larger (arm64 with 16 KiB or
+ * 64 KiB pages: 32 MiB or 512 MiB).
+ */
+#define UNMAPPED_ALLOC_BLOCK_SHIFT	(PMD_SHIFT > 21 ? 21 : PMD_SHIFT)
+#define UNMAPPED_ALLOC_MAX_ORDER	(UNMAPPED_ALLOC_BLOCK_SHIFT - PAGE_SHIFT)
+
 /**
  * unmapped_alloc_node() - allocate pages that are not in the direct map
  * @nid: preferred node, or NUMA_NO_NODE
@@ -101,6 +109,122 @@ struct page *alloc_decrypted_pages(gfp_t gfp, unsigned int order);
  * reported with the caller's stack (rate limited) and change nothing.
  */
 void free_decrypted_pages(struct page *page, unsigned int order);
+
+/**
+ * enum unmapped_page_state - what unmapped_alloc knows of a page
+ * @UNMAPPED_PAGE_NOT_OWNED: not a page of the component
+ * @UNMAPPED_PAGE_FREE: unmapped from the direct map, free in a cached block
+ * @UNMAPPED_PAGE_USED: unmapped, handed out by unmapped_alloc()
+ * @SHARED_PAGE_FREE: decrypted, free in a cached block or the atomic reserve
+ * @SHARED_PAGE_USED: decrypted, handed out (pages or slab objects)
+ * @UNMAPPED_ALLOC_PAGE_LEAKED: in a block whose conversion failed; its state
+ *	is unknown and it is never used or freed again
+ */
+enum unmapped_page_state {
+	UNMAPPED_PAGE_NOT_OWNED,
+	UNMAPPED_PAGE_FREE,
+	UNMAPPED_PAGE_USED,
+	SHARED_PAGE_FREE,
+	SHARED_PAGE_USED,
+	UNMAPPED_ALLOC_PAGE_LEAKED,
+};
+
+/**
+ * unmapped_alloc_page_state() - the component's record of a page
+ * @page: any page
+ *
+ * Any context. The record is the one the frees are validated against.
+ *
+ * Return: the page's state; %UNMAPPED_PAGE_NOT_OWNED for any page the
+ * component does not hold.
+ */
+enum unmapped_page_state unmapped_alloc_page_state(const struct page *page);
+
+/**
+ * struct unmapped_alloc_counters - a snapshot of the component's counters
+ * @unmapped_conversions: blocks removed from the direct map (one call each)
+ * @unmapped_reversions: blocks whose direct map was restored
+ * @unmapped_tlb_flushes: TLB flushes issued
+ * @unmapped_held_pages: pages held in unmapped blocks
+ * @unmapped_used_pages: unmapped pages handed out
+ * @decrypted_conversions: set_memory_decrypted() calls
+ * @decrypted_reversions: set_memory_encrypted() calls
+ * @decrypted_pages_shared: pages those set_memory_decrypted() calls covered
+ *	(in a pKVM guest, one MEM_SHARE hypercall per 4 KiB)
+ * @decrypted_pages_unshared: pages set_memory_encrypted() calls covered
+ * @decrypted_held_pages: pages held in decrypted blocks
+ * @decrypted_used_pages: decrypted pages handed out (slabs included)
+ * @unmapped_leaked_pages: unmapped pages whose direct map state is unknown
+ *	after a failure, kept away from the page allocator for good
+ * @decrypted_leaked_pages: decrypted pages whose encryption state is unknown
+ *	after a failure, kept away from the page allocator for good
+ * @atomic_failures: allocations in atomic context that found no memory
+ * @shrinker_scans: calls of the component's shrinker by memory reclaim
+ */
+struct unmapped_alloc_counters {
+	u64 unmapped_conversions;
+	u64 unmapped_reversions;
+	u64 unmapped_tlb_flushes;
+	u64 unmapped_held_pages;
+	u64 unmapped_used_pages;
+	u64 decrypted_conversions;
+	u64 decrypted_reversions;
+	u64 decrypted_pages_shared;
+	u64 decrypted_pages_unshared;
+	u64 decrypted_held_pages;
+	u64 decrypted_used_pages;
+	u64 unmapped_leaked_pages;
+	u64 decrypted_leaked_pages;
+	u64 atomic_failures;
+	u64 shrinker_scans;
+};
+
+/**
+ * unmapped_alloc_read_counters() - take a snapshot of the counters
+ * @c: filled in
+ *
+ * For monitoring and benchmarks; debugfs shows the same and more.
+ */
+void unmapped_alloc_read_counters(struct unmapped_alloc_counters *c);
+
+/**
+ * unmapped_alloc_drain() - give all free cached memory back
+ *
+ * Empty slabs, free blocks and the atomic reserve are converted back and
+ * returned to the page allocator, like writing to the debugfs file
+ * "shrink". May sleep.
+ */
+void unmapped_alloc_drain(void);
+
+/**
+ * unmapped_alloc_set_reserve() - set the decrypted atomic reserve
+ * @low: refill when a node has fewer free decrypted pages
+ * @high: refill up to this many
+ *
+ * A node already below @low is refilled by background work right away.
+ *
+ * Return: 0, or -EINVAL if @low is above @high.
+ */
+int unmapped_alloc_set_reserve(unsigned long low, unsigned long high);
+
+/**
+ * unmapped_alloc_get_reserve() - read the decrypted atomic reserve
+ * @low: set to the refill threshold, in free decrypted pages per node
+ * @high: set to the refill target
+ *
+ * For saving the watermarks before unmapped_alloc_set_reserve(); both are
+ * 0 if the component did not initialise.
+ */
+void unmapped_alloc_get_reserve(unsigned long *low, unsigned long *high);
+
+#if IS_ENABLED(CONFIG_UNMAPPED_ALLOC_BENCH)
+/*
+ * Benchmarks only: make every set_memory_decrypted/encrypted() call of the
+ * real backend take @us microseconds more, standing in for the hypercall of
+ * a confidential guest.
+ */
+void unmapped_alloc_set_sim_delay(unsigned int us);
+#endif
 
 /**
  * kmalloc_decrypted() - allocate memory shared with the host
@@ -225,129 +349,5 @@ void kmem_cache_free_decrypted(struct kmem_cache_decrypted *cache,
  * with live objects is reported and left in place. Process context; sleeps.
  */
 void kmem_cache_destroy_decrypted(struct kmem_cache_decrypted *cache);
-
-/**
- * enum unmapped_page_state - what unmapped_alloc knows of a page
- * @UNMAPPED_PAGE_NOT_OWNED: not a page of the component
- * @UNMAPPED_PAGE_FREE: unmapped from the direct map, free in a cached block
- * @UNMAPPED_PAGE_USED: unmapped, handed out by unmapped_alloc()
- * @SHARED_PAGE_FREE: decrypted, free in a cached block or the atomic reserve
- * @SHARED_PAGE_USED: decrypted, handed out (pages or slab objects)
- * @UNMAPPED_ALLOC_PAGE_LEAKED: in a block whose conversion failed; its state
- *	is unknown and it is never used or freed again
- */
-enum unmapped_page_state {
-	UNMAPPED_PAGE_NOT_OWNED,
-	UNMAPPED_PAGE_FREE,
-	UNMAPPED_PAGE_USED,
-	SHARED_PAGE_FREE,
-	SHARED_PAGE_USED,
-	UNMAPPED_ALLOC_PAGE_LEAKED,
-};
-
-/**
- * unmapped_alloc_page_state() - the component's record of a page
- * @page: any page
- *
- * Any context. The record is the one the frees are validated against.
- *
- * Return: the page's state; %UNMAPPED_PAGE_NOT_OWNED for any page the
- * component does not hold.
- */
-enum unmapped_page_state unmapped_alloc_page_state(const struct page *page);
-
-/**
- * struct unmapped_alloc_counters - a snapshot of the component's counters
- * @unmapped_conversions: blocks removed from the direct map (one call each)
- * @unmapped_reversions: blocks whose direct map was restored
- * @unmapped_tlb_flushes: TLB flushes issued
- * @unmapped_held_pages: pages held in unmapped blocks
- * @unmapped_used_pages: unmapped pages handed out
- * @decrypted_conversions: set_memory_decrypted() calls
- * @decrypted_reversions: set_memory_encrypted() calls
- * @decrypted_pages_shared: pages those set_memory_decrypted() calls covered
- *	(in a pKVM guest, one MEM_SHARE hypercall per 4 KiB)
- * @decrypted_pages_unshared: pages set_memory_encrypted() calls covered
- * @decrypted_held_pages: pages held in decrypted blocks
- * @decrypted_used_pages: decrypted pages handed out (slabs included)
- * @unmapped_leaked_pages: unmapped pages whose direct map state is unknown
- *	after a failure, kept away from the page allocator for good
- * @decrypted_leaked_pages: decrypted pages whose encryption state is unknown
- *	after a failure, kept away from the page allocator for good
- * @atomic_failures: allocations in atomic context that found no memory
- * @shrinker_scans: calls of the component's shrinker by memory reclaim
- */
-struct unmapped_alloc_counters {
-	u64 unmapped_conversions;
-	u64 unmapped_reversions;
-	u64 unmapped_tlb_flushes;
-	u64 unmapped_held_pages;
-	u64 unmapped_used_pages;
-	u64 decrypted_conversions;
-	u64 decrypted_reversions;
-	u64 decrypted_pages_shared;
-	u64 decrypted_pages_unshared;
-	u64 decrypted_held_pages;
-	u64 decrypted_used_pages;
-	u64 unmapped_leaked_pages;
-	u64 decrypted_leaked_pages;
-	u64 atomic_failures;
-	u64 shrinker_scans;
-};
-
-/**
- * unmapped_alloc_read_counters() - take a snapshot of the counters
- * @c: filled in
- *
- * For monitoring and benchmarks; debugfs shows the same and more.
- */
-void unmapped_alloc_read_counters(struct unmapped_alloc_counters *c);
-
-/**
- * unmapped_alloc_drain() - give all free cached memory back
- *
- * Empty slabs, free blocks and the atomic reserve are converted back and
- * returned to the page allocator, like writing to the debugfs file
- * "shrink". May sleep.
- */
-void unmapped_alloc_drain(void);
-
-/**
- * unmapped_alloc_set_reserve() - set the decrypted atomic reserve
- * @low: refill when a node has fewer free decrypted pages
- * @high: refill up to this many
- *
- * A node already below @low is refilled by background work right away.
- *
- * Return: 0, or -EINVAL if @low is above @high.
- */
-int unmapped_alloc_set_reserve(unsigned long low, unsigned long high);
-
-/**
- * unmapped_alloc_get_reserve() - read the decrypted atomic reserve
- * @low: set to the refill threshold, in free decrypted pages per node
- * @high: set to the refill target
- *
- * For saving the watermarks before unmapped_alloc_set_reserve(); both are
- * 0 if the component did not initialise.
- */
-void unmapped_alloc_get_reserve(unsigned long *low, unsigned long *high);
-
-#if IS_ENABLED(CONFIG_UNMAPPED_ALLOC_BENCH)
-/*
- * Benchmarks only: make every set_memory_decrypted/encrypted() call of the
- * real backend take @us microseconds more, standing in for the hypercall of
- * a confidential guest.
- */
-void unmapped_alloc_set_sim_delay(unsigned int us);
-#endif
-
-/*
- * Largest order served: one block, a PMD (2 MiB) with 4 KiB pages, and 2 MiB
- * (a contiguous-PTE range) where a PMD is larger (arm64 with 16 KiB or
- * 64 KiB pages: 32 MiB or 512 MiB).
- */
-#define UNMAPPED_ALLOC_BLOCK_SHIFT	(PMD_SHIFT > 21 ? 21 : PMD_SHIFT)
-#define UNMAPPED_ALLOC_MAX_ORDER	(UNMAPPED_ALLOC_BLOCK_SHIFT - PAGE_SHIFT)
 
 #endif /* _LINUX_UNMAPPED_ALLOC_H */

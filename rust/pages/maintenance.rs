@@ -48,6 +48,13 @@ impl PageAllocator {
         done
     }
 
+    /// Gives all free memory back to the page allocator: scrubs what is pending and
+    /// releases every fully free block, the atomic reserve's too. Sleeps.
+    pub(crate) fn drain(&self) {
+        self.scrub_pending();
+        self.shrink(0);
+    }
+
     /// Returns fully free blocks beyond `keep` per node to the page allocator. Sleeps.
     /// Returns the number of blocks released.
     pub(crate) fn shrink(&self, keep: usize) -> usize {

@@ -6,14 +6,19 @@ Usage: series.py ROOT TREE OUT
 
 ROOT is the component's repository, TREE a git work tree holding the
 pristine kernel at the tag 'v7.2', OUT the directory for the patches. Each
-patch is one concept; the tree after each one is the state the component's
-files describe, cut down to the concepts applied so far:
+patch is one concept (CONCEPTS); the tree after each one is the state the
+component's files describe, cut down to the concepts applied so far:
 
-- files of later concepts are absent;
-- the KUnit suites (the 'tests.rs' file next to the code each one tests),
-  their 'mod tests;' declarations and the 'testutil' module come with the
-  KUnit patch;
-- Kconfig and Kbuild keep only the options and lines of applied concepts.
+- every file of the component belongs to one concept (FILES, or the rules in
+  concept_of()) and is absent until that concept's patch;
+- lines of a file that belong to a later concept (CUTS: the function calls,
+  declarations and registrations one concept adds to another's files) are
+  cut until that concept's patch; each cut must match exactly once, so a
+  change to the code that moves them fails here rather than slipping into
+  the series;
+- the crate root of the first patch, which has only the direct map layer,
+  is layer-root.rs;
+- Kconfig and Kbuild keep only the options and objects of applied concepts.
 """
 
 import os
@@ -62,8 +67,157 @@ def strip_tests(text):
     return text
 
 
+# The concepts, in the order of their patches.
+CONCEPTS = ['layer', 'pages', 'caches', 'observability', 'kunit', 'samples', 'testing']
+
+# The concept of each file of the component not covered by concept_of()'s rules.
+FILES = {
+    'layer': ['helpers.c', 'internal.h', 'include/linux/unmapped_alloc.h',
+              'rust/unmapped_alloc.rs', 'rust/sys.rs', 'rust/sys/frames.rs',
+              'rust/sys/lock.rs', 'rust/sys/percpu.rs'],
+    'pages': ['register.c', 'rust/sys/register.rs', 'rust/backend.rs', 'rust/buddy.rs',
+              'rust/pernode.rs', 'rust/sorted.rs', 'rust/stats.rs', 'rust/pages.rs',
+              'rust/pages/pool.rs', 'rust/pages/convert.rs', 'rust/pages/reserve.rs',
+              'rust/pages/maintenance.rs', 'rust/c_api.rs'],
+    'caches': ['rust/slab.rs', 'rust/sys/handle.rs', 'rust/c_api/objects.rs'],
+    'observability': ['trace.c', 'include/trace/events/unmapped_alloc.h',
+                      'rust/sys/trace.rs', 'rust/debugfs.rs', 'rust/debugfs/text.rs'],
+    'kunit': ['coco_test.c', '.kunitconfig', 'tools/testing/coco/ua_coco.h',
+              'rust/testutil.rs'],
+    'testing': ['unmapped_alloc_torture.c'],
+}
+
+
+def concept_of(rel):
+    """The concept a file of the component (relative to ROOT) belongs to."""
+    if os.path.basename(rel) == 'tests.rs':
+        return 'kunit'
+    if rel.startswith('samples/'):
+        return 'samples'
+    if rel.startswith('bench/'):
+        return 'testing'
+    for c, files in FILES.items():
+        if rel in files:
+            return c
+    sys.exit(f'series.py: {rel}: no concept; add it to FILES')
+
+
+# What one concept adds to the files of earlier ones: (concept, file in the
+# tree, text, the text before that concept's patch).
+CUTS = [
+    # The page allocator registers with the kernel; the shrinker, the reboot
+    # notifier and the torture test call the C API it adds.
+    ('pages', 'rust/sys.rs', 'mod register;\n', ''),
+    ('pages', 'rust/sys.rs', """pub(crate) use register::{
+    register_reboot_notifier, register_shrinker, system_dfl, write_out, Published,
+};
+""", ''),
+    ('pages', 'internal.h', """
+/* In register.c. */
+int ua_register_shrinker(void);
+int ua_register_reboot_notifier(void);
+
+/* Defined in Rust, called by the shrinker and the reboot notifier. */
+unsigned long unmapped_alloc_reclaimable(void);
+unsigned long unmapped_alloc_shrink(unsigned long nr_to_scan);
+void unmapped_alloc_unshare_all(void);
+
+/* Defined in Rust for the torture test (CONFIG_UNMAPPED_ALLOC_TORTURE). */
+long ua_torture_host_write(u64 seed);
+long ua_torture_model_shared_pages(void);
+""", ''),
+    ('pages', 'include/linux/unmapped_alloc.h', '@@pages-api', ''),
+    # The object caches: their C API, handles and place in init and the counters.
+    ('caches', 'include/linux/unmapped_alloc.h', '@@caches-api', ''),
+    ('caches', 'register.c', '@@caches-exports', ''),
+    ('caches', 'rust/sys.rs', 'mod handle;\n', ''),
+    ('caches', 'rust/sys.rs',
+     'pub(crate) use handle::{c_name, into_handle, take_cache, with_cache};\n', ''),
+    ('caches', 'rust/unmapped_alloc.rs', 'mod slab;\n', ''),
+    ('caches', 'rust/unmapped_alloc.rs', 'use slab::KmallocDecrypted;\n', ''),
+    ('caches', 'rust/unmapped_alloc.rs', """
+/// The system-wide `kmalloc-decrypted-*` caches, on [`DECRYPTED`].
+static KMALLOC: Published<KmallocDecrypted> = Published::new();
+""", ''),
+    ('caches', 'rust/unmapped_alloc.rs', """
+/// The system-wide kmalloc-decrypted caches, once initialised.
+fn kmalloc() -> Result<&'static KmallocDecrypted> {
+    KMALLOC.get().ok_or(ENODEV)
+}
+""", ''),
+    ('caches', 'rust/unmapped_alloc.rs', """        if !KMALLOC.publish(KmallocDecrypted::new(decrypted)?)? {
+            return Err(EBUSY);
+        }
+""", ''),
+    ('caches', 'rust/c_api.rs', """//! [`objects`] has the decrypted object caches'.
+""", ''),
+    ('caches', 'rust/c_api.rs', """
+pub mod objects;
+""", ''),
+    ('caches', 'rust/c_api.rs', """    let atomic = u.stats.atomic_failures.get()
+        + d.stats.atomic_failures.get()
+        + objects::atomic_failures();
+""", """    let atomic = u.stats.atomic_failures.get() + d.stats.atomic_failures.get();
+"""),
+    ('caches', 'rust/c_api.rs', '    objects::shrink();\n', ''),
+    # debugfs and trace events: the files, the events and where they fire.
+    ('observability', 'Kbuild', ' trace.o', ''),
+    ('observability', 'rust/bindings/bindings_helper.h',
+     '#include <trace/events/unmapped_alloc.h>\n', ''),
+    ('observability', 'internal.h', """
+/* A probe on unmapped_alloc_pages that counts hits, for the KUnit suite. */
+int ua_trace_probe_register(void);
+int ua_trace_probe_unregister(void);
+int ua_trace_probe_hits(void);
+""", ''),
+    ('observability', 'rust/sys.rs', 'pub(crate) mod trace;\n', ''),
+    ('observability', 'rust/unmapped_alloc.rs', 'mod debugfs;\n', ''),
+    ('observability', 'rust/unmapped_alloc.rs', """struct UnmappedAllocModule {
+    _debugfs: debugfs::Files,
+}
+""", 'struct UnmappedAllocModule;\n'),
+    ('observability', 'rust/unmapped_alloc.rs', """        let files = debugfs::create(debugfs::Globals {
+            unmapped,
+            decrypted,
+            kmalloc: kmalloc()?,
+        })?;
+""", ''),
+    ('observability', 'rust/unmapped_alloc.rs', 'Ok(Self { _debugfs: files })', 'Ok(Self)'),
+    ('observability', 'rust/pages.rs', """    /// The kind's number in trace events.
+    fn trace_id(&self) -> i32 {
+        match self {
+            Kind::Unmapped => 0,
+            Kind::Decrypted(_) => 1,
+        }
+    }
+""", '@@empty-impl'),
+    ('observability', 'rust/pages.rs',
+     '                sys::trace::pages(self.kind.trace_id(), pfn.number(), order, gfp);\n', ''),
+    ('observability', 'rust/pages.rs',
+     '                sys::trace::free_pages(self.kind.trace_id(), pfn.number(), order);\n', ''),
+    ('observability', 'rust/pages/convert.rs', """        sys::trace::block_convert(
+            self.kind.trace_id(),
+            block.pfn().number(),
+            block.order(),
+            converted.err().map_or(0, |e| e.to_errno()),
+        );
+""", ''),
+    ('observability', 'rust/pages/convert.rs', """        sys::trace::block_release(
+            self.kind.trace_id(),
+            block.pfn().number(),
+            block.order(),
+            if ok { 0 } else { EIO.to_errno() },
+        );
+""", ''),
+    ('observability', 'rust/slab.rs', """            sys::trace::kmalloc(addr, size, c.size(), gfp);
+""", ''),
+    ('observability', 'rust/slab.rs', """        sys::trace::kmalloc(pfn.virt(), size, PAGE_SIZE << order, gfp);
+""", ''),
+    ('observability', 'rust/slab.rs', 'Ok(()) => sys::trace::kfree(addr),', 'Ok(()) => {}'),
+]
+
 CONFIGS = {
-    'core': ['UNMAPPED_ALLOC'],
+    'layer': ['UNMAPPED_ALLOC'],
     'kunit': ['UNMAPPED_ALLOC_KUNIT_TEST'],
     'samples': ['UNMAPPED_ALLOC_SAMPLES'],
     'testing': ['UNMAPPED_ALLOC_BENCH', 'UNMAPPED_ALLOC_TORTURE'],

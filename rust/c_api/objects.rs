@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The C API of the decrypted object caches: `kmalloc_decrypted()` and dedicated
+//! caches, see `include/linux/unmapped_alloc.h`.
+
+use crate::{decrypted, kmalloc, slab, slab::ObjCache, sys};
+use kernel::{bindings, ffi, prelude::*};
+
+/// Atomic allocations the caches could not serve, for the counters.
+pub(super) fn atomic_failures() -> u64 {
+    kmalloc().map_or(0, |k| {
+        k.caches()
+            .iter()
+            .map(|c| c.stats.atomic_failures.get())
+            .sum()
+    })
+}
+
+/// Gives the caches' empty slabs back, for a drain.
+pub(super) fn shrink() {
+    if let Ok(k) = kmalloc() {
+        k.shrink();
+    }
+}
+
+/// C API: `kmalloc_decrypted()`, see `include/linux/unmapped_alloc.h`.
+///
+/// # Safety
+///
+/// Always safe to call: `unsafe` only because `#[export]` matches bindgen's declaration.
+#[export]
+pub unsafe extern "C" fn kmalloc_decrypted(size: usize, gfp: bindings::gfp_t) -> *mut ffi::c_void {
+    c_kmalloc(size, gfp, sys::NUMA_NO_NODE)
+}
+
+/// C API: `kmalloc_decrypted_node()`, see `include/linux/unmapped_alloc.h`.
+///
+/// # Safety
+///
+/// Always safe to call: `unsafe` only because `#[export]` matches bindgen's declaration.
+#[export]
+pub unsafe extern "C" fn kmalloc_decrypted_node(
+    size: usize,
+    gfp: bindings::gfp_t,
+    nid: ffi::c_int,
+) -> *mut ffi::c_void {
+    c_kmalloc(size, gfp, nid)
+}
+
+/// Object allocation of the C API.
+#[inline(always)]
+fn c_kmalloc(size: usize, gfp: bindings::gfp_t, nid: ffi::c_int) -> *mut ffi::c_void {
+    kmalloc()
+        .ok()
+        .and_then(|k| k.alloc(size, nid, gfp))
+        .map_or(core::ptr::null_mut(), |a| a as *mut ffi::c_void)
+}
+
+/// C API: `kfree_decrypted()`, see `include/linux/unmapped_alloc.h`.
+///
+/// # Safety
+///
+/// Always safe to call: `p` is only dereferenced once it is known to be a live
+/// object of the component; anything else is refused.
+#[export]
+pub unsafe extern "C" fn kfree_decrypted(p: *const ffi::c_void) {
+    if p.is_null() {
+        return;
+    }
+    if let Ok(k) = kmalloc() {
+        // Refusals are reported and counted.
+        let _ = k.free(p as usize);
+    }
+}
+
+/// C API: `decrypted_alloc_ready()`, see `include/linux/unmapped_alloc.h`.
+///
+/// # Safety
+///
+/// Always safe to call: `unsafe` only because `#[export]` matches bindgen's declaration.
+#[export]
+pub unsafe extern "C" fn decrypted_alloc_ready() -> bool {
+    kmalloc().is_ok()
+}
+
+/// C API: `ksize_decrypted()`, see `include/linux/unmapped_alloc.h`.
+///
+/// # Safety
+///
+/// Always safe to call: `p` is only looked up among the component's objects,
+/// never dereferenced.
+#[export]
+pub unsafe extern "C" fn ksize_decrypted(p: *const ffi::c_void) -> usize {
+    kmalloc()
+        .ok()
+        .and_then(|k| k.usable_size(p as usize))
+        .unwrap_or(0)
+}
+
+/// Tags handed to dedicated caches, after those of the kmalloc caches.
+static NEXT_CACHE_TAG: kernel::sync::atomic::Atomic<u32> = kernel::sync::atomic::Atomic::new(
+    slab::TAG_FIRST_CACHE as u32 + slab::KMALLOC_SIZES.len() as u32,
+);
+
+/// C API: `kmem_cache_create_decrypted()`, see `include/linux/unmapped_alloc.h`.
+///
+/// # Safety
+///
+/// `name` must be null or point at a NUL-terminated string that stays valid for
+/// the duration of the call.
+#[export]
+pub unsafe extern "C" fn kmem_cache_create_decrypted(
+    name: *const ffi::c_char,
+    size: ffi::c_uint,
+    align: ffi::c_uint,
+) -> *mut bindings::kmem_cache_decrypted {
+    let create = || -> Result<*mut bindings::kmem_cache_decrypted> {
+        // SAFETY: `name` is NULL or a string valid for the call (this function's
+        // contract); `ObjCache::new` copies it.
+        let name = unsafe { sys::c_name(name) }?;
+        let tag = NEXT_CACHE_TAG.fetch_add(1, kernel::sync::atomic::Relaxed);
+        let tag = u16::try_from(tag).map_err(|_| ENOSPC)?;
+        let cache = ObjCache::new(name, size as usize, align as usize, tag, decrypted()?)?;
+        Ok(sys::into_handle(KBox::new(cache, GFP_KERNEL)?))
+    };
+    create().unwrap_or(core::ptr::null_mut())
+}
+
+/// C API: `kmem_cache_alloc_decrypted()`, see `include/linux/unmapped_alloc.h`.
+///
+/// # Safety
+///
+/// `cache` must be null or a cache returned by `kmem_cache_create_decrypted()`
+/// and not destroyed yet.
+#[export]
+pub unsafe extern "C" fn kmem_cache_alloc_decrypted(
+    cache: *mut bindings::kmem_cache_decrypted,
+    gfp: bindings::gfp_t,
+) -> *mut ffi::c_void {
+    // SAFETY: `cache` is NULL or a live handle of an `ObjCache` (this function's contract).
+    unsafe { sys::with_cache(cache, |c: &ObjCache| c.alloc(sys::NUMA_NO_NODE, gfp)) }
+        .flatten()
+        .map_or(core::ptr::null_mut(), |a| a as *mut ffi::c_void)
+}
+
+/// C API: `kmem_cache_free_decrypted()`, see `include/linux/unmapped_alloc.h`.
+///
+/// # Safety
+///
+/// `cache` must be null or a cache returned by `kmem_cache_create_decrypted()`
+/// and not destroyed yet. `obj` may be anything: only a live object of the cache is
+/// freed.
+#[export]
+pub unsafe extern "C" fn kmem_cache_free_decrypted(
+    cache: *mut bindings::kmem_cache_decrypted,
+    p: *const ffi::c_void,
+) {
+    if !p.is_null() {
+        // Refusals are reported and counted by the cache.
+        // SAFETY: `cache` is NULL or a live handle of an `ObjCache` (this function's
+        // contract).
+        unsafe {
+            sys::with_cache(cache, |c: &ObjCache| {
+                let _ = c.free(p as usize);
+            })
+        };
+    }
+}
+
+/// C API: `kmem_cache_destroy_decrypted()`, see `include/linux/unmapped_alloc.h`.
+///
+/// # Safety
+///
+/// `cache` must be null or a cache returned by `kmem_cache_create_decrypted()`
+/// and not destroyed yet; nobody uses it during or after the call.
+#[export]
+pub unsafe extern "C" fn kmem_cache_destroy_decrypted(cache: *mut bindings::kmem_cache_decrypted) {
+    // SAFETY: `cache` is NULL or a live handle of an `ObjCache` that nobody uses any
+    // more (this function's contract).
+    let Some(c) = (unsafe { sys::take_cache::<ObjCache>(cache) }) else {
+        return;
+    };
+    c.shrink();
+    let (active, _, slabs) = c.usage();
+    if active > 0 || slabs > 0 {
+        // Objects are still in use: keep the cache (and its memory) rather than free
+        // memory someone uses.
+        pr_err!(
+            "kmem_cache_destroy_decrypted: {} objects still in use, cache leaked\n",
+            active
+        );
+        KBox::leak(c);
+    }
+}
