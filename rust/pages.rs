@@ -42,7 +42,7 @@ use crate::{
     buddy::{FreeError, PageState},
     pernode::{new_per_node, PerNode},
     stats::{PageStats, MAX_ORDER},
-    sys::{self, new_irq_spinlock, trace, IrqSpinLock, MappedBytes, Pfn, NUMA_NO_NODE},
+    sys::{self, new_irq_spinlock, IrqSpinLock, MappedBytes, Pfn, NUMA_NO_NODE},
 };
 use kernel::{
     bindings, pr_err_once, pr_warn_once,
@@ -331,7 +331,7 @@ impl PageAllocator {
         match pfn {
             Some(pfn) => {
                 self.stats.allocs.at(order).inc();
-                trace::pages(self.kind.trace_id(), pfn.number(), order, gfp);
+                sys::trace::pages(self.kind.trace_id(), pfn.number(), order, gfp);
             }
             None => self.stats.alloc_failures.inc(),
         }
@@ -425,7 +425,7 @@ impl PageAllocator {
         match r {
             Ok(()) => {
                 self.stats.frees.at(order).inc();
-                trace::free_pages(self.kind.trace_id(), pfn.number(), order);
+                sys::trace::free_pages(self.kind.trace_id(), pfn.number(), order);
                 self.kick();
             }
             Err(e) => {

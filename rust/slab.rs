@@ -28,8 +28,7 @@ use crate::{
     sorted::{self, Start},
     stats::{Counter, CpuCounter},
     sys::{
-        self, trace, CpuLocal, IrqSpinLock, MappedBytes, PerCpu, Pfn, ThisCpu, NUMA_NO_NODE,
-        PAGE_SIZE,
+        self, CpuLocal, IrqSpinLock, MappedBytes, PerCpu, Pfn, ThisCpu, NUMA_NO_NODE, PAGE_SIZE,
     },
 };
 use core::sync::atomic::{
@@ -1026,7 +1025,7 @@ impl KmallocDecrypted {
             - KMALLOC_SIZES[0].trailing_zeros();
         if let Some(c) = self.caches.get(class as usize) {
             let addr = c.alloc(nid, gfp)?;
-            trace::kmalloc(addr, size, c.size(), gfp);
+            sys::trace::kmalloc(addr, size, c.size(), gfp);
             return Some(addr);
         }
         self.alloc_large(size, nid, gfp)
@@ -1044,7 +1043,7 @@ impl KmallocDecrypted {
         let pfn = self.pages.alloc(nid, gfp, order, true)?;
         self.pages.set_tag(pfn, order, TAG_LARGE);
         self.large_allocs.inc();
-        trace::kmalloc(pfn.virt(), size, PAGE_SIZE << order, gfp);
+        sys::trace::kmalloc(pfn.virt(), size, PAGE_SIZE << order, gfp);
         Some(pfn.virt())
     }
 
@@ -1067,7 +1066,7 @@ impl KmallocDecrypted {
             None => self.free_slow(addr),
         };
         match r {
-            Ok(()) => trace::kfree(addr),
+            Ok(()) => sys::trace::kfree(addr),
             Err(e) => self.refused(addr, e),
         }
         r

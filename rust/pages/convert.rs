@@ -10,7 +10,7 @@ use super::{Kind, PageAllocator, PoolBlock};
 use crate::{
     buddy::Buddy,
     stats,
-    sys::{self, trace, Block, Pfn},
+    sys::{self, Block, Pfn},
 };
 use kernel::{
     bindings, pr_err_once,
@@ -79,7 +79,7 @@ impl PageAllocator {
             Kind::Unmapped => block.set_direct_map(0, block.nr_pages(), false),
             Kind::Decrypted(backend) => block.whole().and_then(|r| backend.decrypt(&r)),
         };
-        trace::block_convert(
+        sys::trace::block_convert(
             self.kind.trace_id(),
             block.pfn().number(),
             block.order(),
@@ -174,7 +174,7 @@ impl PageAllocator {
                 .whole()
                 .is_ok_and(|r| backend.encrypt(&r).is_ok() && !backend.any_shared(&r)),
         };
-        trace::block_release(
+        sys::trace::block_release(
             self.kind.trace_id(),
             block.pfn().number(),
             block.order(),

@@ -7,5 +7,8 @@
 //! Every other module denies `unsafe` code at compile time.
 
 // The page allocator, the layer's first user, comes with the next patch.
-#[expect(dead_code, unused_imports)]
+#[expect(dead_code, unused_imports, unused_macros)]
 mod sys;
+
+/// The prefix of the layer's messages, until `module!` defines it with the module.
+const __LOG_PREFIX: &[u8] = b"unmapped_alloc\0";

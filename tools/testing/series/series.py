@@ -74,12 +74,13 @@ CONCEPTS = ['layer', 'pages', 'caches', 'observability', 'kunit', 'samples', 'te
 FILES = {
     'layer': ['helpers.c', 'internal.h', 'include/linux/unmapped_alloc.h',
               'rust/unmapped_alloc.rs', 'rust/sys.rs', 'rust/sys/frames.rs',
-              'rust/sys/lock.rs', 'rust/sys/percpu.rs'],
+              'rust/sys/lock.rs'],
     'pages': ['register.c', 'rust/sys/register.rs', 'rust/backend.rs', 'rust/buddy.rs',
               'rust/pernode.rs', 'rust/sorted.rs', 'rust/stats.rs', 'rust/pages.rs',
               'rust/pages/pool.rs', 'rust/pages/convert.rs', 'rust/pages/reserve.rs',
               'rust/pages/maintenance.rs', 'rust/c_api.rs'],
-    'caches': ['rust/slab.rs', 'rust/sys/handle.rs', 'rust/c_api/objects.rs'],
+    'caches': ['rust/slab.rs', 'rust/sys/percpu.rs', 'rust/sys/handle.rs',
+               'rust/c_api/objects.rs'],
     'observability': ['trace.c', 'include/trace/events/unmapped_alloc.h',
                       'rust/sys/trace.rs', 'rust/debugfs.rs', 'rust/debugfs/text.rs'],
     'kunit': ['coco_test.c', '.kunitconfig', 'tools/testing/coco/ua_coco.h',
@@ -126,11 +127,15 @@ void unmapped_alloc_unshare_all(void);
 long ua_torture_host_write(u64 seed);
 long ua_torture_model_shared_pages(void);
 """, ''),
+    ('pages', 'Kbuild', ' register.o', ''),
     ('pages', 'include/linux/unmapped_alloc.h', '@@pages-api', ''),
     # The object caches: their C API, handles and place in init and the counters.
     ('caches', 'include/linux/unmapped_alloc.h', '@@caches-api', ''),
     ('caches', 'register.c', '@@caches-exports', ''),
     ('caches', 'rust/sys.rs', 'mod handle;\n', ''),
+    ('caches', 'rust/sys.rs', 'mod percpu;\n', ''),
+    ('caches', 'rust/sys.rs',
+     'pub(crate) use percpu::{on_this_cpu, CpuLocal, PerCpu, ThisCpu};\n', ''),
     ('caches', 'rust/sys.rs',
      'pub(crate) use handle::{c_name, into_handle, take_cache, with_cache};\n', ''),
     ('caches', 'rust/unmapped_alloc.rs', 'mod slab;\n', ''),
@@ -154,9 +159,8 @@ fn kmalloc() -> Result<&'static KmallocDecrypted> {
     ('caches', 'rust/c_api.rs', """
 pub mod objects;
 """, ''),
-    ('caches', 'rust/c_api.rs', """    let atomic = u.stats.atomic_failures.get()
-        + d.stats.atomic_failures.get()
-        + objects::atomic_failures();
+    ('caches', 'rust/c_api.rs', """    let atomic =
+        u.stats.atomic_failures.get() + d.stats.atomic_failures.get() + objects::atomic_failures();
 """, """    let atomic = u.stats.atomic_failures.get() + d.stats.atomic_failures.get();
 """),
     ('caches', 'rust/c_api.rs', '    objects::shrink();\n', ''),
@@ -172,6 +176,16 @@ int ua_trace_probe_hits(void);
 """, ''),
     ('observability', 'rust/sys.rs', 'pub(crate) mod trace;\n', ''),
     ('observability', 'rust/unmapped_alloc.rs', 'mod debugfs;\n', ''),
+    # Until the debugfs files come, the accessors and records the page
+    # allocator keeps for them (and, before the caches, for the caches) are
+    # unused.
+    ('observability', 'rust/unmapped_alloc.rs', '\nmod backend;\n', '''
+// The debugfs files (and, until they come, the object caches) use accessors and
+// records of the page allocator that nothing else does: they come with later patches.
+#![expect(dead_code)]
+
+mod backend;
+'''),
     ('observability', 'rust/unmapped_alloc.rs', """struct UnmappedAllocModule {
     _debugfs: debugfs::Files,
 }
@@ -190,9 +204,12 @@ int ua_trace_probe_hits(void);
             Kind::Decrypted(_) => 1,
         }
     }
-""", '@@empty-impl'),
-    ('observability', 'rust/pages.rs',
-     '                sys::trace::pages(self.kind.trace_id(), pfn.number(), order, gfp);\n', ''),
+""", ''),
+    ('observability', 'rust/pages.rs', '''            Some(pfn) => {
+                self.stats.allocs.at(order).inc();
+                sys::trace::pages(self.kind.trace_id(), pfn.number(), order, gfp);
+            }
+''', '            Some(_) => self.stats.allocs.at(order).inc(),\n'),
     ('observability', 'rust/pages.rs',
      '                sys::trace::free_pages(self.kind.trace_id(), pfn.number(), order);\n', ''),
     ('observability', 'rust/pages/convert.rs', """        sys::trace::block_convert(
@@ -263,49 +280,83 @@ def kbuild(applied):
     return '\n'.join(out)
 
 
-def rust_files():
-    """The component's Rust files, relative to rust/, but the Rust API's."""
-    out = []
-    for d, _, files in os.walk(os.path.join(ROOT, 'rust')):
-        for f in files:
-            rel = os.path.relpath(os.path.join(d, f), os.path.join(ROOT, 'rust'))
-            if f.endswith('.rs') and rel != 'kernel_api.rs':
-                out.append(rel)
+# Where a region named '@@name' in CUTS starts, and the texts that may end it
+# (the first one found; what a later cut removed may be gone).
+REGIONS = {
+    '@@pages-api': ('/**\n * unmapped_alloc_node() -',
+                    ['/**\n * kmalloc_decrypted() -', '#endif /* _LINUX_UNMAPPED_ALLOC_H */']),
+    '@@caches-api': ('/**\n * kmalloc_decrypted() -', ['#endif /* _LINUX_UNMAPPED_ALLOC_H */']),
+    '@@caches-exports': ('\n/* The decrypted object caches. */\n', [None]),
+}
+
+
+def region(text, name):
+    start, ends = REGIONS[name]
+    a = text.find(start)
+    if a < 0:
+        return start
+    for e in ends:
+        b = len(text) if e is None else text.find(e, a)
+        if b >= 0:
+            return text[a:b]
+    sys.exit(f'series.py: the end of {name} is missing')
+
+
+def cut(path, text, applied):
+    """`text` of `path` without what concepts not in `applied` add to it."""
+    for concept, p, old, new in reversed(CUTS):
+        if p != path or concept in applied:
+            continue
+        if old.startswith('@@'):
+            old = region(text, old)
+        if text.count(old) != 1:
+            sys.exit(f'series.py: {path}: the cut of {concept} matches '
+                     f'{text.count(old)} times:\n{old}')
+        text = text.replace(old, new)
+    return text
+
+
+def component_files():
+    """Every file of the component that the series adds, relative to ROOT."""
+    out = {f for files in FILES.values() for f in files}
+    for top in ['rust', 'samples', 'bench']:
+        for d, _, files in os.walk(os.path.join(ROOT, top)):
+            for f in files:
+                out.add(os.path.relpath(os.path.join(d, f), ROOT))
+    # The Rust API goes into the kernel crate with its own patch.
+    out.discard('rust/kernel_api.rs')
     return sorted(out)
 
 
-def is_test(rel):
-    """Whether a Rust file is a KUnit suite or the tests' utilities."""
-    return os.path.basename(rel) == 'tests.rs' or rel == 'testutil.rs'
+def destination(rel):
+    """Where a file of the component goes in the tree."""
+    return rel if rel.startswith('include/') else f'{COMP}/{rel}'
+
+
+# Files of the tree that the hook patches change and that CUTS cut, as the
+# patches left them.
+TREE_FILES = {'rust/bindings/bindings_helper.h': None}
 
 
 def component(applied):
     """Writes the component's files for the concepts in `applied`."""
     write(f'{COMP}/Kconfig', kconfig(applied))
-    write(f'{COMP}/Kbuild', kbuild(applied))
-    for f in ['helpers.c', 'trace.c', 'internal.h']:
-        copy(f, f'{COMP}/{f}')
-    copy('include/linux/unmapped_alloc.h', 'include/linux/unmapped_alloc.h')
-    copy('include/trace/events/unmapped_alloc.h', 'include/trace/events/unmapped_alloc.h')
-    tests = 'kunit' in applied
-    for rel in rust_files():
-        if is_test(rel):
-            if tests:
-                copy(f'rust/{rel}', f'{COMP}/rust/{rel}')
+    write(f'{COMP}/Kbuild', cut('Kbuild', kbuild(applied), applied))
+    for rel in component_files():
+        if concept_of(rel) not in applied:
             continue
-        text = read(f'rust/{rel}')
-        write(f'{COMP}/rust/{rel}', text if tests else strip_tests(text))
-    if tests:
-        copy('coco_test.c', f'{COMP}/coco_test.c')
-        copy('.kunitconfig', f'{COMP}/.kunitconfig')
-        copy('tools/testing/coco/ua_coco.h', f'{COMP}/tools/testing/coco/ua_coco.h')
-    if 'samples' in applied:
-        for f in sorted(os.listdir(os.path.join(ROOT, 'samples'))):
-            copy(f'samples/{f}', f'{COMP}/samples/{f}')
-    if 'testing' in applied:
-        copy('unmapped_alloc_torture.c', f'{COMP}/unmapped_alloc_torture.c')
-        for f in sorted(os.listdir(os.path.join(ROOT, 'bench'))):
-            copy(f'bench/{f}', f'{COMP}/bench/{f}')
+        if rel == 'rust/unmapped_alloc.rs' and applied == ['layer']:
+            write(destination(rel), read('tools/testing/series/layer-root.rs'))
+            continue
+        text = read(rel)
+        if rel.endswith('.rs') and 'kunit' not in applied:
+            text = strip_tests(text)
+        write(destination(rel), cut(rel, text, applied))
+    for path, text in TREE_FILES.items():
+        if text is None:
+            with open(os.path.join(TREE, path)) as f:
+                text = TREE_FILES[path] = f.read()
+        write(path, cut(path, text, applied))
 
 
 MAINTAINERS_ENTRY = '''UNMAPPED_ALLOC (ALLOCATOR FOR UNMAPPED AND DECRYPTED MEMORY)
@@ -370,41 +421,42 @@ def commit(name):
 def main():
     git('checkout', '-q', '-f', '-B', 'series', 'v7.2')
     git('clean', '-q', '-fdx')
-    applied = []
 
     apply('0005-rust-helpers-add-preempt_disable-and-preempt_enable.patch')
     commit('01-preempt-helpers')
 
-    applied.append('core')
+    applied = ['layer']
     apply('0001-mm-hook-in-unmapped_alloc.patch')
     apply('0002-rust-bindings-add-unmapped_alloc-headers.patch')
     component(applied)
     maintainers()
     kernel_parameters()
-    commit('02-core')
+    commit('02-layer')
 
-    applied.append('kunit')
-    component(applied)
-    commit('03-kunit')
+    for concept, name in [('pages', '03-pages'), ('caches', '04-caches'),
+                          ('observability', '05-debugfs-trace'), ('kunit', '06-kunit')]:
+        applied.append(concept)
+        component(applied)
+        commit(name)
 
     apply('0003-rust-add-unmapped_alloc-abstractions.patch')
     copy('rust/kernel_api.rs', 'rust/kernel/unmapped_alloc.rs')
-    commit('04-rust-api')
+    commit('07-rust-api')
 
     apply('0004-irqchip-gic-v3-its-allocate-shared-memory-from-unmapped_alloc.patch')
-    commit('05-its')
+    commit('08-its')
 
     applied.append('samples')
     component(applied)
-    commit('06-samples')
+    commit('09-samples')
 
     applied.append('testing')
     component(applied)
-    commit('07-torture-bench')
+    commit('10-torture-bench')
 
     apply('0006-docs-mm-add-unmapped_alloc.patch')
     copy('Documentation/unmapped_alloc.rst', 'Documentation/mm/unmapped_alloc.rst')
-    commit('08-docs')
+    commit('11-docs')
 
     shutil.rmtree(OUT, ignore_errors=True)
     os.makedirs(OUT)
