@@ -49,6 +49,10 @@ git -C "$tree" diff --quiet series series-check || die "git am gave another tree
 # later patches are dropped by olddefconfig until they exist).
 build=$UA_CACHE/series-build
 mkdir -p "$build"
+rm -f "$build"/undefined-*
+# The symbols of an object or archive (llvm-nm reads the thin archives and
+# the LLVM bitcode of the build).
+syms() { llvm-nm$UA_LLVM "$1" --format=just-symbols "$2" 2>/dev/null | grep -v ':$' | grep . | sort -u; }
 n=0
 for c in $(git -C "$tree" rev-list --reverse v7.2..series-check); do
 	n=$((n + 1))
@@ -68,6 +72,39 @@ for c in $(git -C "$tree" rev-list --reverse v7.2..series-check); do
 		tail -n 30 "$log"
 		rc=1
 	fi
+	# A patch that changes the GICv3 ITS driver, an arm64 one, builds that
+	# driver for arm64 too, with the arm64 test configuration (made once by
+	# kunit.py in the full test tree; olddefconfig drops later options).
+	if ! git -C "$tree" diff --quiet "$c^" "$c" -- drivers/irqchip; then
+		stage "patch $n: $subject: building the ITS driver for arm64"
+		arm=$UA_CACHE/series-build-arm64
+		log=$UA_CACHE/logs/series-build-$n-arm64.log
+		mkdir -p "$arm"
+		if [ ! -f "$arm/test.config" ]; then
+			python3 "$UA_KSRC/tools/testing/kunit/kunit.py" config --arch=arm64 \
+				--build_dir="$arm/config" --kunitconfig="$UA_ROOT/.kunitconfig" \
+				--kunitconfig="$UA_CONFIGS/test.config" --kunitconfig="$UA_CONFIGS/arm64.config" \
+				--make_options "LLVM=$UA_LLVM" >"$log" 2>&1 && cp "$arm/config/.config" "$arm/test.config"
+		fi
+		cp "$arm/test.config" "$arm/.config" 2>/dev/null || true
+		if ! make -C "$tree" O="$arm" ARCH=arm64 LLVM="$UA_LLVM" olddefconfig >>"$log" 2>&1 ||
+			! make -C "$tree" O="$arm" ARCH=arm64 LLVM="$UA_LLVM" -j"$UA_JOBS" \
+				drivers/irqchip/irq-gic-v3-its.o >>"$log" 2>&1 ||
+			grep -q '^warning\|^error\|: warning:\|: error:' "$log"; then
+			tail -n 30 "$log"
+			rc=1
+		fi
+	fi
+	# What the built-in component references but does not define, to check
+	# after the last patch that none of it is defined by a later patch (the
+	# directory builds, but vmlinux would not link).
+	a=$build/mm/unmapped_alloc/built-in.a
+	[ ! -d "$tree/mm/unmapped_alloc" ] ||
+		comm -23 <(syms --undefined-only "$a") <(syms --defined-only "$a") >"$build/undefined-$n"
+done
+for f in "$build"/undefined-*; do
+	late=$(comm -12 "$f" <(syms --defined-only "$build/mm/unmapped_alloc/built-in.a"))
+	[ -z "$late" ] || { echo "patch ${f##*-} uses what a later patch defines:"; echo "$late"; rc=1; }
 done
 git -C "$tree" checkout -q series-check
 "$UA_ROOT/tools/testing/setup.sh" docs
