@@ -42,7 +42,7 @@ use crate::{
     buddy::{FreeError, PageState},
     pernode::{new_per_node, PerNode},
     stats::{PageStats, MAX_ORDER},
-    sys::{self, new_irq_spinlock, IrqSpinLock, MappedBytes, Pfn, NUMA_NO_NODE},
+    sys::{self, new_irq_spinlock, Block, IrqSpinLock, MappedBytes, Pfn, NUMA_NO_NODE},
 };
 use kernel::{
     bindings, pr_err_once, pr_warn_once,
@@ -453,9 +453,7 @@ impl PageAllocator {
         self.with_block(pfn, |b, off| {
             b.buddy.check_used(off, order).map_err(BadFree::Block)?;
             // Uncharge before the chunk can be scrubbed and handed to someone else.
-            if let Ok(r) = b.block.range(off, 1 << order) {
-                r.memcg_uncharge(order);
-            }
+            b.block.memcg_uncharge(off, order);
             if scrub {
                 b.buddy.free(off, order).map_err(BadFree::Block)
             } else {
@@ -470,7 +468,7 @@ impl PageAllocator {
     pub(crate) fn range_of(&self, pfn: Pfn, order: u32) -> Option<sys::PageRange> {
         self.peek_block(pfn, |b, off| {
             b.buddy.check_used(off, order).ok()?;
-            b.block.range(off, 1 << order).ok()
+            Block::range(&b.block, off, 1 << order).ok()
         })
         .flatten()
     }
@@ -486,8 +484,7 @@ impl PageAllocator {
     ) -> Option<MappedBytes> {
         self.peek_block(pfn, |b, off| {
             b.buddy.check_used(off, order).ok()?;
-            b.block
-                .range(off, 1 << order)
+            Block::range(&b.block, off, 1 << order)
                 .ok()?
                 .mapped(offset, len)
                 .ok()
@@ -604,8 +601,8 @@ impl PinnedDrop for PageAllocator {
             {
                 let ub = KBox::into_inner(ub);
                 if ub.leaked {
-                    // Counted when it was leaked.
-                    ub.block.leak();
+                    // Counted when it was leaked; dropping the reference keeps the pages.
+                    drop(ub.block);
                 } else {
                     self.leak(ub.block);
                 }

@@ -505,20 +505,24 @@ impl ObjCache {
         Ok(i)
     }
 
-    /// Object `i` of `slab`.
+    /// The address of object `i` of `slab`, zeroed first with `zero`.
     #[inline(always)]
-    fn object(&self, slab: &Slab, i: usize) -> Option<MappedBytes> {
-        // `i` is below 64: no overflow, and `sub()` checks the bounds.
-        slab.bytes.sub(i.wrapping_mul(self.size), self.size)
+    fn object(&self, slab: &Slab, i: usize, zero: bool) -> Option<usize> {
+        // `i` is below 64: no overflow, and `sub()` and `zero()` check the bounds.
+        let offset = i.wrapping_mul(self.size);
+        if zero && !slab.bytes.zero(offset, self.size) {
+            return None;
+        }
+        slab.bytes.sub(offset, self.size)
     }
 
     fn is_empty(&self, slab: &Slab) -> bool {
         slab.free.load(Relaxed) == self.all_free
     }
 
-    /// Claims an object of an unpinned slab of node `nid`. With `pin`, the slab is
-    /// pinned and returned, to become the caller's current slab.
-    fn take(&self, nid: i32, pin: bool) -> Option<(MappedBytes, Option<Arc<Slab>>)> {
+    /// Claims an object of an unpinned slab of node `nid`, zeroed with `zero`. With
+    /// `pin`, the slab is pinned and returned, to become the caller's current slab.
+    fn take(&self, nid: i32, pin: bool, zero: bool) -> Option<(usize, Option<Arc<Slab>>)> {
         let mut node = self.node(nid)?.lock();
         let i = CacheNode::first(&node.avail, None)?;
         let slab = node.slabs[i].clone();
@@ -528,8 +532,9 @@ impl ObjCache {
             slab.pin(1);
         }
         node.refresh(i);
-        let bytes = self.object(&slab, obj)?;
-        Some((bytes, pin.then_some(slab)))
+        drop(node);
+        let addr = self.object(&slab, obj, zero)?;
+        Some((addr, pin.then_some(slab)))
     }
 
     /// Adds a new slab with object 0 taken; pinned and returned as in [`Self::take`].
@@ -538,7 +543,7 @@ impl ObjCache {
         nid: i32,
         gfp: bindings::gfp_t,
         pin: bool,
-    ) -> Option<(MappedBytes, Option<Arc<Slab>>)> {
+    ) -> Option<(usize, Option<Arc<Slab>>)> {
         let base = self.pages.alloc(nid, gfp, self.slab_order, true)?;
         self.pages.set_tag(base, self.slab_order, self.tag);
         let flags = if sys::gfp_allows_blocking(gfp) {
@@ -572,26 +577,23 @@ impl ObjCache {
             return None;
         };
         self.stats.slabs_created.inc();
-        let bytes = self.object(&slab, 0)?;
-        Some((bytes, pin.then_some(slab)))
+        let addr = self.object(&slab, 0, gfp & bindings::__GFP_ZERO != 0)?;
+        Some((addr, pin.then_some(slab)))
     }
 
     /// Allocates an object on node `nid`; zeroed when `gfp` has `__GFP_ZERO`. Returns its
     /// direct map address.
     #[inline(always)]
     pub(crate) fn alloc(&self, nid: i32, gfp: bindings::gfp_t) -> Option<usize> {
-        let obj = sys::on_this_cpu(|this| self.alloc_local(this, nid))
-            .or_else(|| self.alloc_slow(nid, gfp))?;
-        if gfp & bindings::__GFP_ZERO != 0 {
-            obj.zero();
-        }
-        Some(obj.addr())
+        let zero = gfp & bindings::__GFP_ZERO != 0;
+        sys::on_this_cpu(|this| self.alloc_local(this, nid, zero))
+            .or_else(|| self.alloc_slow(nid, gfp))
     }
 
     /// Allocates from this CPU's current slab, if it is on node `nid` and has a free
-    /// object.
+    /// object; zeroed with `zero`.
     #[inline(always)]
-    fn alloc_local(&self, this: &ThisCpu, nid: i32) -> Option<MappedBytes> {
+    fn alloc_local(&self, this: &ThisCpu, nid: i32, zero: bool) -> Option<usize> {
         let cpu = self.cpus.local(this)?;
         let slab = cpu.current.as_ref()?;
         if nid != NUMA_NO_NODE && nid != slab.nid {
@@ -608,27 +610,28 @@ impl ObjCache {
         }
         shared.own.store(own & (own - 1), Relaxed);
         shared.allocs.inc();
-        self.object(slab, own.trailing_zeros() as usize)
+        self.object(slab, own.trailing_zeros() as usize, zero)
     }
 
     /// Allocates from the slab lists, or a new slab. A slab of this CPU's node becomes
     /// its current slab.
     #[cold]
     #[inline(never)]
-    fn alloc_slow(&self, nid: i32, gfp: bindings::gfp_t) -> Option<MappedBytes> {
+    fn alloc_slow(&self, nid: i32, gfp: bindings::gfp_t) -> Option<usize> {
         let local = sys::local_node();
         let nid = if nid == NUMA_NO_NODE { local } else { nid };
         let pin = nid == local;
         let nodes = self.nodes.len() as i32;
         let thisnode = gfp & bindings::__GFP_THISNODE != 0;
+        let zero = gfp & bindings::__GFP_ZERO != 0;
         let got = self
-            .take(nid, pin)
+            .take(nid, pin, zero)
             .or_else(|| self.grow(nid, gfp, pin))
             .or_else(|| {
                 // Another node's free objects before failing.
                 (0..nodes)
                     .filter(|&n| n != nid && !thisnode)
-                    .find_map(|n| self.take(n, false))
+                    .find_map(|n| self.take(n, false, zero))
             });
         let Some((obj, pinned)) = got else {
             if sys::gfp_allows_blocking(gfp) {

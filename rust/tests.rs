@@ -135,7 +135,7 @@ mod real_backend {
                 unmapped_alloc_page_state(other.pfn().page()),
                 bindings::unmapped_page_state_UNMAPPED_PAGE_NOT_OWNED
             );
-            other.release();
+            Block::release(other)?;
             Ok(())
         }
     }

@@ -15,7 +15,7 @@ use crate::{
 use kernel::{
     bindings, pr_err_once,
     prelude::*,
-    sync::atomic::Relaxed,
+    sync::{atomic::Relaxed, Arc},
     time::{Instant, Monotonic},
 };
 
@@ -71,13 +71,13 @@ impl PageAllocator {
         ) {
             (Ok(buddy), Ok(slot)) if !injected => (buddy, slot),
             _ => {
-                block.release();
+                self.free_block(block);
                 return None;
             }
         };
         let converted = match &self.kind {
             Kind::Unmapped => block.set_direct_map(0, block.nr_pages(), false),
-            Kind::Decrypted(backend) => block.whole().and_then(|r| backend.decrypt(&r)),
+            Kind::Decrypted(backend) => Block::whole(&block).and_then(|r| backend.decrypt(&r)),
         };
         sys::trace::block_convert(
             self.kind.trace_id(),
@@ -106,11 +106,7 @@ impl PageAllocator {
                 // Zero them again through the (now shared) direct mapping: where a
                 // conversion scrambles the contents (AMD SEV), the guest's view of the
                 // zeros the page allocator wrote is no longer zeros.
-                if block
-                    .range(0, block.nr_pages())
-                    .and_then(|r| r.scrub())
-                    .is_err()
-                {
+                if Block::whole(&block).and_then(|r| r.scrub()).is_err() {
                     self.restore_and_release(block);
                     return None;
                 }
@@ -164,14 +160,13 @@ impl PageAllocator {
 
     /// Converts a block back to normal memory and frees it to the page allocator. When
     /// its state cannot be restored and verified, the block is leaked and counted.
-    pub(super) fn restore_and_release(&self, block: Block) {
+    pub(super) fn restore_and_release(&self, block: Arc<Block>) {
         let ok = match &self.kind {
             Kind::Unmapped => {
                 block.set_direct_map(0, block.nr_pages(), true).is_ok()
                     && (0..block.nr_pages()).all(|i| block.pfn().add(i).is_present())
             }
-            Kind::Decrypted(backend) => block
-                .whole()
+            Kind::Decrypted(backend) => Block::whole(&block)
                 .is_ok_and(|r| backend.encrypt(&r).is_ok() && !backend.any_shared(&r)),
         };
         sys::trace::block_release(
@@ -187,24 +182,44 @@ impl PageAllocator {
         }
         self.stats.reversions.inc();
         self.stats.reverted_pages.add(block.nr_pages() as u64);
-        self.stats.blocks_released.inc();
-        block.release();
+        self.free_block(block);
+    }
+
+    /// Gives a block whose state is restored back to the page allocator. Were its pages
+    /// still named by a range (the bookkeeping never lets that happen), they stay with
+    /// it: leaked and counted.
+    fn free_block(&self, block: Arc<Block>) {
+        let (pfn, nr) = (block.pfn(), block.nr_pages());
+        match Block::release(block) {
+            Ok(()) => self.stats.blocks_released.inc(),
+            Err(_) => {
+                pr_err_once!(
+                    "{}: pfn {:#x} still in use when released\n",
+                    self.kind.prefix(),
+                    pfn.number()
+                );
+                self.count_leak(pfn, nr);
+            }
+        }
     }
 
     /// Keeps a block whose state is unknown away from the page allocator for good.
-    pub(super) fn leak(&self, block: Block) {
-        self.stats.leaked_blocks.inc();
-        self.stats.leaked_pages.add(block.nr_pages() as u64);
+    pub(super) fn leak(&self, block: Arc<Block>) {
         pr_err_once!(
             "{}: state of pfn {:#x} unknown, block leaked\n",
             self.kind.prefix(),
             block.pfn().number()
         );
+        self.count_leak(block.pfn(), block.nr_pages());
+        // Dropping a block's reference never frees its pages.
+        drop(block);
+    }
+
+    /// Counts and records leaked pages.
+    fn count_leak(&self, pfn: Pfn, nr: usize) {
+        self.stats.leaked_blocks.inc();
+        self.stats.leaked_pages.add(nr as u64);
         // Best effort: the counters above stay right if the record cannot grow.
-        let _ = self
-            .leaked
-            .lock()
-            .push((block.pfn(), block.nr_pages()), GFP_ATOMIC);
-        block.leak();
+        let _ = self.leaked.lock().push((pfn, nr), GFP_ATOMIC);
     }
 }

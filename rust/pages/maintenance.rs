@@ -7,7 +7,10 @@
 #![deny(unsafe_code)]
 
 use super::{Kind, PageAllocator};
-use crate::{stats, sys};
+use crate::{
+    stats,
+    sys::{self, Block},
+};
 use kernel::{
     prelude::*,
     sync::{atomic::Relaxed, MutexGuard},
@@ -137,7 +140,7 @@ impl PageAllocator {
                 let range = {
                     let pool = pool.lock();
                     match pool.blocks.get(i) {
-                        Some(b) => b.block.whole().ok(),
+                        Some(b) => Block::whole(&b.block).ok(),
                         None => break,
                     }
                 };

@@ -11,11 +11,11 @@ use crate::{
     stats::MAX_ORDER,
     sys::{self, Block, Pfn},
 };
-use kernel::prelude::*;
+use kernel::{prelude::*, sync::Arc};
 
 /// A block taken from the page allocator and its buddy state.
 pub(super) struct PoolBlock {
-    pub(super) block: Block,
+    pub(super) block: Arc<Block>,
     pub(super) buddy: Buddy,
     /// Its state became unknown while in use: it is never released.
     pub(super) leaked: bool,
@@ -150,7 +150,7 @@ impl NodePool {
         let i = (0..POOL_ORDERS).find_map(|k| self.first(&self.dirty, k as u32))?;
         let (off, k) = self.touch(i, |b| b.buddy.claim_dirty())?;
         let b = &self.blocks[i];
-        Some((b.block.pfn(), off, k, b.block.range(off, 1 << k)))
+        Some((b.block.pfn(), off, k, Block::range(&b.block, off, 1 << k)))
     }
 
     /// Inserts a block, keeping the order. May only fail to grow the vectors.

@@ -412,7 +412,7 @@ mod unmapped {
         let p = alloc(&a, 1)?;
         let foreign = Block::alloc(NUMA_NO_NODE, K, 0).ok_or(ENOMEM)?;
         assert_eq!(a.free(foreign.pfn(), 0), Err(BadFree::NotOwned));
-        foreign.release();
+        Block::release(foreign)?;
         assert_eq!(
             a.free(p.first(), 0),
             Err(BadFree::Block(FreeError::WrongOrder { allocated: 1 }))
@@ -654,9 +654,9 @@ mod decrypted {
             for _ in 0..4 {
                 let b = Block::alloc(nid, K | bindings::__GFP_THISNODE, sys::block_order())
                     .ok_or(ENOMEM)?;
-                b.whole()?.fill(0xa5)?;
+                Block::whole(&b)?.fill(0xa5)?;
                 dirtied.push(b.pfn(), GFP_KERNEL)?;
-                b.release();
+                Block::release(b)?;
             }
             let model = ModelBackend::new()?;
             let a = private(&model, 0)?;

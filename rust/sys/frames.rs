@@ -2,10 +2,15 @@
 
 //! Page frames and blocks: [`Pfn`] names a frame, [`Block`] owns 2^order contiguous
 //! pages taken from the buddy allocator, [`PageRange`] and [`MappedBytes`] give access
-//! to pages of a block.
+//! to pages of a block and keep the block alive while they do.
 
 use super::*;
-use kernel::{bindings, error::to_result, prelude::*};
+use kernel::{
+    bindings,
+    error::to_result,
+    prelude::*,
+    sync::{Arc, UniqueArc},
+};
 
 /// A page frame number: any number, not necessarily a frame of memory the kernel
 /// manages; every method is safe for any value.
@@ -101,7 +106,13 @@ impl Pfn {
     }
 }
 
-/// 2^order contiguous pages owned by the component.
+/// 2^order contiguous pages owned by the component, always behind an [`Arc`]: the
+/// allocator's bookkeeping holds one reference, and every [`PageRange`] or
+/// [`MappedBytes`] naming its pages holds another, so none of them can outlive it.
+///
+/// Only [`Block::release`] gives the pages back, and only through the last reference.
+/// Dropping the last reference otherwise leaks the pages: their direct map or
+/// encryption state may be anything, and they must not reach the page allocator.
 ///
 /// # Invariants
 ///
@@ -115,20 +126,30 @@ pub(crate) struct Block {
 
 impl Block {
     /// Takes a block from the buddy allocator. `__GFP_ZERO` in `gfp` zeroes it.
-    pub(crate) fn alloc(nid: i32, gfp: bindings::gfp_t, order: u32) -> Option<Self> {
+    pub(crate) fn alloc(nid: i32, gfp: bindings::gfp_t, order: u32) -> Option<Arc<Self>> {
         if should_fail(FailSite::Block, PAGE_SIZE << order) {
             return None;
         }
+        let flags = if gfp_allows_blocking(gfp) {
+            GFP_KERNEL
+        } else {
+            GFP_ATOMIC
+        };
+        // The reference count first: once the pages are taken, nothing may fail.
+        let slot = UniqueArc::new_uninit(flags).ok()?;
         // SAFETY: Any node id and flags are accepted; the result is checked for NULL.
         let page = unsafe { bindings::ua_alloc_pages_node(nid, gfp, order) };
         if page.is_null() {
             return None;
         }
         // INVARIANT: A fresh allocation of `order` pages.
-        Some(Self {
-            pfn: Pfn::of_page(page),
-            order,
-        })
+        Some(
+            slot.write(Self {
+                pfn: Pfn::of_page(page),
+                order,
+            })
+            .into(),
+        )
     }
 
     /// First frame.
@@ -184,38 +205,54 @@ impl Block {
         unsafe { bindings::ua_flush_tlb_kernel_range(start, start + (self.nr_pages() * PAGE_SIZE)) }
     }
 
-    /// A token for all pages of the block.
-    pub(crate) fn whole(&self) -> Result<PageRange> {
-        self.range(0, self.nr_pages())
+    /// All pages of the block.
+    pub(crate) fn whole(this: &Arc<Self>) -> Result<PageRange> {
+        Self::range(this, 0, this.nr_pages())
     }
 
-    /// A token for pages `first..first + nr` of the block, valid as long as the caller
-    /// keeps owning them (the allocators hand such ranges out of their bookkeeping).
-    pub(crate) fn range(&self, first: usize, nr: usize) -> Result<PageRange> {
-        self.check_range(first, nr)?;
+    /// Pages `first..first + nr` of the block, for whoever owns them in the allocator's
+    /// bookkeeping (a chunk being scrubbed, a live allocation); the range keeps the block
+    /// alive.
+    pub(crate) fn range(this: &Arc<Self>, first: usize, nr: usize) -> Result<PageRange> {
+        this.check_range(first, nr)?;
         Ok(PageRange {
-            pfn: self.pfn.add(first),
+            pfn: this.pfn.add(first),
             nr,
+            _block: this.clone(),
         })
     }
 
-    /// Gives the block back to the buddy allocator. The caller must have restored its
-    /// direct map and encryption state.
-    pub(crate) fn release(self) {
-        // SAFETY: By the type invariant this is an owned allocation of `order` pages.
-        unsafe { bindings::__free_pages(self.pfn.page(), self.order) };
+    /// Removes the memory cgroup charge of pages `first..` of 2^`order`, made by
+    /// [`PageRange::memcg_charge`], if any. Any context.
+    pub(crate) fn memcg_uncharge(&self, first: usize, order: u32) {
+        if self.check_range(first, 1 << order).is_ok() {
+            // SAFETY: The block's pages; an uncharged page is left alone.
+            unsafe { bindings::ua_memcg_uncharge(self.pfn.add(first).0, order) }
+        }
     }
 
-    /// Keeps the pages away from the page allocator forever (state unknown).
-    pub(crate) fn leak(self) {}
+    /// Gives the block back to the buddy allocator through its last reference. The
+    /// caller must have restored its direct map and encryption state. Fails with
+    /// `EBUSY`, giving nothing back, while a [`PageRange`] or [`MappedBytes`] still names
+    /// its pages: the pages are then leaked with the last of them.
+    pub(crate) fn release(this: Arc<Self>) -> Result {
+        let block = Arc::into_unique_or_drop(this).ok_or(EBUSY)?;
+        // SAFETY: By the type invariant this is an owned allocation of `order` pages,
+        // and this is its only reference, dropped right after: nothing names the pages
+        // any more.
+        unsafe { bindings::__free_pages(block.pfn.page(), block.order) };
+        Ok(())
+    }
 }
 
 /// Pages inside a [`Block`], handed out by [`Block::range`] to whoever owns them in the
-/// allocator's bookkeeping (a chunk being scrubbed, an allocation in a test).
-#[derive(Clone, Copy, Debug)]
+/// allocator's bookkeeping (a chunk being scrubbed, an allocation being charged). Holds
+/// a reference to the block, so the pages stay the component's while it exists.
+#[derive(Clone, Debug)]
 pub(crate) struct PageRange {
     pfn: Pfn,
     nr: usize,
+    _block: Arc<Block>,
 }
 
 impl PageRange {
@@ -237,14 +274,6 @@ impl PageRange {
         }
         // SAFETY: The range owner's pages; charging writes only their memcg data.
         to_result(unsafe { bindings::ua_memcg_charge(self.pfn.0, gfp, order) })
-    }
-
-    /// Removes a charge made by [`Self::memcg_charge`], if any. Any context.
-    pub(crate) fn memcg_uncharge(&self, order: u32) {
-        if self.nr == 1 << order {
-            // SAFETY: The range owner's pages; an uncharged page is left alone.
-            unsafe { bindings::ua_memcg_uncharge(self.pfn.0, order) }
-        }
     }
 
     /// Marks the pages shared with the host (decrypted).
@@ -400,15 +429,18 @@ impl PageRange {
         Ok(MappedBytes {
             addr: self.pfn.virt() + offset,
             len,
+            _block: self._block.clone(),
         })
     }
 }
 
 /// Bytes of an owned range that are mapped in the direct map, see [`PageRange::mapped`].
-#[derive(Clone, Copy, Debug)]
+/// Holds a reference to their block, like the range.
+#[derive(Clone, Debug)]
 pub(crate) struct MappedBytes {
     addr: usize,
     len: usize,
+    _block: Arc<Block>,
 }
 
 impl MappedBytes {
@@ -418,20 +450,24 @@ impl MappedBytes {
         self.addr
     }
 
-    /// `len` of the bytes from `offset`, if they are all inside.
+    /// The address of the `len` bytes at `offset`, if they are all inside.
     #[inline]
-    pub(crate) fn sub(&self, offset: usize, len: usize) -> Option<MappedBytes> {
+    pub(crate) fn sub(&self, offset: usize, len: usize) -> Option<usize> {
         let end = offset.checked_add(len)?;
-        (len > 0 && end <= self.len).then_some(MappedBytes {
-            addr: self.addr + offset,
-            len,
-        })
+        (len > 0 && end <= self.len).then_some(self.addr + offset)
     }
 
-    /// Zeroes the bytes.
-    pub(crate) fn zero(&self) {
-        // SAFETY: By construction the bytes are mapped and owned by the caller.
-        unsafe { core::ptr::write_bytes(self.addr as *mut u8, 0, self.len) };
+    /// Zeroes the `len` bytes at `offset`; false, writing nothing, unless they are all
+    /// inside.
+    #[inline]
+    pub(crate) fn zero(&self, offset: usize, len: usize) -> bool {
+        let Some(addr) = self.sub(offset, len) else {
+            return false;
+        };
+        // SAFETY: Inside the bytes, which are mapped and owned by the caller, and whose
+        // block lives as long as `self`.
+        unsafe { core::ptr::write_bytes(addr as *mut u8, 0, len) };
+        true
     }
 
     #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]

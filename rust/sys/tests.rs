@@ -62,7 +62,7 @@ mod direct_map {
         b.set_direct_map(0, 1, true)?;
         b.flush_tlb();
         assert!(b.pfn().is_present());
-        b.release();
+        Block::release(b)?;
         Ok(())
     }
 
@@ -81,7 +81,7 @@ mod direct_map {
         b.set_direct_map(0, b.nr_pages(), true)?;
         b.flush_tlb();
         assert!(all_present(&b, true));
-        b.release();
+        Block::release(b)?;
         Ok(())
     }
 
@@ -91,26 +91,28 @@ mod direct_map {
         b.set_direct_map(0, 2, false)?;
         b.flush_tlb();
         assert!(!b.pfn().add(1).is_present());
-        let r = b.range(0, 2)?;
+        let r = Block::range(&b, 0, 2)?;
         r.write_byte(PAGE_SIZE + 7, 0xa5)?;
         assert_eq!(r.read_byte(PAGE_SIZE + 7)?, 0xa5);
-        b.range(1, 1)?.scrub()?;
+        Block::range(&b, 1, 1)?.scrub()?;
         assert_eq!(r.read_byte(PAGE_SIZE + 7)?, 0);
         assert_eq!(r.read_byte(2 * PAGE_SIZE), Err(EINVAL));
         b.set_direct_map(0, 2, true)?;
         b.flush_tlb();
-        b.release();
+        drop(r);
+        Block::release(b)?;
         Ok(())
     }
 
     #[test]
     fn decrypt_and_encrypt_range() -> Result {
         let b = Block::alloc(NUMA_NO_NODE, GFP_KERNEL, 2).ok_or(ENOMEM)?;
-        let r = b.range(0, 4)?;
+        let r = Block::range(&b, 0, 4)?;
         assert_eq!(r.set_decrypted(), Ok(()));
         assert_eq!(r.set_encrypted(), Ok(()));
         assert!(all_present(&b, true));
-        b.release();
+        drop(r);
+        Block::release(b)?;
         Ok(())
     }
 
@@ -121,6 +123,26 @@ mod direct_map {
         assert_eq!(Pfn::of_page(pfn.page()), pfn);
         assert_eq!(pfn.phys() >> kernel::page::PAGE_SHIFT, pfn.number() as u64);
         assert!(node_has_memory(pfn.nid()));
-        b.release();
+        assert_eq!(Block::release(b), Ok(()));
+    }
+
+    #[test]
+    fn ranges_keep_their_block() -> Result {
+        let b = Block::alloc(NUMA_NO_NODE, GFP_KERNEL | __GFP_ZERO, 1).ok_or(ENOMEM)?;
+        let r = Block::range(&b, 1, 1)?;
+        let m = Block::whole(&b)?.mapped(0, 2 * PAGE_SIZE)?;
+        // Pages a range or its mapped bytes name cannot go back: release refuses and
+        // drops only the reference it was given.
+        assert_eq!(Block::release(b.clone()), Err(EBUSY));
+        drop(r);
+        assert_eq!(Block::release(b.clone()), Err(EBUSY));
+        // Still usable: the bytes are the block's, mapped, zeroed at allocation.
+        assert!(m.zero(PAGE_SIZE, PAGE_SIZE));
+        assert!(!m.zero(PAGE_SIZE, PAGE_SIZE + 1));
+        assert_eq!(m.read(PAGE_SIZE), Some(0));
+        drop(m);
+        // The last reference gives the pages back.
+        assert_eq!(Block::release(b), Ok(()));
+        Ok(())
     }
 }
