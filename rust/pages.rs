@@ -320,7 +320,10 @@ impl PageAllocator {
         let pfn = pfn.and_then(|pfn| self.charge(pfn, gfp, order));
         // Decrypted pages: the host may have written them while they were free.
         if let (Some(pfn), Kind::Decrypted(_)) = (pfn, &self.kind) {
-            if (scrub || gfp & bindings::__GFP_ZERO != 0) && !sys::zero_on_handout(pfn, 1 << order)
+            if (scrub || gfp & bindings::__GFP_ZERO != 0)
+                && !self
+                    .range_of(pfn, order)
+                    .is_some_and(|r| r.zero_on_handout())
             {
                 pr_err_once!("decrypted pfn {:#x} not in the direct map\n", pfn.number());
             }

@@ -31,7 +31,7 @@ pub(crate) mod trace;
 
 #[cfg(CONFIG_UNMAPPED_ALLOC_TORTURE)]
 pub(crate) use frames::host_scribble;
-pub(crate) use frames::{zero_on_handout, Block, MappedBytes, PageRange, Pfn};
+pub(crate) use frames::{Block, MappedBytes, PageRange, Pfn};
 pub(crate) use handle::{c_name, into_handle, take_cache, with_cache};
 pub(crate) use lock::{new_irq_spinlock, IrqSpinLock};
 pub(crate) use percpu::{on_this_cpu, CpuLocal, PerCpu, ThisCpu};

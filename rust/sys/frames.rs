@@ -367,20 +367,6 @@ impl PageRange {
     }
 }
 
-/// Zeroes the `nr` frames at `pfn` of a decrypted allocation being handed out, through
-/// the direct map. Shared memory can be written by the host while it is free, so
-/// zeroing it when freed would promise nothing: it is zeroed on the way out. Returns
-/// false, writing nothing, if a frame is not mapped.
-pub(crate) fn zero_on_handout(pfn: Pfn, nr: usize) -> bool {
-    if !(0..nr).all(|i| pfn.add(i).is_present()) {
-        return false;
-    }
-    // SAFETY: Every frame is mapped in the direct map, where `pfn_to_kaddr` points, and
-    // the allocator is handing them to its caller: nobody else uses them.
-    unsafe { core::ptr::write_bytes(pfn.virt() as *mut u8, 0, nr * PAGE_SIZE) };
-    true
-}
-
 /// The hostile host of the torture test: writes pseudo-random bytes (from `seed`) over
 /// the `nr` frames at `pfn` that are mapped in the direct map, as the host of a
 /// confidential guest may write any shared byte at any time. Returns the pages written.
@@ -414,6 +400,21 @@ pub(crate) fn host_scribble(pfn: Pfn, nr: usize, seed: u64) -> usize {
 }
 
 impl PageRange {
+    /// Zeroes the pages of a decrypted allocation being handed out, through the direct
+    /// map. Shared memory can be written by the host while it is free, so zeroing it
+    /// when freed would promise nothing: it is zeroed on the way out. Returns false,
+    /// writing nothing, if a page is not mapped.
+    pub(crate) fn zero_on_handout(&self) -> bool {
+        if !(0..self.nr).all(|i| self.pfn.add(i).is_present()) {
+            return false;
+        }
+        // SAFETY: Every page is mapped in the direct map, where `pfn_to_kaddr` points;
+        // they are the range owner's, handing them to its caller, and the block lives
+        // as long as `self`.
+        unsafe { core::ptr::write_bytes(self.pfn.virt() as *mut u8, 0, self.nr * PAGE_SIZE) };
+        true
+    }
+
     /// `len` bytes at `offset` of the range, accessed through the direct map; fails
     /// unless the range is inside and its pages are mapped there (decrypted memory).
     pub(crate) fn mapped(&self, offset: usize, len: usize) -> Result<MappedBytes> {
