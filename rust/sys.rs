@@ -10,6 +10,9 @@
 //!   Only the owner of a block changes its direct map or encryption state,
 //!   and a block is only given back by [`Block::release`] (or deliberately
 //!   leaked), never on drop.
+//! - [`PageRange`] and [`MappedBytes`] name pages of a block and hold a
+//!   reference to it: [`Block::release`] refuses while any exists, so they
+//!   cannot outlive the block.
 //! - [`IrqSpinLock`] is a `spinlock_t` taken with interrupts disabled,
 //!   so the allocators can be called from any context.
 //! - [`PerCpu`] holds a value per CPU that only code running on that CPU
