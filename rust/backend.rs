@@ -81,9 +81,11 @@ impl Backend {
 /// Page states recorded by the model backend.
 #[pin_data]
 pub(crate) struct ModelBackend {
-    /// Shared ranges of frames, `(first, count)`.
+    /// Shared ranges (and those whose conversion failed: unknown, so shared as far
+    /// as the model knows). Each keeps its block, so the hostile host of the torture
+    /// test only ever writes pages that are still the component's.
     #[pin]
-    shared: Mutex<KVec<(usize, usize)>>,
+    shared: Mutex<KVec<PageRange>>,
     calls: Atomic<u64>,
     fail_at: Atomic<u64>,
     /// Successful calls that made memory shared.
@@ -150,10 +152,13 @@ impl ModelBackend {
                 ));
         let (first, nr) = (r.pfn().number(), r.nr_pages());
         let mut ranges = self.shared.lock();
-        ranges.retain(|&mut (f, n)| f + n <= first || first + nr <= f);
+        ranges.retain(|s| {
+            let f = s.pfn().number();
+            f + s.nr_pages() <= first || first + nr <= f
+        });
         // Atomic: the shrinker converts under this lock from inside reclaim.
         if shared || failed {
-            ranges.push((first, nr), GFP_ATOMIC)?;
+            ranges.push(r.clone(), GFP_ATOMIC)?;
         }
         if failed {
             return Err(EIO);
@@ -169,15 +174,15 @@ impl ModelBackend {
 
     /// Whether frame `pfn` is shared.
     pub(crate) fn is_shared(&self, pfn: usize) -> bool {
-        self.shared
-            .lock()
-            .iter()
-            .any(|&(f, n)| f <= pfn && pfn < f + n)
+        self.shared.lock().iter().any(|s| {
+            let f = s.pfn().number();
+            f <= pfn && pfn < f + s.nr_pages()
+        })
     }
 
     /// Number of shared pages.
     pub(crate) fn shared_pages(&self) -> usize {
-        self.shared.lock().iter().map(|&(_, n)| n).sum()
+        self.shared.lock().iter().map(|s| s.nr_pages()).sum()
     }
 
     /// Lets the kernel's fault injection (`fail_unmapped_alloc`, conversion site) fail
@@ -195,14 +200,10 @@ impl ModelBackend {
         let mut i = 0;
         loop {
             let ranges = self.shared.lock();
-            let Some(&(first, nr)) = ranges.get(i) else {
+            let Some(r) = ranges.get(i) else {
                 break;
             };
-            written += crate::sys::host_scribble(
-                crate::sys::Pfn::new(first),
-                nr,
-                seed.wrapping_add(i as u64),
-            );
+            written += r.host_scribble(seed.wrapping_add(i as u64));
             drop(ranges);
             i += 1;
         }

@@ -32,8 +32,6 @@ mod register;
 mod tests;
 pub(crate) mod trace;
 
-#[cfg(CONFIG_UNMAPPED_ALLOC_TORTURE)]
-pub(crate) use frames::host_scribble;
 pub(crate) use frames::{Block, MappedBytes, PageRange, Pfn};
 pub(crate) use handle::{c_name, into_handle, take_cache, with_cache};
 pub(crate) use lock::{new_irq_spinlock, IrqSpinLock};

@@ -18,9 +18,8 @@ use kernel::{
 pub(crate) struct Pfn(usize);
 
 impl Pfn {
-    /// Frame number `n` (only the tests and the torture test's hostile host make frames
-    /// from numbers).
-    #[cfg(any(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST, CONFIG_UNMAPPED_ALLOC_TORTURE))]
+    /// Frame number `n` (only the tests make frames from numbers).
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
     pub(crate) const fn new(n: usize) -> Self {
         Self(n)
     }
@@ -367,39 +366,40 @@ impl PageRange {
     }
 }
 
-/// The hostile host of the torture test: writes pseudo-random bytes (from `seed`) over
-/// the `nr` frames at `pfn` that are mapped in the direct map, as the host of a
-/// confidential guest may write any shared byte at any time. Returns the pages written.
-///
-/// Only for the model backend's record of shared ranges, read under its lock: those
-/// frames belong to a decrypted block until the model records them private again.
-#[cfg(CONFIG_UNMAPPED_ALLOC_TORTURE)]
-pub(crate) fn host_scribble(pfn: Pfn, nr: usize, seed: u64) -> usize {
-    let mut x = seed | 1;
-    let mut written = 0;
-    for i in 0..nr {
-        let frame = pfn.add(i);
-        if !frame.is_present() {
-            continue;
-        }
-        let words = frame.virt() as *mut u64;
-        for w in 0..PAGE_SIZE / core::mem::size_of::<u64>() {
-            // xorshift64: cheap bytes nobody could mistake for metadata.
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            // SAFETY: The frame is mapped in the direct map (checked above), page
-            // aligned, and shared memory the allocator owns (the caller holds the
-            // model's lock, which every conversion back to private takes first).
-            // Users race with these writes on purpose, as with a real host.
-            unsafe { words.add(w).write_volatile(x) };
-        }
-        written += 1;
-    }
-    written
-}
-
 impl PageRange {
+    /// The hostile host of the torture test: writes pseudo-random bytes (from `seed`)
+    /// over the pages of the range that are mapped in the direct map, as the host of a
+    /// confidential guest may write any shared byte at any time. Returns the pages
+    /// written.
+    ///
+    /// Only for the model backend's record of shared ranges, under its lock: those
+    /// pages are shared until the model records them private again, and the range keeps
+    /// their block.
+    #[cfg(CONFIG_UNMAPPED_ALLOC_TORTURE)]
+    pub(crate) fn host_scribble(&self, seed: u64) -> usize {
+        let mut x = seed | 1;
+        let mut written = 0;
+        for i in 0..self.nr {
+            let frame = self.pfn.add(i);
+            if !frame.is_present() {
+                continue;
+            }
+            let words = frame.virt() as *mut u64;
+            for w in 0..PAGE_SIZE / core::mem::size_of::<u64>() {
+                // xorshift64: cheap bytes nobody could mistake for metadata.
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // SAFETY: The frame is mapped in the direct map (checked above), page
+                // aligned, and one of the range's, whose block lives as long as `self`.
+                // Users race with these writes on purpose, as with a real host.
+                unsafe { words.add(w).write_volatile(x) };
+            }
+            written += 1;
+        }
+        written
+    }
+
     /// Zeroes the pages of a decrypted allocation being handed out, through the direct
     /// map. Shared memory can be written by the host while it is free, so zeroing it
     /// when freed would promise nothing: it is zeroed on the way out. Returns false,
