@@ -68,7 +68,8 @@ def strip_tests(text):
 
 
 # The concepts, in the order of their patches.
-CONCEPTS = ['layer', 'pages', 'caches', 'observability', 'kunit', 'samples', 'testing']
+CONCEPTS = ['layer', 'pages', 'caches', 'observability', 'kunit', 'rust-api', 'samples',
+            'testing']
 
 # The concept of each file of the component not covered by concept_of()'s rules.
 FILES = {
@@ -165,6 +166,10 @@ pub mod objects;
 """),
     ('caches', 'rust/c_api.rs', '    objects::shrink();\n', ''),
     # debugfs and trace events: the files, the events and where they fire.
+    # The Rust API in the kernel crate, which the crate root's documentation names.
+    ('rust-api', 'rust/unmapped_alloc.rs',
+     "//!   in C, `kernel::unmapped_alloc::UnmappedPages` in Rust (see `kernel_api.rs`).\n",
+     '//!   in C.\n'),
     ('observability', 'Kbuild', ' trace.o', ''),
     ('observability', 'rust/bindings/bindings_helper.h',
      '#include <trace/events/unmapped_alloc.h>\n', ''),
@@ -439,8 +444,10 @@ def main():
         component(applied)
         commit(name)
 
+    applied.append('rust-api')
     apply('0003-rust-add-unmapped_alloc-abstractions.patch')
     copy('rust/kernel_api.rs', 'rust/kernel/unmapped_alloc.rs')
+    component(applied)
     commit('07-rust-api')
 
     apply('0004-irqchip-gic-v3-its-allocate-shared-memory-from-unmapped_alloc.patch')
