@@ -121,21 +121,3 @@ ua_kmemleak_result() {
 	grep -A 12 '^unreferenced object' "$1" | head -60 >&2 || true
 	return 1
 }
-
-# ua_early_splat_only LOG: succeed when every splat in a console log came
-# before the kernel started its secondary CPUs, i.e. in start_kernel() or an
-# early initcall, where none of the component's code runs (it has no early
-# initcall), and nothing before that point names the component. Such a
-# splat cannot come from the component: qemu.sh reports it and boots once
-# more (issue #12: a KASAN report in handle_edge_irq during identify_cpu,
-# seen once on x86_64 under TCG, cause not found).
-ua_early_splat_only() {
-	awk '
-	/smp: Bringing up secondary CPUs/ { late = 1 }
-	/unmapped_alloc|ua_/ { if (!late) ours = 1 }
-	/(BUG:|WARNING:|kernel BUG|Oops|KASAN|UBSAN|Kernel panic|Call Trace:|general protection fault|Unable to handle)/ {
-		if (late) later = 1; else early = 1
-	}
-	END { exit !(early && !later && !ours) }
-	' "$1"
-}
