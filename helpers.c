@@ -212,6 +212,38 @@ struct page *ua_alloc_pages_node(int nid, gfp_t gfp, unsigned int order)
 	return alloc_pages_node(nid, gfp, order);
 }
 
+/* The reference count of the page at @pfn. */
+int ua_page_refs(unsigned long pfn)
+{
+	return page_ref_count(pfn_to_page(pfn));
+}
+
+/*
+ * Set the reference count of a page the component owns: 1 for the first
+ * page of an allocation it hands out, 0 while the page is its own.
+ */
+void ua_page_set_refs(unsigned long pfn, int refs)
+{
+	set_page_count(pfn_to_page(pfn), refs);
+}
+
+/* Whether the page at @pfn is mapped into a user address space. */
+bool ua_page_mapped(unsigned long pfn)
+{
+	return folio_mapped(page_folio(pfn_to_page(pfn)));
+}
+
+/* A consumer's get_page() and put_page(), for the tests. */
+void ua_get_page(unsigned long pfn)
+{
+	get_page(pfn_to_page(pfn));
+}
+
+void ua_put_page(unsigned long pfn)
+{
+	put_page(pfn_to_page(pfn));
+}
+
 bool ua_gfp_allows_blocking(gfp_t gfp)
 {
 	return gfpflags_allow_blocking(gfp);

@@ -19,6 +19,10 @@ const gfp_t RUST_CONST_HELPER___GFP_NORETRY = __GFP_NORETRY;
 const gfp_t RUST_CONST_HELPER___GFP_ACCOUNT = __GFP_ACCOUNT;
 const gfp_t RUST_CONST_HELPER_GFP_NOFS = GFP_NOFS;
 const gfp_t RUST_CONST_HELPER_GFP_NOIO = GFP_NOIO;
+const gfp_t RUST_CONST_HELPER___GFP_DMA = __GFP_DMA;
+const gfp_t RUST_CONST_HELPER___GFP_DMA32 = __GFP_DMA32;
+const gfp_t RUST_CONST_HELPER___GFP_COMP = __GFP_COMP;
+const gfp_t RUST_CONST_HELPER___GFP_NOFAIL = __GFP_NOFAIL;
 #endif
 
 unsigned long ua_page_to_pfn(const struct page *page);
@@ -37,6 +41,11 @@ void *ua_vmap_pfns(unsigned long pfn, unsigned int nr);
 unsigned int ua_block_order(void);
 bool ua_can_set_direct_map(void);
 bool ua_bad_free_ratelimit(void);
+int ua_page_refs(unsigned long pfn);
+void ua_page_set_refs(unsigned long pfn, int refs);
+bool ua_page_mapped(unsigned long pfn);
+void ua_get_page(unsigned long pfn);
+void ua_put_page(unsigned long pfn);
 
 /* Fault injection sites (fail_unmapped_alloc/sites in debugfs). */
 #define UA_FAIL_CONVERSION	0x1U	/* set_memory_decrypted/encrypted() */
@@ -44,6 +53,8 @@ bool ua_bad_free_ratelimit(void);
 #define UA_FAIL_BLOCK		0x4U	/* taking a block from the page allocator */
 #define UA_FAIL_METADATA	0x8U	/* a block's bookkeeping */
 #define UA_FAIL_ALL		0xfU
+/* Not in UA_FAIL_ALL: tests only. */
+#define UA_FAIL_HANDOUT		0x10U	/* zeroing decrypted pages on hand-out */
 bool ua_should_fail(unsigned int site, size_t size);
 void ua_fail_inject(unsigned int sites, int times);
 u64 ua_fail_injected(void);
@@ -69,6 +80,8 @@ bool ua_memcg_charged(unsigned long pfn);
 /* In register.c. */
 int ua_register_shrinker(void);
 int ua_register_reboot_notifier(void);
+int ua_register_pm_notifier(void);
+int ua_hibernation_check(void);
 
 /* Defined in Rust, called by the shrinker and the reboot notifier. */
 unsigned long unmapped_alloc_reclaimable(void);

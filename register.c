@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * unmapped_alloc's registrations with the kernel: the shrinker, the reboot
- * notifier, and the symbol exports of its C API.
+ * and hibernation notifiers, and the symbol exports of its C API.
  */
 #include <linux/export.h>
 #include <linux/notifier.h>
 #include <linux/reboot.h>
+#include <linux/printk.h>
 #include <linux/shrinker.h>
+#include <linux/suspend.h>
 #include <linux/unmapped_alloc.h>
 
 #include "internal.h"
@@ -54,6 +56,40 @@ static struct notifier_block ua_reboot_nb = {
 int ua_register_reboot_notifier(void)
 {
 	return register_reboot_notifier(&ua_reboot_nb);
+}
+
+/*
+ * Hibernation copies every page into the image, mapping those missing from
+ * the direct map for the copy: unmapped pages hold secrets by purpose, so
+ * hibernation is refused while any is in use. Returns 0 or -EBUSY.
+ */
+int ua_hibernation_check(void)
+{
+	struct unmapped_alloc_counters c;
+
+	unmapped_alloc_read_counters(&c);
+	if (!c.unmapped_used_pages)
+		return 0;
+	pr_warn("unmapped_alloc: hibernation refused: %llu unmapped pages in use\n",
+		c.unmapped_used_pages);
+	return -EBUSY;
+}
+
+static int ua_pm_notify(struct notifier_block *nb, unsigned long action,
+			void *data)
+{
+	if (action != PM_HIBERNATION_PREPARE)
+		return NOTIFY_DONE;
+	return notifier_from_errno(ua_hibernation_check());
+}
+
+static struct notifier_block ua_pm_nb = {
+	.notifier_call = ua_pm_notify,
+};
+
+int ua_register_pm_notifier(void)
+{
+	return register_pm_notifier(&ua_pm_nb);
 }
 
 /*

@@ -181,6 +181,7 @@ pub unsafe extern "C" fn unmapped_alloc_page_state(
         (Ownership::Used, _) => bindings::unmapped_page_state_UNMAPPED_PAGE_USED,
         (_, Ownership::Free) => bindings::unmapped_page_state_SHARED_PAGE_FREE,
         (_, Ownership::Used) => bindings::unmapped_page_state_SHARED_PAGE_USED,
+        (_, Ownership::Objects) => bindings::unmapped_page_state_SHARED_PAGE_OBJECTS,
         _ => bindings::unmapped_page_state_UNMAPPED_PAGE_NOT_OWNED,
     }
 }

@@ -498,6 +498,8 @@ impl DecryptedBuf {
     /// // Sizes are at least 256 B: a 300 B request comes from kmalloc-decrypted-512.
     /// assert_eq!(DecryptedBuf::alloc(300, GFP_KERNEL)?.as_ptr() as usize % 512, 0);
     /// assert!(DecryptedBuf::alloc(0, GFP_KERNEL).is_err());
+    /// // Sizes no allocation can have fail cleanly, as kmalloc() does.
+    /// assert!(DecryptedBuf::alloc(usize::MAX, GFP_KERNEL).is_err());
     /// # Ok::<(), Error>(())
     /// ```
     pub fn alloc(len: usize, flags: Flags) -> Result<Self> {
@@ -584,9 +586,9 @@ impl DecryptedBuf {
     ///
     /// let buf = DecryptedBuf::alloc(256, GFP_KERNEL)?;
     /// assert_eq!(buf.phys_addr() % 256, 0);
-    /// // The page holding the object is shared with the host.
+    /// // The page holding the object is shared with the host, in an object cache.
     /// let pfn = (buf.phys_addr() >> PAGE_SHIFT) as usize;
-    /// assert_eq!(page_state(pfn), PageState::SharedUsed);
+    /// assert_eq!(page_state(pfn), PageState::SharedObjects);
     /// # Ok::<(), Error>(())
     /// ```
     pub fn phys_addr(&self) -> u64 {
@@ -680,6 +682,8 @@ pub enum PageState {
     SharedUsed,
     /// In a block whose state is unknown after a failed conversion.
     Leaked,
+    /// Decrypted, held by the object caches (a slab or a large object).
+    SharedObjects,
 }
 
 /// The component's record of the page with frame number `pfn`.
@@ -705,6 +709,7 @@ pub fn page_state(pfn: usize) -> PageState {
         bindings::unmapped_page_state_SHARED_PAGE_FREE => PageState::SharedFree,
         bindings::unmapped_page_state_SHARED_PAGE_USED => PageState::SharedUsed,
         bindings::unmapped_page_state_UNMAPPED_ALLOC_PAGE_LEAKED => PageState::Leaked,
+        bindings::unmapped_page_state_SHARED_PAGE_OBJECTS => PageState::SharedObjects,
         _ => PageState::NotOwned,
     }
 }

@@ -36,6 +36,7 @@ mod tests;
 pub(crate) use pool::PoolPages;
 use pool::{NodePool, PoolBlock};
 use reserve::RefillHistory;
+pub(crate) use reserve::MAX_RESERVE_PAGES;
 
 use crate::{
     backend::Backend,
@@ -62,8 +63,10 @@ pub(crate) enum Ownership {
     NotOwned,
     /// In a block, free (cached, or freed and waiting to be scrubbed).
     Free,
-    /// Handed out to a user.
+    /// Handed out to a user of the page API.
     Used,
+    /// Handed out to the object caches: a slab, or a large object.
+    Objects,
     /// In a block whose state became unknown; never to be used again.
     Leaked,
 }
@@ -77,6 +80,15 @@ pub(crate) enum BadFree {
     BadOrder,
     /// Refused by the block's bookkeeping.
     Block(FreeError),
+    /// The pages belong to another user of the allocator (a slab of objects, a large
+    /// object): given to the page API, they are not its to free.
+    WrongKind {
+        /// The tag of the allocation's pages, see [`PageAllocator::set_tag`].
+        tag: u16,
+    },
+    /// Someone still holds a reference beyond the one handed out, or the pages are
+    /// still mapped into user space: they are left allocated, never reused.
+    Referenced,
 }
 
 /// The direct map state of the memory an allocator serves.
@@ -121,6 +133,14 @@ pub(crate) struct Config {
     /// `set_direct_map_*()` does not change the direct map would still be mapped.
     pub(crate) refused: Option<&'static str>,
 }
+
+/// GFP flags the page API refuses, with a one-time warning and `NULL`: the blocks come
+/// from the normal zones (`__GFP_DMA`, `__GFP_DMA32`), chunks are never compound pages
+/// (`__GFP_COMP`), and a new block cannot be promised (`__GFP_NOFAIL`). Every other flag
+/// is honoured or has no meaning here (`__GFP_HIGHMEM`, `__GFP_MOVABLE`: the pages are
+/// lowmem and unmovable, as a caller that asks for either must accept).
+pub(crate) const REFUSED_GFP: bindings::gfp_t =
+    bindings::__GFP_DMA | bindings::__GFP_DMA32 | bindings::__GFP_COMP | bindings::__GFP_NOFAIL;
 
 /// Why unmapped pages are refused where `set_direct_map_*()` is a no-op.
 pub(crate) const NO_DIRECT_MAP_CHANGES: &str = "set_direct_map_*() cannot change the direct map \
@@ -290,6 +310,16 @@ impl PageAllocator {
             self.stats.alloc_failures.inc();
             return None;
         }
+        if gfp & REFUSED_GFP != 0 {
+            self.stats.bad_requests.inc();
+            pr_warn_once!(
+                "{} pages: GFP flags {:#x} refused (__GFP_DMA, __GFP_DMA32, __GFP_COMP and \
+                 __GFP_NOFAIL are not supported)\n",
+                self.kind.prefix(),
+                gfp & REFUSED_GFP
+            );
+            return None;
+        }
         if order > self.block_order {
             self.stats.bad_requests.inc();
             pr_warn_once!(
@@ -317,17 +347,9 @@ impl PageAllocator {
             pfn = self.alloc_slow(nid, gfp, order, thisnode, take_dirty);
             reserve_low = self.reserve_low_on(nid);
         }
-        let pfn = pfn.and_then(|pfn| self.charge(pfn, gfp, order));
-        // Decrypted pages: the host may have written them while they were free.
-        if let (Some(pfn), Kind::Decrypted(_)) = (pfn, &self.kind) {
-            if (scrub || gfp & bindings::__GFP_ZERO != 0)
-                && !self
-                    .range_of(pfn, order)
-                    .is_some_and(|r| r.zero_on_handout())
-            {
-                pr_err_once!("decrypted pfn {:#x} not in the direct map\n", pfn.number());
-            }
-        }
+        let pfn = pfn
+            .and_then(|pfn| self.zero_decrypted(pfn, gfp, order, scrub))
+            .and_then(|pfn| self.charge(pfn, gfp, order));
         if reserve_low {
             self.kick();
         }
@@ -339,6 +361,34 @@ impl PageAllocator {
             None => self.stats.alloc_failures.inc(),
         }
         pfn
+    }
+
+    /// Zeroes a fresh decrypted allocation that must be zero: the host may have written
+    /// it while it was free. Fails closed: pages that cannot be zeroed (not in the
+    /// direct map, so in no state the allocator knows) are never handed out, nor freed;
+    /// they stay allocated to nobody, counted as leaked.
+    fn zero_decrypted(
+        &self,
+        pfn: Pfn,
+        gfp: bindings::gfp_t,
+        order: u32,
+        scrub: bool,
+    ) -> Option<Pfn> {
+        if !matches!(self.kind, Kind::Decrypted(_)) || !scrub && gfp & bindings::__GFP_ZERO == 0 {
+            return Some(pfn);
+        }
+        if self
+            .range_of(pfn, order)
+            .is_some_and(|r| r.zero_on_handout())
+        {
+            return Some(pfn);
+        }
+        pr_err_once!(
+            "decrypted pfn {:#x} cannot be zeroed: leaked, not handed out\n",
+            pfn.number()
+        );
+        self.stats.leaked_pages.add(1 << order);
+        None
     }
 
     /// Charges a fresh allocation to the caller's memory cgroup for `__GFP_ACCOUNT`;
@@ -353,7 +403,7 @@ impl PageAllocator {
         }
         self.stats.memcg_failures.inc();
         // Ours since a moment ago: cannot be refused.
-        let _ = self.free_inner(pfn, order);
+        let _ = self.free_inner(pfn, order, 0);
         self.kick();
         None
     }
@@ -410,7 +460,7 @@ impl PageAllocator {
         }
         // What is allocated for this caller below respects its NOFS/NOIO.
         let _scope = sys::ReclaimScope::enter(gfp);
-        if self.scrub_pending() > 0 {
+        if self.try_scrub_pending() > 0 {
             if let (Some(pfn), _) = self.alloc_from_pools(nid, order, thisnode, dirty) {
                 return Some(pfn);
             }
@@ -418,13 +468,24 @@ impl PageAllocator {
         self.grow(nid, gfp, order)
     }
 
-    /// Frees 2^`order` pages at `pfn`. Any context.
+    /// Frees 2^`order` pages at `pfn` from [`Self::alloc`], untagged. Any context.
     pub(crate) fn free(
         self: &Arc<Self>,
         pfn: Pfn,
         order: u32,
     ) -> core::result::Result<(), BadFree> {
-        let r = self.free_inner(pfn, order);
+        self.free_tagged(pfn, order, 0)
+    }
+
+    /// Frees 2^`order` pages at `pfn` whose pages were tagged `tag` (see
+    /// [`Self::set_tag`]). Any context.
+    pub(crate) fn free_tagged(
+        self: &Arc<Self>,
+        pfn: Pfn,
+        order: u32,
+        tag: u16,
+    ) -> core::result::Result<(), BadFree> {
+        let r = self.free_inner(pfn, order, tag);
         match r {
             Ok(()) => {
                 self.stats.frees.at(order).inc();
@@ -445,7 +506,7 @@ impl PageAllocator {
         r
     }
 
-    fn free_inner(&self, pfn: Pfn, order: u32) -> core::result::Result<(), BadFree> {
+    fn free_inner(&self, pfn: Pfn, order: u32, tag: u16) -> core::result::Result<(), BadFree> {
         if order > self.block_order {
             return Err(BadFree::BadOrder);
         }
@@ -455,6 +516,15 @@ impl PageAllocator {
         // Found by address in our own pools: the page itself is not trusted.
         self.with_block(pfn, |b, off| {
             b.buddy.check_used(off, order).map_err(BadFree::Block)?;
+            match b.buddy.tag(off) {
+                Some(t) if t != tag => return Err(BadFree::WrongKind { tag: t }),
+                _ => {}
+            }
+            // The last reference comes back with the free; an extra one keeps the
+            // chunk allocated, so it is never handed out twice.
+            b.block
+                .take_back(off, 1 << order)
+                .map_err(|_| BadFree::Referenced)?;
             // Uncharge before the chunk can be scrubbed and handed to someone else.
             b.block.memcg_uncharge(off, order);
             if scrub {
@@ -511,6 +581,9 @@ impl PageAllocator {
             return Ownership::Leaked;
         }
         self.peek_block(pfn, |b, off| match b.buddy.chunk_state(off) {
+            Some((_, PageState::Used(_))) if b.buddy.tag(off).is_some_and(|t| t != 0) => {
+                Ownership::Objects
+            }
             Some((_, PageState::Used(_))) => Ownership::Used,
             _ => Ownership::Free,
         })

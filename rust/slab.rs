@@ -238,6 +238,8 @@ pub(crate) struct CacheStats {
     pub(crate) atomic_failures: Counter,
     /// Frees refused.
     pub(crate) bad_frees: Counter,
+    /// Allocations refused for their flags.
+    pub(crate) bad_requests: Counter,
 }
 
 /// The slabs a CPU uses without the node lock, each pinned.
@@ -369,6 +371,26 @@ pub(crate) struct ObjCache {
     pub(crate) stats: CacheStats,
 }
 
+/// GFP flags objects refuse, with a one-time warning and `NULL`: the zones and
+/// `__GFP_NOFAIL` as for pages (see [`crate::pages::REFUSED_GFP`]), and `__GFP_ACCOUNT`:
+/// objects are not charged to a memory cgroup one by one, and charging a whole slab to
+/// whoever grew it would be wrong. `__GFP_COMP` is ignored, as kmalloc() does.
+pub(crate) const REFUSED_GFP: bindings::gfp_t =
+    bindings::__GFP_DMA | bindings::__GFP_DMA32 | bindings::__GFP_NOFAIL | bindings::__GFP_ACCOUNT;
+
+/// Whether objects may be allocated with `gfp`; warns once if not.
+fn gfp_allowed(gfp: bindings::gfp_t) -> bool {
+    if gfp & REFUSED_GFP == 0 {
+        return true;
+    }
+    pr_warn_once!(
+        "kmalloc_decrypted: GFP flags {:#x} refused (__GFP_DMA, __GFP_DMA32, __GFP_NOFAIL \
+         and __GFP_ACCOUNT are not supported for objects)\n",
+        gfp & REFUSED_GFP
+    );
+    false
+}
+
 /// Object stride and slab order for objects of `size` aligned to `align`.
 pub(crate) fn geometry(size: usize, align: usize) -> Option<(usize, u32)> {
     if size == 0 || !align.is_power_of_two() && align != 0 {
@@ -379,7 +401,7 @@ pub(crate) fn geometry(size: usize, align: usize) -> Option<(usize, u32)> {
     let stride = if size <= PAGE_SIZE {
         size.next_power_of_two().max(align)
     } else {
-        size.next_multiple_of(PAGE_SIZE.max(align))
+        size.checked_next_multiple_of(PAGE_SIZE.max(align))?
     };
     if align > PAGE_SIZE && stride % align != 0 {
         return None;
@@ -443,6 +465,7 @@ impl ObjCache {
                 failures: Counter::new(),
                 atomic_failures: Counter::new(),
                 bad_frees: Counter::new(),
+                bad_requests: Counter::new(),
             },
         })
     }
@@ -573,7 +596,7 @@ impl ObjCache {
             Some(slab)
         });
         let Some(slab) = inserted else {
-            let _ = self.pages.free(base, self.slab_order);
+            let _ = self.pages.free_tagged(base, self.slab_order, self.tag);
             return None;
         };
         self.stats.slabs_created.inc();
@@ -585,9 +608,24 @@ impl ObjCache {
     /// direct map address.
     #[inline(always)]
     pub(crate) fn alloc(&self, nid: i32, gfp: bindings::gfp_t) -> Option<usize> {
+        if gfp & (REFUSED_GFP | bindings::__GFP_COMP) != 0 {
+            return self.alloc_odd_gfp(nid, gfp);
+        }
         let zero = gfp & bindings::__GFP_ZERO != 0;
         sys::on_this_cpu(|this| self.alloc_local(this, nid, zero))
             .or_else(|| self.alloc_slow(nid, gfp))
+    }
+
+    /// [`Self::alloc`] with flags that are refused, or ignored as kmalloc() ignores
+    /// `__GFP_COMP`.
+    #[cold]
+    #[inline(never)]
+    fn alloc_odd_gfp(&self, nid: i32, gfp: bindings::gfp_t) -> Option<usize> {
+        if !gfp_allowed(gfp) {
+            self.stats.bad_requests.inc();
+            return None;
+        }
+        self.alloc(nid, gfp & !bindings::__GFP_COMP)
     }
 
     /// Allocates from this CPU's current slab, if it is on node `nid` and has a free
@@ -711,7 +749,7 @@ impl ObjCache {
 
     fn give_back(&self, base: Pfn) {
         // Ours and tagged: the page allocator cannot refuse it.
-        let _ = self.pages.free(base, self.slab_order);
+        let _ = self.pages.free_tagged(base, self.slab_order, self.tag);
         self.stats.slabs_freed.inc();
     }
 
@@ -964,6 +1002,8 @@ pub(crate) struct KmallocDecrypted {
     pub(crate) large_frees: Counter,
     /// `kfree_decrypted()` calls refused.
     pub(crate) bad_frees: Counter,
+    /// Large allocations refused (flags, sizes past any order).
+    pub(crate) bad_requests: Counter,
 }
 
 impl KmallocDecrypted {
@@ -993,6 +1033,7 @@ impl KmallocDecrypted {
             large_allocs: Counter::new(),
             large_frees: Counter::new(),
             bad_frees: Counter::new(),
+            bad_requests: Counter::new(),
         })
     }
 
@@ -1007,10 +1048,11 @@ impl KmallocDecrypted {
         &self.caches
     }
 
-    fn large_order(size: usize) -> u32 {
+    /// The page order of a large object of `size` bytes; `None` past any order.
+    fn large_order(size: usize) -> Option<u32> {
         size.div_ceil(PAGE_SIZE)
-            .next_power_of_two()
-            .trailing_zeros()
+            .checked_next_power_of_two()
+            .map(usize::trailing_zeros)
     }
 
     /// Allocates `size` bytes of decrypted memory, aligned to at least 256 bytes and to
@@ -1020,12 +1062,12 @@ impl KmallocDecrypted {
         if size == 0 {
             return None;
         }
-        // The classes are the powers of two from `KMALLOC_SIZES[0]`: no search.
-        let class = size
-            .max(KMALLOC_SIZES[0])
-            .next_power_of_two()
-            .trailing_zeros()
-            - KMALLOC_SIZES[0].trailing_zeros();
+        // The classes are the powers of two from `KMALLOC_SIZES[0]`: no search. A size
+        // past the largest power of two is past any order too.
+        let Some(rounded) = size.max(KMALLOC_SIZES[0]).checked_next_power_of_two() else {
+            return self.alloc_large(size, nid, gfp);
+        };
+        let class = rounded.trailing_zeros() - KMALLOC_SIZES[0].trailing_zeros();
         if let Some(c) = self.caches.get(class as usize) {
             let addr = c.alloc(nid, gfp)?;
             sys::trace::kmalloc(addr, size, c.size(), gfp);
@@ -1037,11 +1079,16 @@ impl KmallocDecrypted {
     #[cold]
     #[inline(never)]
     fn alloc_large(&self, size: usize, nid: i32, gfp: bindings::gfp_t) -> Option<usize> {
-        let order = Self::large_order(size);
-        if order > self.pages.max_order() {
-            pr_warn_once!("kmalloc_decrypted: {} bytes is too large\n", size);
+        if !gfp_allowed(gfp) {
+            self.bad_requests.inc();
             return None;
         }
+        let gfp = gfp & !bindings::__GFP_COMP;
+        let Some(order) = Self::large_order(size).filter(|&o| o <= self.pages.max_order()) else {
+            self.bad_requests.inc();
+            pr_warn_once!("kmalloc_decrypted: {} bytes is too large\n", size);
+            return None;
+        };
         // Decrypted pages are always zero when handed out.
         let pfn = self.pages.alloc(nid, gfp, order, true)?;
         self.pages.set_tag(pfn, order, TAG_LARGE);
@@ -1095,7 +1142,7 @@ impl KmallocDecrypted {
                 return Err(BadObjFree::Interior);
             }
             self.pages
-                .free(head, order)
+                .free_tagged(head, order, TAG_LARGE)
                 .map_err(|_| BadObjFree::DoubleFree)?;
             self.large_frees.inc();
             return Ok(());

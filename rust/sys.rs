@@ -36,8 +36,11 @@ pub(crate) use frames::{Block, MappedBytes, PageRange, Pfn};
 pub(crate) use handle::{c_name, into_handle, take_cache, with_cache};
 pub(crate) use lock::{new_irq_spinlock, IrqSpinLock};
 pub(crate) use percpu::{on_this_cpu, CpuLocal, PerCpu, ThisCpu};
+#[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+pub(crate) use register::hibernation_check;
 pub(crate) use register::{
-    register_reboot_notifier, register_shrinker, system_dfl, write_out, Published,
+    register_pm_notifier, register_reboot_notifier, register_shrinker, system_dfl, write_out,
+    Published,
 };
 
 use kernel::bindings;
@@ -60,6 +63,8 @@ pub(crate) enum FailSite {
     Block = bindings::UA_FAIL_BLOCK as isize,
     /// A block's bookkeeping.
     Metadata = bindings::UA_FAIL_METADATA as isize,
+    /// Zeroing decrypted pages on hand-out (tests only: not a default site).
+    Handout = bindings::UA_FAIL_HANDOUT as isize,
 }
 
 /// Whether fault injection fails this call at `site`, for `bytes` of memory.

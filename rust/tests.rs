@@ -5,7 +5,7 @@
 #[kernel::macros::kunit_tests(unmapped_alloc_real_backend)]
 mod real_backend {
     use crate::c_api::{objects::*, *};
-    use crate::sys::{Block, Pfn};
+    use crate::sys::{self, Block, Pfn};
     use crate::*;
     use kernel::bindings::{self, GFP_KERNEL, __GFP_ZERO};
 
@@ -136,6 +136,66 @@ mod real_backend {
                 bindings::unmapped_page_state_UNMAPPED_PAGE_NOT_OWNED
             );
             Block::release(other)?;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn c_api_contract_sizes_states_and_references() -> Result {
+        // SAFETY: The C API functions called here are always safe to call.
+        unsafe {
+            // Refused frees below are reported with a stack.
+            let _splats = crate::testutil::ExpectSplats::new();
+            // Sizes no allocation can have: NULL, as kmalloc() gives, never a panic.
+            for size in [0usize, usize::MAX, usize::MAX - 255, (usize::MAX >> 1) + 2] {
+                assert!(kmalloc_decrypted(size, GFP_KERNEL).is_null());
+                assert!(kmalloc_decrypted_node(size, GFP_KERNEL, 0).is_null());
+            }
+            // A slab's page: told apart from pages, refused by the page API.
+            let p = kmalloc_decrypted(300, GFP_KERNEL | __GFP_ZERO);
+            assert!(!p.is_null());
+            let page = Pfn::of_virt(p as usize).ok_or(EINVAL)?.page();
+            assert_eq!(
+                unmapped_alloc_page_state(page),
+                bindings::unmapped_page_state_SHARED_PAGE_OBJECTS
+            );
+            let d = decrypted()?;
+            let bad = d.stats.bad_frees.get();
+            for order in 0..=2 {
+                free_decrypted_pages(page, order);
+            }
+            assert_eq!(d.stats.bad_frees.get(), bad + 3);
+            assert_eq!(ksize_decrypted(p), 512);
+            kfree_decrypted(p);
+            // The first page of an allocation holds one reference, as alloc_pages() gives.
+            let u = unmapped_alloc(GFP_KERNEL, 1);
+            assert!(!u.is_null());
+            assert_eq!(Pfn::of_page(u).refs(), 1);
+            assert_eq!(Pfn::of_page(u).add(1).refs(), 0);
+            unmapped_free(u, 1);
+            assert_eq!(Pfn::of_page(u).refs(), 0);
+            // Hibernation would copy unmapped pages into the image: refused while any is
+            // in use.
+            let u = unmapped_alloc(GFP_KERNEL, 0);
+            assert!(!u.is_null());
+            assert_eq!(sys::hibernation_check(), Err(EBUSY));
+            unmapped_free(u, 0);
+            if global()?.total_pages().used() == 0 {
+                assert_eq!(sys::hibernation_check(), Ok(()));
+            }
+            // The reserve has a ceiling.
+            let (mut low, mut high) = (0, 0);
+            unmapped_alloc_get_reserve(&mut low, &mut high);
+            let too_many = pages::MAX_RESERVE_PAGES as kernel::ffi::c_ulong + 1;
+            assert_eq!(
+                unmapped_alloc_set_reserve(0, too_many),
+                -(bindings::EINVAL as i32)
+            );
+            assert_eq!(
+                unmapped_alloc_set_reserve(too_many, too_many),
+                -(bindings::EINVAL as i32)
+            );
+            assert_eq!(d.watermarks(), (low as usize, high as usize));
             Ok(())
         }
     }

@@ -106,13 +106,14 @@ impl kernel::Module for UnmappedAllocModule {
         decrypted_config.cache_blocks = *module_parameters::decrypted_cache_blocks.value() as usize;
         let low = *module_parameters::decrypted_reserve_low.value() as usize;
         let high = *module_parameters::decrypted_reserve_high.value() as usize;
-        if low <= high {
+        if low <= high && high <= pages::MAX_RESERVE_PAGES {
             decrypted_config.reserve = (low, high);
         } else {
             pr_err!(
-                "decrypted_reserve_low {} above decrypted_reserve_high {}: using {:?}\n",
+                "decrypted_reserve_low {} and _high {}: low above high or high above {}, using {:?}\n",
                 low,
                 high,
+                pages::MAX_RESERVE_PAGES,
                 decrypted_config.reserve
             );
         }
@@ -135,6 +136,7 @@ impl kernel::Module for UnmappedAllocModule {
         }
         sys::register_shrinker()?;
         sys::register_reboot_notifier()?;
+        sys::register_pm_notifier()?;
         let files = debugfs::create(debugfs::Globals {
             unmapped,
             decrypted,

@@ -24,6 +24,29 @@ struct page;
 #define UNMAPPED_ALLOC_BLOCK_SHIFT	(PMD_SHIFT > 21 ? 21 : PMD_SHIFT)
 #define UNMAPPED_ALLOC_MAX_ORDER	(UNMAPPED_ALLOC_BLOCK_SHIFT - PAGE_SHIFT)
 
+/*
+ * The contract of the page allocations below is alloc_pages()'s without
+ * %__GFP_COMP, with these rules:
+ *
+ * - GFP flags. %__GFP_ZERO, %__GFP_THISNODE, %__GFP_ACCOUNT, %__GFP_NOWARN
+ *   and the reclaim flags (%GFP_NOFS, %GFP_NOIO, sleeping or not) are
+ *   honoured; %__GFP_HIGHMEM and %__GFP_MOVABLE are accepted (the pages are
+ *   lowmem and unmovable). %__GFP_DMA, %__GFP_DMA32, %__GFP_COMP and
+ *   %__GFP_NOFAIL are refused: %NULL, a one-time warning, and the
+ *   "bad_requests" counter in debugfs.
+ * - References. The first page of an allocation holds one reference, the
+ *   others none, as alloc_pages() gives. A consumer may take and drop extra
+ *   references (get_page()/put_page() of an sg list, a bio, a skb). The last
+ *   reference is given back by the matching free, never by put_page(): a
+ *   free while extra references remain, or while the pages are mapped into
+ *   user space, is refused, reported and counted, and the pages stay
+ *   allocated for good rather than being reused under their holders.
+ *   Page-cache and user-mapping consumers therefore free only once their
+ *   last mapping and reference are gone (->free_folio time).
+ * - Frees of the wrong kind (pages of the other kind, a slab's page, an
+ *   interior page, another order, a double free) are refused and reported.
+ */
+
 /**
  * unmapped_alloc_node() - allocate pages that are not in the direct map
  * @nid: preferred node, or NUMA_NO_NODE
@@ -116,9 +139,11 @@ void free_decrypted_pages(struct page *page, unsigned int order);
  * @UNMAPPED_PAGE_FREE: unmapped from the direct map, free in a cached block
  * @UNMAPPED_PAGE_USED: unmapped, handed out by unmapped_alloc()
  * @SHARED_PAGE_FREE: decrypted, free in a cached block or the atomic reserve
- * @SHARED_PAGE_USED: decrypted, handed out (pages or slab objects)
+ * @SHARED_PAGE_USED: decrypted, handed out by alloc_decrypted_pages()
  * @UNMAPPED_ALLOC_PAGE_LEAKED: in a block whose conversion failed; its state
  *	is unknown and it is never used or freed again
+ * @SHARED_PAGE_OBJECTS: decrypted, held by the kmalloc_decrypted() caches (a
+ *	slab, or a large object); free_decrypted_pages() refuses it
  */
 enum unmapped_page_state {
 	UNMAPPED_PAGE_NOT_OWNED,
@@ -127,6 +152,7 @@ enum unmapped_page_state {
 	SHARED_PAGE_FREE,
 	SHARED_PAGE_USED,
 	UNMAPPED_ALLOC_PAGE_LEAKED,
+	SHARED_PAGE_OBJECTS,
 };
 
 /**
@@ -199,11 +225,11 @@ void unmapped_alloc_drain(void);
 /**
  * unmapped_alloc_set_reserve() - set the decrypted atomic reserve
  * @low: refill when a node has fewer free decrypted pages
- * @high: refill up to this many
+ * @high: refill up to this many, at most 64 MiB of pages per node
  *
  * A node already below @low is refilled by background work right away.
  *
- * Return: 0, or -EINVAL if @low is above @high.
+ * Return: 0, or -EINVAL if @low is above @high or @high above 64 MiB.
  */
 int unmapped_alloc_set_reserve(unsigned long low, unsigned long high);
 
@@ -231,12 +257,16 @@ void unmapped_alloc_set_sim_delay(unsigned int us);
  * @size: bytes; up to 8 KiB from the kmalloc-decrypted-* caches, larger
  *        requests as decrypted pages
  * @gfp: allocation flags; %__GFP_ZERO zeroes the object; without sleeping
- *       flags no memory is converted (the atomic reserve serves it)
+ *       flags no memory is converted (the atomic reserve serves it);
+ *       %__GFP_COMP is ignored as kmalloc() does; %__GFP_DMA, %__GFP_DMA32,
+ *       %__GFP_NOFAIL and %__GFP_ACCOUNT are refused (%NULL and a one-time
+ *       warning: objects are not charged to memory cgroups)
  *
  * Objects are aligned to at least 256 bytes and to their size class up to
  * a page. In a confidential guest the host can read and write them.
  *
- * Return: the object's address in the direct map, or %NULL.
+ * Return: the object's address in the direct map, or %NULL, also for a
+ * size of 0 or larger than %UNMAPPED_ALLOC_MAX_ORDER pages.
  */
 void *kmalloc_decrypted(size_t size, gfp_t gfp);
 

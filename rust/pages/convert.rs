@@ -152,10 +152,16 @@ impl PageAllocator {
     pub(super) fn grow(&self, nid: i32, gfp: bindings::gfp_t, order: u32) -> Option<Pfn> {
         let mut ub = self.new_block(nid, gfp, order)?;
         // A fresh block of at least `order` always has room.
-        let off = ub.buddy.alloc(order);
-        let base = ub.block.pfn();
+        let Some(off) = ub.buddy.alloc(order) else {
+            self.add_block(ub);
+            return None;
+        };
+        let pfn = ub.block.pfn().add(off);
         self.add_block(ub).then_some(())?;
-        off.map(|off| base.add(off))
+        // Its reference only once the block is in the pool: a block that could not be
+        // added goes back with none.
+        self.with_block(pfn, |b, off| b.block.hand_out(off))?;
+        Some(pfn)
     }
 
     /// Converts a block back to normal memory and frees it to the page allocator. When

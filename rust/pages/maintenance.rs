@@ -21,7 +21,24 @@ impl PageAllocator {
     /// Scrubs every freed chunk and makes it allocatable again. Sleeps. Returns the
     /// number of pages scrubbed.
     pub(crate) fn scrub_pending(&self) -> usize {
-        let _maintenance = self.maintenance.lock();
+        let maintenance = self.maintenance.lock();
+        self.scrub_locked(&maintenance)
+    }
+
+    /// [`Self::scrub_pending`] for an allocation's slow path: nothing, without taking
+    /// the lock, when no chunk waits to be scrubbed, and nothing at once when
+    /// maintenance work holds the lock. That work may be in `GFP_KERNEL` reclaim, which
+    /// a `GFP_NOIO` or `GFP_NOFS` caller must never wait behind: it takes a new block.
+    pub(super) fn try_scrub_pending(&self) -> usize {
+        if self.nodes.iter().all(|p| p.lock().pages.dirty == 0) {
+            return 0;
+        }
+        self.maintenance
+            .try_lock()
+            .map_or(0, |maintenance| self.scrub_locked(&maintenance))
+    }
+
+    fn scrub_locked(&self, _maintenance: &MutexGuard<'_, ()>) -> usize {
         let mut done = 0;
         for pool in self.nodes.iter() {
             loop {

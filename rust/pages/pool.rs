@@ -134,6 +134,7 @@ impl NodePool {
     pub(super) fn alloc(&mut self, order: u32) -> Option<Pfn> {
         let i = (order as usize..POOL_ORDERS).find_map(|k| self.first(&self.avail, k as u32))?;
         let off = self.touch(i, |b| b.buddy.alloc(order))?;
+        self.blocks[i].block.hand_out(off);
         Some(self.blocks[i].block.pfn().add(off))
     }
 
@@ -141,6 +142,7 @@ impl NodePool {
     pub(super) fn alloc_dirty(&mut self, order: u32) -> Option<Pfn> {
         let i = self.first(&self.dirty, order)?;
         let off = self.touch(i, |b| b.buddy.alloc_dirty(order))?;
+        self.blocks[i].block.hand_out(off);
         Some(self.blocks[i].block.pfn().add(off))
     }
 

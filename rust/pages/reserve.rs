@@ -53,6 +53,11 @@ impl RefillHistory {
     }
 }
 
+/// The largest reserve target, in pages per node: 64 MiB. A reserve is converted
+/// memory kept free for atomic callers; more than this per node would be a setting
+/// error that takes the node's memory away.
+pub(crate) const MAX_RESERVE_PAGES: usize = (64 << 20) / kernel::page::PAGE_SIZE;
+
 impl PageAllocator {
     /// Converts blocks until node `nid` has `high` free pages or no block can be had.
     /// Sleeps. Returns the number of blocks added.
@@ -94,7 +99,7 @@ impl PageAllocator {
     /// watermark is refilled by the background work right away, not at the next
     /// allocation that notices: the reserve is for callers that cannot wait.
     pub(crate) fn set_watermarks(self: &Arc<Self>, low: usize, high: usize) -> Result {
-        if low > high {
+        if low > high || high > MAX_RESERVE_PAGES {
             return Err(EINVAL);
         }
         self.reserve_high.store(high, Relaxed);

@@ -385,6 +385,30 @@ mod unmapped {
     }
 
     #[test]
+    fn allocations_never_wait_for_maintenance() -> Result {
+        let a = private(4)?;
+        let order = a.max_order();
+        drop(alloc(&a, order)?);
+        assert_eq!(a.total_pages().dirty, 1 << order);
+        {
+            // As if maintenance work had entered reclaim: a GFP_NOIO allocation that
+            // finds only dirty memory takes a new block instead of waiting for it.
+            let _maintenance = a.maintenance.lock();
+            let p = UnmappedPages::new_in(&a, NUMA_NO_NODE, bindings::GFP_NOIO, order, true)?;
+            assert!(!p.first().is_present());
+            assert_eq!(a.total_pages().dirty, 1 << order);
+            assert_eq!(a.stats.blocks_taken.get(), 2);
+        }
+        // Without contention the dirty chunks are scrubbed and served first.
+        let p = alloc(&a, order)?;
+        assert_eq!(a.total_pages().dirty, 0);
+        assert_eq!(a.stats.blocks_taken.get(), 2);
+        drop(p);
+        drain_and_check(&a);
+        Ok(())
+    }
+
+    #[test]
     fn shrinker_never_waits_for_maintenance() -> Result {
         let a = private(0)?;
         drop(alloc(&a, 0)?);
@@ -521,6 +545,66 @@ mod unmapped {
         assert_eq!(allocs, frees);
         assert!(allocs > 0);
         // Maintenance is serialised, so this also waits for a background run in flight.
+        drain_and_check(&a);
+        Ok(())
+    }
+
+    #[test]
+    fn handed_out_pages_hold_one_reference() -> Result {
+        // The refused free below is reported with a stack.
+        let _splats = crate::testutil::ExpectSplats::new();
+        let a = private(0)?;
+        for order in 0..=3u32 {
+            let pfn = a.alloc(NUMA_NO_NODE, K, order, true).ok_or(ENOMEM)?;
+            // As alloc_pages() without __GFP_COMP gives: one on the first page only.
+            assert_eq!(pfn.refs(), 1);
+            assert!((1..1usize << order).all(|i| pfn.add(i).refs() == 0));
+            // A consumer's get_page()/put_page() pair leaves the pages ours, unmapped.
+            let range = a.range_of(pfn, order).ok_or(EINVAL)?;
+            range.get_page();
+            assert_eq!(pfn.refs(), 2);
+            // Freed while referenced: refused, still allocated, never handed out again.
+            let bad = a.stats.bad_frees.get();
+            assert_eq!(a.free(pfn, order), Err(BadFree::Referenced));
+            assert_eq!(a.stats.bad_frees.get(), bad + 1);
+            assert_eq!(a.ownership(pfn), Ownership::Used);
+            assert!(a.alloc(NUMA_NO_NODE, K, order, true).is_some_and(|p| {
+                let fresh = p != pfn;
+                let _ = a.free(p, order);
+                fresh
+            }));
+            range.put_page()?;
+            drop(range);
+            assert_eq!(pfn.refs(), 1);
+            assert!(!pfn.is_present());
+            assert_eq!(a.ownership(pfn), Ownership::Used);
+            assert_eq!(a.free(pfn, order), Ok(()));
+            // The component's own again: no reference, as a free page has.
+            assert_eq!(pfn.refs(), 0);
+        }
+        drain_and_check(&a);
+        Ok(())
+    }
+
+    #[test]
+    fn gfp_flags_honoured_or_refused() -> Result {
+        let a = private(0)?;
+        for flag in [
+            bindings::__GFP_DMA,
+            bindings::__GFP_DMA32,
+            bindings::__GFP_COMP,
+            bindings::__GFP_NOFAIL,
+        ] {
+            let refused = a.stats.bad_requests.get();
+            assert!(a.alloc(NUMA_NO_NODE, K | flag, 0, true).is_none());
+            assert_eq!(a.stats.bad_requests.get(), refused + 1);
+        }
+        assert_eq!(a.stats.blocks_taken.get(), 0);
+        // Hints that cannot be wrong for lowmem, unmovable pages are accepted.
+        for flag in [bindings::__GFP_HIGHMEM, bindings::__GFP_NOWARN] {
+            let p = UnmappedPages::new_in(&a, NUMA_NO_NODE, K | flag, 0, true)?;
+            assert!(!p.first().is_present());
+        }
         drain_and_check(&a);
         Ok(())
     }
@@ -871,6 +955,34 @@ mod decrypted {
         u.scrub_pending();
         u.shrink(0);
         assert_eq!(u.stats.leaked_blocks.get(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn zeroing_failure_fails_closed() -> Result {
+        if !cfg!(CONFIG_FAULT_INJECTION) {
+            sys::kunit_skip();
+            return Ok(());
+        }
+        let model = ModelBackend::new()?;
+        let a = private(&model, 0)?;
+        let warm = a.alloc(NUMA_NO_NODE, K, 0, true).ok_or(ENOMEM)?;
+        sys::fail_inject(bindings::UA_FAIL_HANDOUT, 1);
+        let failed = a.alloc(NUMA_NO_NODE, K, 1, true);
+        sys::fail_inject(0, 0);
+        // Memory the host may have written is never handed out unzeroed.
+        assert!(failed.is_none());
+        assert_eq!(a.stats.leaked_pages.get(), 2);
+        // Nor reused: the two pages stay allocated to nobody.
+        assert_eq!(a.total_pages().used(), 3);
+        let next = a.alloc(NUMA_NO_NODE, K, 1, true).ok_or(ENOMEM)?;
+        assert_eq!(a.total_pages().used(), 5);
+        assert_eq!(a.free(next, 1), Ok(()));
+        assert_eq!(a.free(warm, 0), Ok(()));
+        a.shrink(0);
+        // Its block stays, shared, never returned to the page allocator.
+        assert_eq!(a.stats.blocks_released.get(), 0);
+        assert_eq!(a.total_pages().used(), 2);
         Ok(())
     }
 }

@@ -9,7 +9,7 @@ mod objects {
     use crate::slab::*;
     use crate::{
         backend::{Backend, ModelBackend},
-        pages::{Config, Kind},
+        pages::{BadFree, Config, Kind, Ownership},
         sys::new_irq_spinlock,
         testutil::{run_concurrently, LiveRanges, Rng},
     };
@@ -469,6 +469,91 @@ mod objects {
             c.check_nodes();
         }
         check_all_returned(&shared.k, &model);
+        Ok(())
+    }
+
+    #[test]
+    fn every_size_is_null_or_a_valid_object() -> Result {
+        let model = ModelBackend::new()?;
+        let k = instance(&model, (0, 0), false)?;
+        let largest = PAGE_SIZE << k.pages().max_order();
+        let mut sizes = KVec::new();
+        for size in [0usize, 1, usize::MAX, usize::MAX - 1, usize::MAX / 2 + 2] {
+            sizes.push(size, GFP_KERNEL)?;
+        }
+        for shift in 0..usize::BITS {
+            let p = 1usize << shift;
+            for size in [p - 1, p, p.wrapping_add(1)] {
+                sizes.push(size, GFP_KERNEL)?;
+            }
+        }
+        for &size in sizes.iter() {
+            match k.alloc(size, NUMA_NO_NODE, K) {
+                Some(addr) => {
+                    assert!(size > 0 && size <= largest);
+                    assert!(k.usable_size(addr).is_some_and(|u| u >= size));
+                    assert_eq!(addr % MIN_SIZE, 0);
+                    assert_eq!(k.free(addr), Ok(()));
+                }
+                // Impossible sizes, and only those, are refused.
+                None => assert!(size == 0 || size > largest),
+            }
+        }
+        assert!(k.bad_requests.get() > 0);
+        // Caches of impossible geometry are refused too.
+        assert!(geometry(usize::MAX, 0).is_none());
+        assert!(geometry(usize::MAX - PAGE_SIZE, 1 << 20).is_none());
+        check_all_returned(&k, &model);
+        Ok(())
+    }
+
+    #[test]
+    fn object_gfp_flags_honoured_or_refused() -> Result {
+        let model = ModelBackend::new()?;
+        let k = instance(&model, (0, 0), false)?;
+        for size in [300usize, 3 * PAGE_SIZE] {
+            for flag in [
+                bindings::__GFP_DMA,
+                bindings::__GFP_DMA32,
+                bindings::__GFP_NOFAIL,
+                bindings::__GFP_ACCOUNT,
+            ] {
+                assert!(k.alloc(size, NUMA_NO_NODE, K | flag).is_none());
+            }
+            // kmalloc() ignores __GFP_COMP, so do objects.
+            let addr = k
+                .alloc(size, NUMA_NO_NODE, K | bindings::__GFP_COMP)
+                .ok_or(ENOMEM)?;
+            assert_eq!(k.free(addr), Ok(()));
+        }
+        let refused: u64 = k.caches().iter().map(|c| c.stats.bad_requests.get()).sum();
+        assert_eq!(refused + k.bad_requests.get(), 8);
+        // None of the refused requests took memory or charged anything.
+        assert_eq!(k.pages().stats.bad_requests.get(), 0);
+        check_all_returned(&k, &model);
+        Ok(())
+    }
+
+    #[test]
+    fn page_api_refuses_object_memory() -> Result {
+        // The refused frees below are reported with a stack.
+        let _splats = crate::testutil::ExpectSplats::new();
+        let model = ModelBackend::new()?;
+        let k = instance(&model, (0, 0), false)?;
+        for size in [300usize, 3 * PAGE_SIZE] {
+            let addr = k.alloc(size, NUMA_NO_NODE, K | __GFP_ZERO).ok_or(ENOMEM)?;
+            let pfn = Pfn::of_virt(addr).ok_or(EINVAL)?;
+            let (head, order, tag) = k.pages().chunk_of(pfn).ok_or(EINVAL)?;
+            assert_ne!(tag, 0);
+            assert_eq!(k.pages().ownership(pfn), Ownership::Objects);
+            // The page API's free of a slab or a large object is refused, changing nothing.
+            assert_eq!(k.pages().free(head, order), Err(BadFree::WrongKind { tag }));
+            assert_eq!(k.pages().chunk_of(pfn), Some((head, order, tag)));
+            assert!(k.usable_size(addr).is_some_and(|u| u >= size));
+            assert!(all_shared(&model, addr, size));
+            assert_eq!(k.free(addr), Ok(()));
+        }
+        check_all_returned(&k, &model);
         Ok(())
     }
 }

@@ -96,6 +96,16 @@ impl Pfn {
         self.is_valid() && unsafe { bindings::ua_memcg_charged(self.0) }
     }
 
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+    /// The page's reference count (0 for a frame without a `struct page`).
+    pub(crate) fn refs(self) -> i32 {
+        if !self.is_valid() {
+            return 0;
+        }
+        // SAFETY: Reads the reference count of a frame that has a `struct page`.
+        unsafe { bindings::ua_page_refs(self.0) }
+    }
+
     /// Whether the frame is mapped in the kernel direct map (`false` for a frame
     /// without a `struct page`).
     pub(crate) fn is_present(self) -> bool {
@@ -141,6 +151,10 @@ impl Block {
         if page.is_null() {
             return None;
         }
+        // While the component owns them, all pages of a block have no reference, as
+        // free pages in the buddy allocator: a stray get_page_unless_zero() fails.
+        // SAFETY: A fresh allocation of ours, its head page holding the one reference.
+        unsafe { bindings::ua_page_set_refs(Pfn::of_page(page).0, 0) };
         // INVARIANT: A fresh allocation of `order` pages.
         Some(
             slot.write(Self {
@@ -197,6 +211,42 @@ impl Block {
         })
     }
 
+    /// Hands out the allocation starting at page `first`: its first page gets the one
+    /// reference that alloc_pages() gives, so that a consumer's get_page()/put_page()
+    /// pair leaves it with the component.
+    pub(crate) fn hand_out(&self, first: usize) {
+        if self.check_range(first, 1).is_ok() {
+            // SAFETY: A page of the block, handed out by its owner right now: nobody
+            // else holds a reference to it.
+            unsafe { bindings::ua_page_set_refs(self.pfn.add(first).0, 1) }
+        }
+    }
+
+    /// Whether pages `first..first + nr` hold exactly the references a block's page
+    /// has: `head` on the first page (1 while handed out, 0 while the component's),
+    /// none on the others, and no user space mapping.
+    fn refs_are(&self, first: usize, nr: usize, head: i32) -> bool {
+        (0..nr).all(|i| {
+            let pfn = self.pfn.add(first + i).0;
+            let want = if i == 0 { head } else { 0 };
+            // SAFETY: Reading a reference and map count of a page of the block.
+            unsafe { bindings::ua_page_refs(pfn) == want && !bindings::ua_page_mapped(pfn) }
+        })
+    }
+
+    /// Takes the allocation of `nr` pages at `first` back from its user. Fails with
+    /// `EBUSY`, changing nothing, while someone still holds a reference beyond the one
+    /// handed out or the pages are mapped into user space: they must not be reused.
+    pub(crate) fn take_back(&self, first: usize, nr: usize) -> Result {
+        self.check_range(first, nr)?;
+        if !self.refs_are(first, nr, 1) {
+            return Err(EBUSY);
+        }
+        // SAFETY: The only reference is the one handed out, now given back.
+        unsafe { bindings::ua_page_set_refs(self.pfn.add(first).0, 0) };
+        Ok(())
+    }
+
     /// Flushes the TLB for the direct map range of the whole block.
     pub(crate) fn flush_tlb(&self) {
         let start = self.pfn.virt();
@@ -236,10 +286,18 @@ impl Block {
     /// its pages: the pages are then leaked with the last of them.
     pub(crate) fn release(this: Arc<Self>) -> Result {
         let block = Arc::into_unique_or_drop(this).ok_or(EBUSY)?;
+        // A page with a reference is still someone's: dropping the block leaks it.
+        if !block.refs_are(0, block.nr_pages(), 0) {
+            return Err(EBUSY);
+        }
         // SAFETY: By the type invariant this is an owned allocation of `order` pages,
         // and this is its only reference, dropped right after: nothing names the pages
-        // any more.
-        unsafe { bindings::__free_pages(block.pfn.page(), block.order) };
+        // any more, and none of them has a reference. The head page gets back the one
+        // that `__free_pages()` drops.
+        unsafe {
+            bindings::ua_page_set_refs(block.pfn.0, 1);
+            bindings::__free_pages(block.pfn.page(), block.order)
+        };
         Ok(())
     }
 }
@@ -273,6 +331,27 @@ impl PageRange {
         }
         // SAFETY: The range owner's pages; charging writes only their memcg data.
         to_result(unsafe { bindings::ua_memcg_charge(self.pfn.0, gfp, order) })
+    }
+
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+    /// A consumer's `get_page()` on the first page, as an sg list or a bio takes.
+    pub(crate) fn get_page(&self) {
+        // SAFETY: The range owner's first page, holding the reference handed out; an
+        // extra one is what any consumer of an allocation may take.
+        unsafe { bindings::ua_get_page(self.pfn.0) }
+    }
+
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+    /// A consumer's `put_page()` on the first page, refused unless it drops an extra
+    /// reference: the last one is given back by a free, never by `put_page()`.
+    pub(crate) fn put_page(&self) -> Result {
+        // SAFETY: Reads the reference count of the range owner's first page.
+        if unsafe { bindings::ua_page_refs(self.pfn.0) } < 2 {
+            return Err(EINVAL);
+        }
+        // SAFETY: An extra reference taken by `get_page()`: the page is not freed.
+        unsafe { bindings::ua_put_page(self.pfn.0) };
+        Ok(())
     }
 
     /// Marks the pages shared with the host (decrypted).
@@ -405,7 +484,9 @@ impl PageRange {
     /// when freed would promise nothing: it is zeroed on the way out. Returns false,
     /// writing nothing, if a page is not mapped.
     pub(crate) fn zero_on_handout(&self) -> bool {
-        if !(0..self.nr).all(|i| self.pfn.add(i).is_present()) {
+        if should_fail(FailSite::Handout, self.nr * PAGE_SIZE)
+            || !(0..self.nr).all(|i| self.pfn.add(i).is_present())
+        {
             return false;
         }
         // SAFETY: Every page is mapped in the direct map, where `pfn_to_kaddr` points;
@@ -490,8 +571,8 @@ impl MappedBytes {
     }
 }
 
-/// A temporary kernel mapping of pages, undone on drop.
-struct TempMap(*mut core::ffi::c_void);
+/// A temporary kernel mapping of `.1` pages, undone on drop.
+struct TempMap(*mut core::ffi::c_void, usize);
 
 impl TempMap {
     fn new(pfn: Pfn, nr: usize) -> Result<Self> {
@@ -500,13 +581,19 @@ impl TempMap {
         if addr.is_null() {
             return Err(ENOMEM);
         }
-        Ok(Self(addr))
+        Ok(Self(addr, nr))
     }
 }
 
 impl Drop for TempMap {
     fn drop(&mut self) {
+        let start = self.0 as usize;
         // SAFETY: `self.0` came from `vmap()`.
         unsafe { bindings::vunmap(self.0) };
+        // vunmap() clears the page table entries but flushes the TLB lazily: until
+        // then another CPU could still reach the pages, handed to their next owner,
+        // through this address. The address is not reused before the lazy purge.
+        // SAFETY: Flushing a kernel range has no memory safety requirements.
+        unsafe { bindings::ua_flush_tlb_kernel_range(start, start + self.1 * PAGE_SIZE) };
     }
 }

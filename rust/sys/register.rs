@@ -21,6 +21,20 @@ pub(crate) fn register_reboot_notifier() -> Result {
     to_result(unsafe { bindings::ua_register_reboot_notifier() })
 }
 
+/// Registers the hibernation notifier that refuses hibernation while unmapped pages
+/// are in use (they would be copied into the image).
+pub(crate) fn register_pm_notifier() -> Result {
+    // SAFETY: Called once at initialisation; the callback is in register.c.
+    to_result(unsafe { bindings::ua_register_pm_notifier() })
+}
+
+/// Whether hibernation may proceed: `EBUSY` while unmapped pages are in use.
+#[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+pub(crate) fn hibernation_check() -> Result {
+    // SAFETY: No requirements; reads the component's counters.
+    to_result(unsafe { bindings::ua_hibernation_check() })
+}
+
 /// Stores `value` through a pointer a C caller passed for it (ignored if NULL).
 ///
 /// # Safety
