@@ -79,11 +79,11 @@ bool ua_memcg_charged(unsigned long pfn);
 
 /* In register.c. */
 int ua_register_shrinker(void);
-int ua_register_reboot_notifier(void);
+int ua_register_shutdown_hook(void);
 int ua_register_pm_notifier(void);
 int ua_hibernation_check(void);
 
-/* Defined in Rust, called by the shrinker and the reboot notifier. */
+/* Defined in Rust, called by the shrinker and the shutdown hook. */
 unsigned long unmapped_alloc_reclaimable(void);
 unsigned long unmapped_alloc_shrink(unsigned long nr_to_scan);
 void unmapped_alloc_unshare_all(void);

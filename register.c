@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * unmapped_alloc's registrations with the kernel: the shrinker, the reboot
- * and hibernation notifiers, and the symbol exports of its C API.
+ * unmapped_alloc's registrations with the kernel: the shrinker, the shutdown
+ * hook, the hibernation notifier, and the symbol exports of its C API.
  */
 #include <linux/export.h>
 #include <linux/notifier.h>
-#include <linux/reboot.h>
 #include <linux/printk.h>
 #include <linux/shrinker.h>
 #include <linux/suspend.h>
+#include <linux/syscore_ops.h>
 #include <linux/unmapped_alloc.h>
 
 #include "internal.h"
@@ -39,23 +39,32 @@ int ua_register_shrinker(void)
 }
 
 /*
- * Reboot, power off, and kexec (kernel_kexec() runs the reboot notifiers)
- * must not leave memory shared with the host behind the next kernel's back.
+ * Reboot, power off, halt and kexec must not leave memory shared with the
+ * host behind the next kernel's back. The syscore shutdown callbacks run
+ * after device_shutdown() on all of these paths (kernel_restart_prepare(),
+ * then syscore_shutdown(), in kernel_kexec() too), so no driver uses the
+ * memory any more; on x86 the platform's own kexec unsharing
+ * (x86_platform.guest.enc_kexec_begin/finish, in machine_shutdown()) runs
+ * after this and finds nothing of ours left shared. Process context: the
+ * conversions may sleep.
  */
-static int ua_reboot_notify(struct notifier_block *nb, unsigned long action,
-			    void *data)
+static void ua_syscore_shutdown(void *data)
 {
 	unmapped_alloc_unshare_all();
-	return NOTIFY_DONE;
 }
 
-static struct notifier_block ua_reboot_nb = {
-	.notifier_call = ua_reboot_notify,
+static const struct syscore_ops ua_syscore_ops = {
+	.shutdown = ua_syscore_shutdown,
 };
 
-int ua_register_reboot_notifier(void)
+static struct syscore ua_syscore = {
+	.ops = &ua_syscore_ops,
+};
+
+int ua_register_shutdown_hook(void)
 {
-	return register_reboot_notifier(&ua_reboot_nb);
+	register_syscore(&ua_syscore);
+	return 0;
 }
 
 /*

@@ -102,6 +102,9 @@ pub(crate) struct ModelBackend {
     /// Non-zero: calls also fail where `fail_unmapped_alloc` says so, as real
     /// conversions do (the torture test's model).
     inject: Atomic<u32>,
+    /// Calls refused because a page was already in the requested state: a double
+    /// decrypt or encrypt, which SEV-SNP answers by terminating the guest.
+    pub(crate) double_conversions: Atomic<u64>,
 }
 
 #[allow(dead_code)]
@@ -119,6 +122,7 @@ impl ModelBackend {
                 dirty_shares: Atomic::new(0),
                 last_scope: Atomic::new(0),
                 inject: Atomic::new(0),
+                double_conversions: Atomic::new(0),
             }),
             GFP_KERNEL,
         )
@@ -152,6 +156,19 @@ impl ModelBackend {
                 ));
         let (first, nr) = (r.pfn().number(), r.nr_pages());
         let mut ranges = self.shared.lock();
+        // Every page must change state: encrypting a private page or decrypting a
+        // shared one is refused, changing nothing, as the hardware would fault.
+        let already = (first..first + nr).any(|pfn| {
+            let covered = ranges.iter().any(|s| {
+                let f = s.pfn().number();
+                f <= pfn && pfn < f + s.nr_pages()
+            });
+            covered == shared
+        });
+        if already {
+            self.double_conversions.add(1, Relaxed);
+            return Err(EINVAL);
+        }
         ranges.retain(|s| {
             let f = s.pfn().number();
             f + s.nr_pages() <= first || first + nr <= f

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The C API, see `include/linux/unmapped_alloc.h`: pages of both kinds, page states,
-//! counters and tunables, and the callbacks of the shrinker and the reboot notifier.
+//! counters and tunables, and the callbacks of the shrinker and the shutdown hook.
 //! [`objects`] has the decrypted object caches'.
 //!
 //! The functions are `unsafe extern "C"` because `#[export]` checks them against
@@ -186,7 +186,7 @@ pub unsafe extern "C" fn unmapped_alloc_page_state(
     }
 }
 
-/// Reboot notifier: convert everything back before the next kernel takes over.
+/// Shutdown hook: convert everything back before the next kernel takes over.
 ///
 /// # Safety
 ///

@@ -676,8 +676,9 @@ impl PinnedDrop for PageAllocator {
                 .and_then(|i| pool.remove(i))
             {
                 let ub = KBox::into_inner(ub);
-                if ub.leaked {
-                    // Counted when it was leaked; dropping the reference keeps the pages.
+                if ub.retired() {
+                    // Counted when it was leaked, or private again and in use: dropping
+                    // the reference keeps the pages.
                     drop(ub.block);
                 } else {
                     self.leak(ub.block);

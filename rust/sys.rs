@@ -39,7 +39,7 @@ pub(crate) use percpu::{on_this_cpu, CpuLocal, PerCpu, ThisCpu};
 #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
 pub(crate) use register::hibernation_check;
 pub(crate) use register::{
-    register_pm_notifier, register_reboot_notifier, register_shrinker, system_dfl, write_out,
+    register_pm_notifier, register_shrinker, register_shutdown_hook, system_dfl, write_out,
     Published,
 };
 

@@ -135,7 +135,7 @@ impl kernel::Module for UnmappedAllocModule {
             }
         }
         sys::register_shrinker()?;
-        sys::register_reboot_notifier()?;
+        sys::register_shutdown_hook()?;
         sys::register_pm_notifier()?;
         let files = debugfs::create(debugfs::Globals {
             unmapped,

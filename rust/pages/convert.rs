@@ -120,6 +120,7 @@ impl PageAllocator {
                 block,
                 buddy,
                 leaked: false,
+                converted_back: false,
             },
         ))
     }

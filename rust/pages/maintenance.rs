@@ -113,7 +113,7 @@ impl PageAllocator {
                     let last = pool
                         .blocks
                         .iter()
-                        .rposition(|b| b.buddy.is_empty() && !b.leaked);
+                        .rposition(|b| b.buddy.is_empty() && !b.retired());
                     let above_floor = last.is_some_and(|i| {
                         pool.pages.free >= floor + pool.blocks[i].buddy.nr_pages()
                     });
@@ -154,9 +154,11 @@ impl PageAllocator {
             let mut i = 0;
             loop {
                 // One block at a time: the conversion sleeps, the pool lock does not.
+                // A block already converted back, or leaked, is never converted again.
                 let range = {
                     let pool = pool.lock();
                     match pool.blocks.get(i) {
+                        Some(b) if b.retired() => None,
                         Some(b) => Block::whole(&b.block).ok(),
                         None => break,
                     }
@@ -167,6 +169,10 @@ impl PageAllocator {
                     self.stats.reversions.inc();
                     self.stats.reverted_pages.add(range.nr_pages() as u64);
                     done += 1;
+                    let mut p = pool.lock();
+                    if let Some(i) = p.find(range.pfn()) {
+                        p.touch(i, |b| b.converted_back = true);
+                    }
                 } else {
                     self.stats.conversion_failures.inc();
                     self.stats.leaked_blocks.inc();

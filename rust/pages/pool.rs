@@ -19,6 +19,17 @@ pub(super) struct PoolBlock {
     pub(super) buddy: Buddy,
     /// Its state became unknown while in use: it is never released.
     pub(super) leaked: bool,
+    /// Unshare-all made it private again in place while in use: it is never converted,
+    /// allocated from or released again (a second conversion of the same pages is
+    /// fatal on some platforms: SEV-SNP terminates the guest on a double PVALIDATE).
+    pub(super) converted_back: bool,
+}
+
+impl PoolBlock {
+    /// Whether the block is out of service for good: leaked, or converted back in place.
+    pub(super) fn retired(&self) -> bool {
+        self.leaked || self.converted_back
+    }
 }
 
 /// The blocks of one node, sorted by first frame, with running page counts and, for
@@ -55,8 +66,12 @@ impl Summary {
         Self {
             free: b.buddy.nr_free(),
             dirty: b.buddy.nr_dirty(),
-            releasable: b.buddy.is_empty() && !b.leaked,
-            free_orders: if b.leaked { 0 } else { b.buddy.free_orders() },
+            releasable: b.buddy.is_empty() && !b.retired(),
+            free_orders: if b.retired() {
+                0
+            } else {
+                b.buddy.free_orders()
+            },
             dirty_orders: b.buddy.dirty_orders(),
         }
     }

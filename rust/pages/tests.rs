@@ -900,15 +900,42 @@ mod decrypted {
         assert!(d.alloc(NUMA_NO_NODE, K, 0, true).is_none());
         assert!(u.alloc(NUMA_NO_NODE, K, 0, true).is_none());
         assert_eq!(d.refill(sys::local_node(), 512), 0);
+        let encrypts = model.encrypt_calls.load(Relaxed);
         assert_eq!(d.free(used, 9), Ok(()));
         assert_eq!(u.free(kept, 9), Ok(()));
         d.scrub_pending();
         u.scrub_pending();
         d.shrink(0);
         u.shrink(0);
-        assert_eq!(d.total_pages().held, 0);
+        // The decrypted block converted back in place is never converted again: a
+        // second encryption (a double PVALIDATE on SEV-SNP) would end the guest.
+        assert_eq!(d.unshare_all(), (0, 0));
+        assert_eq!(model.encrypt_calls.load(Relaxed), encrypts);
+        assert_eq!(model.double_conversions.load(Relaxed), 0);
+        assert_eq!(d.total_pages().held, 512);
+        assert_eq!(d.stats.leaked_blocks.get(), 0);
         assert_eq!(u.total_pages().held, 0);
         assert_eq!(model.shared_pages(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn model_refuses_double_conversions() -> Result {
+        let model = ModelBackend::new()?;
+        let d = private(&model, 4)?;
+        let pfn = d.alloc(NUMA_NO_NODE, K, 9, true).ok_or(ENOMEM)?;
+        let range = d.range_of(pfn, 9).ok_or(EINVAL)?;
+        let backend = Backend::Model(model.clone());
+        // Shared already: a second decrypt is refused, and so is encrypting twice.
+        assert_eq!(backend.decrypt(&range), Err(EINVAL));
+        assert_eq!(backend.encrypt(&range), Ok(()));
+        assert_eq!(backend.encrypt(&range), Err(EINVAL));
+        assert_eq!(model.double_conversions.load(Relaxed), 2);
+        assert_eq!(backend.decrypt(&range), Ok(()));
+        drop(range);
+        assert_eq!(d.free(pfn, 9), Ok(()));
+        drain_and_check(&d, &model);
+        assert_eq!(model.double_conversions.load(Relaxed), 2);
         Ok(())
     }
 

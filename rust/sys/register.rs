@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Registration with the kernel (the shrinker, the reboot notifier, the workqueue,
+//! Registration with the kernel (the shrinker, the shutdown hook, the hibernation
+//! notifier, the workqueue,
 //! values published once at initialisation) and the out-parameters of C callers.
 
 use core::sync::atomic::{
@@ -15,10 +16,11 @@ pub(crate) fn register_shrinker() -> Result {
     to_result(unsafe { bindings::ua_register_shrinker() })
 }
 
-/// Registers the reboot notifier that runs `unmapped_alloc_unshare_all()`.
-pub(crate) fn register_reboot_notifier() -> Result {
+/// Registers the shutdown hook that runs `unmapped_alloc_unshare_all()` once devices
+/// are shut down, on reboot, power-off, halt and kexec.
+pub(crate) fn register_shutdown_hook() -> Result {
     // SAFETY: Called once at initialisation; the callback is defined in the crate root.
-    to_result(unsafe { bindings::ua_register_reboot_notifier() })
+    to_result(unsafe { bindings::ua_register_shutdown_hook() })
 }
 
 /// Registers the hibernation notifier that refuses hibernation while unmapped pages

@@ -107,19 +107,24 @@ def concept_of(rel):
 # What one concept adds to the files of earlier ones: (concept, file in the
 # tree, text, the text before that concept's patch).
 CUTS = [
-    # The page allocator registers with the kernel; the shrinker, the reboot
-    # notifier and the torture test call the C API it adds.
+    # The page allocator registers with the kernel; the shrinker, the shutdown
+    # hook and the torture test call the C API it adds.
     ('pages', 'rust/sys.rs', 'mod register;\n', ''),
-    ('pages', 'rust/sys.rs', """pub(crate) use register::{
-    register_reboot_notifier, register_shrinker, system_dfl, write_out, Published,
+    ('pages', 'rust/sys.rs', """#[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+pub(crate) use register::hibernation_check;
+pub(crate) use register::{
+    register_pm_notifier, register_shrinker, register_shutdown_hook, system_dfl, write_out,
+    Published,
 };
 """, ''),
     ('pages', 'internal.h', """
 /* In register.c. */
 int ua_register_shrinker(void);
-int ua_register_reboot_notifier(void);
+int ua_register_shutdown_hook(void);
+int ua_register_pm_notifier(void);
+int ua_hibernation_check(void);
 
-/* Defined in Rust, called by the shrinker and the reboot notifier. */
+/* Defined in Rust, called by the shrinker and the shutdown hook. */
 unsigned long unmapped_alloc_reclaimable(void);
 unsigned long unmapped_alloc_shrink(unsigned long nr_to_scan);
 void unmapped_alloc_unshare_all(void);
