@@ -16,7 +16,7 @@
 //!
 //! - Freed chunks are scrubbed (zeroed through a temporary mapping) in the background
 //!   before they can be handed out again, so a new owner never sees an old owner's
-//!   data and `unmapped_free()` works in any context. Callers that initialise the
+//!   data and `unmapped_free()` works in any context but NMI. Callers that initialise the
 //!   memory themselves may opt out and take freed chunks unscrubbed.
 //! - Allocations that cannot sleep are served only from memory that is already
 //!   unmapped and clean: the direct map is never changed in atomic context.

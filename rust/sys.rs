@@ -14,7 +14,7 @@
 //!   reference to it: [`Block::release`] refuses while any exists, so they
 //!   cannot outlive the block.
 //! - [`IrqSpinLock`] is a `spinlock_t` taken with interrupts disabled,
-//!   so the allocators can be called from any context.
+//!   so the allocators can be called from any context but NMI.
 //! - [`PerCpu`] holds a value per CPU that only code running on that CPU
 //!   ([`ThisCpu`]) uses, one user at a time, or anyone while that CPU is
 //!   offline.

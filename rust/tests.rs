@@ -40,7 +40,8 @@ mod real_backend {
 
     #[test]
     fn dedicated_cache_through_c_api() -> Result {
-        // SAFETY: `c` is used from its creation until it is destroyed, last.
+        // SAFETY: `c`, `again` and `other` are each used from their creation until they
+        // are destroyed, last.
         unsafe {
             let c = kmem_cache_create_decrypted(c"its-itt-test".as_char_ptr(), 768, 256);
             assert!(!c.is_null());
@@ -53,7 +54,23 @@ mod real_backend {
             for &o in objs.iter() {
                 kmem_cache_free_decrypted(c, o);
             }
+            let tag = sys::with_cache(c, |c: &slab::ObjCache| c.tag()).ok_or(EINVAL)?;
             kmem_cache_destroy_decrypted(c);
+            // A destroyed cache's tag is taken again: tags never run out.
+            let again = kmem_cache_create_decrypted(c"its-itt-test".as_char_ptr(), 768, 256);
+            assert!(!again.is_null());
+            let other = kmem_cache_create_decrypted(c"its-itt-test2".as_char_ptr(), 768, 256);
+            assert!(!other.is_null());
+            assert_eq!(
+                sys::with_cache(again, |c: &slab::ObjCache| c.tag()),
+                Some(tag)
+            );
+            assert_ne!(
+                sys::with_cache(other, |c: &slab::ObjCache| c.tag()),
+                Some(tag)
+            );
+            kmem_cache_destroy_decrypted(other);
+            kmem_cache_destroy_decrypted(again);
             Ok(())
         }
     }

@@ -91,7 +91,7 @@ struct page *unmapped_alloc_noscrub(int nid, gfp_t gfp, unsigned int order);
  * @page: first page, as returned by unmapped_alloc()
  * @order: the order it was allocated with
  *
- * May be called from any context. A page the allocator does not own, a
+ * May be called from any context but NMI. A page the allocator does not own, a
  * wrong order or a double free is reported with the caller's stack (rate
  * limited) and changes nothing.
  */
@@ -128,7 +128,7 @@ struct page *alloc_decrypted_pages(gfp_t gfp, unsigned int order);
  * @page: first page
  * @order: the order it was allocated with
  *
- * Any context. Pages of another kind, a wrong order or a double free are
+ * Any context but NMI. Pages of another kind, a wrong order or a double free are
  * reported with the caller's stack (rate limited) and change nothing.
  */
 void free_decrypted_pages(struct page *page, unsigned int order);
@@ -159,7 +159,7 @@ enum unmapped_page_state {
  * unmapped_alloc_page_state() - the component's record of a page
  * @page: any page
  *
- * Any context. The record is the one the frees are validated against.
+ * Any context but NMI. The record is the one the frees are validated against.
  *
  * Return: the page's state; %UNMAPPED_PAGE_NOT_OWNED for any page the
  * component does not hold.
@@ -311,7 +311,7 @@ static inline void *kzalloc_decrypted_node(size_t size, gfp_t gfp, int nid)
  * The allocator starts with the device initcalls. Code that runs earlier
  * (interrupt controllers at init_IRQ() time) converts its memory itself
  * until this returns true; unmapped_alloc_page_state() tells the two kinds
- * of memory apart when they are freed. Any context.
+ * of memory apart when they are freed. Any context but NMI.
  *
  * Return: true once alloc_decrypted_pages() and kmalloc_decrypted() serve
  * requests.
@@ -322,9 +322,13 @@ bool decrypted_alloc_ready(void);
  * kfree_decrypted() - free memory from kmalloc_decrypted()
  * @p: the object, or NULL
  *
- * Any context. A pointer that is not a live object of kmalloc_decrypted()
+ * Any context but NMI. A pointer that is not a live object of kmalloc_decrypted()
  * (another allocator's memory, an interior pointer, a double free) is
- * reported with the caller's stack (rate limited) and changes nothing.
+ * reported with the caller's stack (rate limited) and changes nothing, with
+ * one exception: a second free of an object that races the first one, or a
+ * refill of the owning CPU's free set, on another CPU or in an interrupt,
+ * may go unseen and let the object be handed out twice (see "Per-CPU slabs"
+ * in Documentation/mm/unmapped_alloc.rst).
  */
 void kfree_decrypted(const void *p);
 
@@ -365,7 +369,7 @@ void *kmem_cache_alloc_decrypted(struct kmem_cache_decrypted *cache, gfp_t gfp);
  * @cache: the cache it was allocated from
  * @obj: the object, or NULL
  *
- * Any context. A pointer that is not a live object of @cache is reported
+ * Any context but NMI. A pointer that is not a live object of @cache is reported
  * with the caller's stack (rate limited) and changes nothing.
  */
 void kmem_cache_free_decrypted(struct kmem_cache_decrypted *cache,

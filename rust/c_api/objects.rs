@@ -4,6 +4,10 @@
 //! caches, see `include/linux/unmapped_alloc.h`.
 
 use crate::{decrypted, kmalloc, slab, slab::ObjCache, sys};
+use core::sync::atomic::{
+    AtomicU64,
+    Ordering::{AcqRel, Relaxed, Release},
+};
 use kernel::{bindings, ffi, prelude::*};
 
 /// Atomic allocations the caches could not serve, for the counters.
@@ -97,10 +101,47 @@ pub unsafe extern "C" fn ksize_decrypted(p: *const ffi::c_void) -> usize {
         .unwrap_or(0)
 }
 
-/// Tags handed to dedicated caches, after those of the kmalloc caches.
-static NEXT_CACHE_TAG: kernel::sync::atomic::Atomic<u32> = kernel::sync::atomic::Atomic::new(
-    slab::TAG_FIRST_CACHE as u32 + slab::KMALLOC_SIZES.len() as u32,
-);
+/// The first tag of a dedicated cache: the kmalloc caches' come before.
+const FIRST_DEDICATED_TAG: usize = slab::TAG_FIRST_CACHE as usize + slab::KMALLOC_SIZES.len();
+
+/// Tags in use by dedicated caches, one bit each; a destroyed cache's tag is taken
+/// again by the next cache. `core`'s atomics, as for the slabs' bitmaps: a create or
+/// destroy takes one word with one atomic operation, and nothing else shares them.
+static CACHE_TAGS: [AtomicU64; (u16::MAX as usize + 1) / 64] =
+    [const { AtomicU64::new(0) }; (u16::MAX as usize + 1) / 64];
+
+/// Takes a free tag for a dedicated cache, or `ENOSPC` with 65,528 caches alive.
+fn take_cache_tag() -> Result<u16> {
+    for (w, word) in CACHE_TAGS.iter().enumerate() {
+        // The tags of the page API, large objects and the kmalloc caches are not ours.
+        let reserved = if w == 0 {
+            (1u64 << FIRST_DEDICATED_TAG) - 1
+        } else {
+            0
+        };
+        let mut cur = word.load(Relaxed);
+        loop {
+            let free = !(cur | reserved);
+            if free == 0 {
+                break;
+            }
+            let bit = free.trailing_zeros() as usize;
+            match word.compare_exchange(cur, cur | (1 << bit), AcqRel, Relaxed) {
+                Ok(_) => return u16::try_from(w * 64 + bit).map_err(|_| ENOSPC),
+                Err(now) => cur = now,
+            }
+        }
+    }
+    Err(ENOSPC)
+}
+
+/// Gives back the tag of a dedicated cache whose memory all went back.
+fn put_cache_tag(tag: u16) {
+    let tag = tag as usize;
+    if tag >= FIRST_DEDICATED_TAG {
+        CACHE_TAGS[tag / 64].fetch_and(!(1u64 << (tag % 64)), Release);
+    }
+}
 
 /// C API: `kmem_cache_create_decrypted()`, see `include/linux/unmapped_alloc.h`.
 ///
@@ -118,10 +159,18 @@ pub unsafe extern "C" fn kmem_cache_create_decrypted(
         // SAFETY: `name` is NULL or a string valid for the call (this function's
         // contract); `ObjCache::new` copies it.
         let name = unsafe { sys::c_name(name) }?;
-        let tag = NEXT_CACHE_TAG.fetch_add(1, kernel::sync::atomic::Relaxed);
-        let tag = u16::try_from(tag).map_err(|_| ENOSPC)?;
-        let cache = ObjCache::new(name, size as usize, align as usize, tag, decrypted()?)?;
-        Ok(sys::into_handle(KBox::new(cache, GFP_KERNEL)?))
+        let tag = take_cache_tag()?;
+        let cache = decrypted()
+            .and_then(|d| ObjCache::new(name, size as usize, align as usize, tag, d))
+            .and_then(|cache| KBox::new(cache, GFP_KERNEL).map_err(Error::from));
+        match cache {
+            Ok(cache) => Ok(sys::into_handle(cache)),
+            Err(e) => {
+                // Nothing was allocated with the tag.
+                put_cache_tag(tag);
+                Err(e)
+            }
+        }
     };
     create().unwrap_or(core::ptr::null_mut())
 }
@@ -190,5 +239,8 @@ pub unsafe extern "C" fn kmem_cache_destroy_decrypted(cache: *mut bindings::kmem
             active
         );
         KBox::leak(c);
+        return;
     }
+    // All its slabs went back: no page carries its tag any more.
+    put_cache_tag(c.tag());
 }

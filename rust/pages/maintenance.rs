@@ -38,10 +38,15 @@ impl PageAllocator {
             .map_or(0, |maintenance| self.scrub_locked(&maintenance))
     }
 
+    /// Scrubs the chunks that wait on each node when it starts, not those freed while
+    /// it runs: with frees as fast as the scrubbing, it would hold the maintenance lock
+    /// for good, starving the shrinker and the other maintenance.
     fn scrub_locked(&self, _maintenance: &MutexGuard<'_, ()>) -> usize {
         let mut done = 0;
         for pool in self.nodes.iter() {
-            loop {
+            let budget = pool.lock().pages.dirty;
+            let mut scrubbed_here = 0;
+            while scrubbed_here < budget {
                 let claimed = pool.lock().claim_dirty();
                 let Some((base, off, k, range)) = claimed else {
                     break;
@@ -62,6 +67,7 @@ impl PageAllocator {
                     }
                 }
                 done += 1 << k;
+                scrubbed_here += 1 << k;
             }
         }
         self.stats.scrubbed_pages.add(done as u64);

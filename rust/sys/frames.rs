@@ -571,8 +571,8 @@ impl MappedBytes {
     }
 }
 
-/// A temporary kernel mapping of `.1` pages, undone on drop.
-struct TempMap(*mut core::ffi::c_void, usize);
+/// A temporary kernel mapping of pages, undone on drop.
+struct TempMap(*mut core::ffi::c_void);
 
 impl TempMap {
     fn new(pfn: Pfn, nr: usize) -> Result<Self> {
@@ -581,19 +581,13 @@ impl TempMap {
         if addr.is_null() {
             return Err(ENOMEM);
         }
-        Ok(Self(addr, nr))
+        Ok(Self(addr))
     }
 }
 
 impl Drop for TempMap {
     fn drop(&mut self) {
-        let start = self.0 as usize;
         // SAFETY: `self.0` came from `vmap()`.
         unsafe { bindings::vunmap(self.0) };
-        // vunmap() clears the page table entries but flushes the TLB lazily: until
-        // then another CPU could still reach the pages, handed to their next owner,
-        // through this address. The address is not reused before the lazy purge.
-        // SAFETY: Flushing a kernel range has no memory safety requirements.
-        unsafe { bindings::ua_flush_tlb_kernel_range(start, start + self.1 * PAGE_SIZE) };
     }
 }

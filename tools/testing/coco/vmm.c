@@ -177,7 +177,8 @@ static void coco_check(uint64_t gpa, uint32_t seq)
 	unsigned int shared_ok = 0, shared = 0, private_read = 0, private = 0;
 	struct ua_coco_mailbox *mb;
 	enum ua_coco_result res;
-	uint32_t i;
+	uint32_t i, mseq, nr;
+	uint64_t magic;
 
 	/* The mailbox itself must be shared, or the guest could not talk to us. */
 	res = probe(gpa, sizeof(*mb), 0);
@@ -188,24 +189,37 @@ static void coco_check(uint64_t gpa, uint32_t seq)
 	}
 	mb = (struct ua_coco_mailbox *)(ram + (gpa - RAM_BASE));
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	if (mb->magic != UA_COCO_MAGIC || mb->seq != seq || mb->nr > UA_COCO_MAX_RANGES) {
+	/*
+	 * The guest can write the mailbox at any time: every field is read
+	 * once, into a local copy, and only the copy is validated and used.
+	 */
+	magic = __atomic_load_n(&mb->magic, __ATOMIC_RELAXED);
+	mseq = __atomic_load_n(&mb->seq, __ATOMIC_RELAXED);
+	nr = __atomic_load_n(&mb->nr, __ATOMIC_RELAXED);
+	if (magic != UA_COCO_MAGIC || mseq != seq || nr > UA_COCO_MAX_RANGES) {
 		printf("coco: check %u: bad mailbox (magic %llx seq %u nr %u)\n", seq,
-		       (unsigned long long)mb->magic, mb->seq, mb->nr);
+		       (unsigned long long)magic, mseq, nr);
 		return;
 	}
-	for (i = 0; i < mb->nr; i++) {
-		struct ua_coco_range *r = &mb->r[i];
-		uint32_t kind = r->kind < UA_COCO_NR_KINDS ? r->kind : UA_COCO_PLAIN_PAGE;
+	for (i = 0; i < nr; i++) {
+		struct ua_coco_range r;
+		uint32_t kind;
 		bool read;
 
-		res = probe(r->gpa, r->len, r->pattern);
+		r.gpa = __atomic_load_n(&mb->r[i].gpa, __ATOMIC_RELAXED);
+		r.pattern = __atomic_load_n(&mb->r[i].pattern, __ATOMIC_RELAXED);
+		r.len = __atomic_load_n(&mb->r[i].len, __ATOMIC_RELAXED);
+		r.expect = __atomic_load_n(&mb->r[i].expect, __ATOMIC_RELAXED);
+		r.kind = __atomic_load_n(&mb->r[i].kind, __ATOMIC_RELAXED);
+		kind = r.kind < UA_COCO_NR_KINDS ? r.kind : UA_COCO_PLAIN_PAGE;
+		res = probe(r.gpa, r.len, r.pattern);
 		read = res == UA_COCO_READ_PATTERN || res == UA_COCO_READ_OTHER;
 
-		r->result = res;
+		__atomic_store_n(&mb->r[i].result, res, __ATOMIC_RELAXED);
 		total[kind]++;
 		readable[kind] += read;
-		if (res != UA_COCO_OUTSIDE && r->len)
-			check_pages(r, r->expect == UA_COCO_EXPECT_SHARED ?
+		if (res != UA_COCO_OUTSIDE && r.len)
+			check_pages(&r, r.expect == UA_COCO_EXPECT_SHARED ?
 				    res == UA_COCO_READ_PATTERN : !read);
 	}
 	for (i = 0; i < nr_checked; i++) {
