@@ -715,7 +715,7 @@ static int ua_hog_fn(void *arg)
 {
 	DEFINE_TORTURE_RANDOM(rand);
 	struct page *page, *tmp;
-	unsigned int order, tries;
+	unsigned int order;
 	unsigned long floor;
 	LIST_HEAD(held);
 
@@ -743,22 +743,10 @@ static int ua_hog_fn(void *arg)
 		 * Down there, direct reclaim as the page allocator enters it for
 		 * a caller that cannot wait for kswapd: it calls the shrinkers,
 		 * the component's among them, concurrently with the workers.
-		 * A pass that reclaims enough elsewhere at a high priority asks
-		 * the shrinkers for nothing, so pass again, a few times at
-		 * most, until one reaches the component's.
 		 */
-		for (tries = 0; tries < 8 && !torture_must_stop(); tries++) {
-			struct unmapped_alloc_counters c;
-			u64 scans;
-
-			unmapped_alloc_read_counters(&c);
-			scans = c.shrinker_scans;
+		if (!torture_must_stop())
 			try_to_free_pages(node_zonelist(numa_node_id(), GFP_KERNEL), 0,
 					  GFP_KERNEL, NULL);
-			unmapped_alloc_read_counters(&c);
-			if (c.shrinker_scans != scans)
-				break;
-		}
 		torture_hrtimeout_ms(50, 50000, &rand);
 		list_for_each_entry_safe(page, tmp, &held, lru) {
 			list_del(&page->lru);

@@ -460,7 +460,7 @@ impl PageAllocator {
         }
         // What is allocated for this caller below respects its NOFS/NOIO.
         let _scope = sys::ReclaimScope::enter(gfp);
-        if self.try_scrub_pending() > 0 {
+        if self.scrub_pending() > 0 {
             if let (Some(pfn), _) = self.alloc_from_pools(nid, order, thisnode, dirty) {
                 return Some(pfn);
             }

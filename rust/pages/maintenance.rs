@@ -21,32 +21,10 @@ impl PageAllocator {
     /// Scrubs every freed chunk and makes it allocatable again. Sleeps. Returns the
     /// number of pages scrubbed.
     pub(crate) fn scrub_pending(&self) -> usize {
-        let maintenance = self.maintenance.lock();
-        self.scrub_locked(&maintenance)
-    }
-
-    /// [`Self::scrub_pending`] for an allocation's slow path: nothing, without taking
-    /// the lock, when no chunk waits to be scrubbed, and nothing at once when
-    /// maintenance work holds the lock. That work may be in `GFP_KERNEL` reclaim, which
-    /// a `GFP_NOIO` or `GFP_NOFS` caller must never wait behind: it takes a new block.
-    pub(super) fn try_scrub_pending(&self) -> usize {
-        if self.nodes.iter().all(|p| p.lock().pages.dirty == 0) {
-            return 0;
-        }
-        self.maintenance
-            .try_lock()
-            .map_or(0, |maintenance| self.scrub_locked(&maintenance))
-    }
-
-    /// Scrubs the chunks that wait on each node when it starts, not those freed while
-    /// it runs: with frees as fast as the scrubbing, it would hold the maintenance lock
-    /// for good, starving the shrinker and the other maintenance.
-    fn scrub_locked(&self, _maintenance: &MutexGuard<'_, ()>) -> usize {
+        let _maintenance = self.maintenance.lock();
         let mut done = 0;
         for pool in self.nodes.iter() {
-            let budget = pool.lock().pages.dirty;
-            let mut scrubbed_here = 0;
-            while scrubbed_here < budget {
+            loop {
                 let claimed = pool.lock().claim_dirty();
                 let Some((base, off, k, range)) = claimed else {
                     break;
@@ -67,7 +45,6 @@ impl PageAllocator {
                     }
                 }
                 done += 1 << k;
-                scrubbed_here += 1 << k;
             }
         }
         self.stats.scrubbed_pages.add(done as u64);

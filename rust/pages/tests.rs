@@ -385,30 +385,6 @@ mod unmapped {
     }
 
     #[test]
-    fn allocations_never_wait_for_maintenance() -> Result {
-        let a = private(4)?;
-        let order = a.max_order();
-        drop(alloc(&a, order)?);
-        assert_eq!(a.total_pages().dirty, 1 << order);
-        {
-            // As if maintenance work had entered reclaim: a GFP_NOIO allocation that
-            // finds only dirty memory takes a new block instead of waiting for it.
-            let _maintenance = a.maintenance.lock();
-            let p = UnmappedPages::new_in(&a, NUMA_NO_NODE, bindings::GFP_NOIO, order, true)?;
-            assert!(!p.first().is_present());
-            assert_eq!(a.total_pages().dirty, 1 << order);
-            assert_eq!(a.stats.blocks_taken.get(), 2);
-        }
-        // Without contention the dirty chunks are scrubbed and served first.
-        let p = alloc(&a, order)?;
-        assert_eq!(a.total_pages().dirty, 0);
-        assert_eq!(a.stats.blocks_taken.get(), 2);
-        drop(p);
-        drain_and_check(&a);
-        Ok(())
-    }
-
-    #[test]
     fn shrinker_never_waits_for_maintenance() -> Result {
         let a = private(0)?;
         drop(alloc(&a, 0)?);
