@@ -212,7 +212,7 @@ mod real_backend {
                 unmapped_alloc_set_reserve(too_many, too_many),
                 -(bindings::EINVAL as i32)
             );
-            assert_eq!(d.watermarks(), (low as usize, high as usize));
+            assert_eq!(d.watermarks(), (low, high));
             Ok(())
         }
     }
