@@ -1048,6 +1048,12 @@ impl KmallocDecrypted {
         &self.caches
     }
 
+    /// Allocations refused for their flags or size, by the caches and the large path.
+    pub(crate) fn bad_requests(&self) -> u64 {
+        let cached: u64 = self.caches.iter().map(|c| c.stats.bad_requests.get()).sum();
+        cached + self.bad_requests.get()
+    }
+
     /// The page order of a large object of `size` bytes; `None` past any order.
     fn large_order(size: usize) -> Option<u32> {
         size.div_ceil(PAGE_SIZE)

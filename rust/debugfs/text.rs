@@ -226,10 +226,5 @@ fn object_counters(f: &mut fmt::Formatter<'_>, k: &KmallocDecrypted) -> fmt::Res
     writeln!(f, "kmalloc_decrypted_large_allocs {}", k.large_allocs.get())?;
     writeln!(f, "kmalloc_decrypted_large_frees {}", k.large_frees.get())?;
     writeln!(f, "kmalloc_decrypted_bad_frees {}", k.bad_frees.get())?;
-    let refused: u64 = k.caches().iter().map(|c| c.stats.bad_requests.get()).sum();
-    writeln!(
-        f,
-        "kmalloc_decrypted_bad_requests {}",
-        refused + k.bad_requests.get()
-    )
+    writeln!(f, "kmalloc_decrypted_bad_requests {}", k.bad_requests())
 }
