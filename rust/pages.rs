@@ -89,6 +89,9 @@ pub(crate) enum BadFree {
     /// Someone still holds a reference beyond the one handed out, or the pages are
     /// still mapped into user space: they are left allocated, never reused.
     Referenced,
+    /// The pages were leaked by the allocator itself (zeroing them failed), never
+    /// handed out: nobody can own them.
+    Leaked,
 }
 
 /// The direct map state of the memory an allocator serves.
@@ -387,7 +390,10 @@ impl PageAllocator {
             "decrypted pfn {:#x} cannot be zeroed: leaked, not handed out\n",
             pfn.number()
         );
+        // Recorded, so that the page state says leaked and a free naming the pages is
+        // refused: the block stays in service, the chunk never comes back to it.
         self.stats.leaked_pages.add(1 << order);
+        let _ = self.leaked.lock().push((pfn, 1 << order), GFP_ATOMIC);
         None
     }
 
@@ -510,11 +516,18 @@ impl PageAllocator {
         if order > self.block_order {
             return Err(BadFree::BadOrder);
         }
+        // Nothing is leaked almost always: the record's lock is not taken then.
+        let leaked = self.stats.leaked_pages.get() != 0 && self.is_leaked(pfn);
         // Decrypted memory is the host's to write while free, so it is zeroed when
         // handed out (see `alloc`), not scrubbed when freed.
         let scrub = matches!(self.kind, Kind::Unmapped);
         // Found by address in our own pools: the page itself is not trusted.
         self.with_block(pfn, |b, off| {
+            // A chunk leaked on its own, in a block still in service, was never handed
+            // out. (The pages of a retired block are their users' to free.)
+            if leaked && !b.retired() {
+                return Err(BadFree::Leaked);
+            }
             b.buddy.check_used(off, order).map_err(BadFree::Block)?;
             match b.buddy.tag(off) {
                 Some(t) if t != tag => return Err(BadFree::WrongKind { tag: t }),
@@ -572,12 +585,7 @@ impl PageAllocator {
 
     /// The state of page `pfn` in this instance.
     pub(crate) fn ownership(&self, pfn: Pfn) -> Ownership {
-        let leaked = self
-            .leaked
-            .lock()
-            .iter()
-            .any(|&(first, n)| pfn.offset_from(first).is_some_and(|o| o < n));
-        if leaked {
+        if self.is_leaked(pfn) {
             return Ownership::Leaked;
         }
         self.peek_block(pfn, |b, off| match b.buddy.chunk_state(off) {
@@ -588,6 +596,14 @@ impl PageAllocator {
             _ => Ownership::Free,
         })
         .unwrap_or(Ownership::NotOwned)
+    }
+
+    /// Whether `pfn` lies in pages recorded as leaked.
+    fn is_leaked(&self, pfn: Pfn) -> bool {
+        self.leaked
+            .lock()
+            .iter()
+            .any(|&(first, n)| pfn.offset_from(first).is_some_and(|o| o < n))
     }
 
     /// Number of node ids the instance has pools for.

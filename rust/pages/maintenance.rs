@@ -205,7 +205,8 @@ impl PageAllocator {
                 p.lock()
                     .blocks
                     .iter()
-                    .filter(|b| b.buddy.is_empty())
+                    // What `shrink_locked` would release: never a retired block.
+                    .filter(|b| b.buddy.is_empty() && !b.retired())
                     .map(|b| b.buddy.nr_pages())
                     .sum::<usize>()
             })

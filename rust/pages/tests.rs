@@ -929,6 +929,10 @@ mod decrypted {
         assert_eq!(d.stats.leaked_blocks.get(), 1);
         assert_eq!(d.free(a, 9), Ok(()));
         assert_eq!(d.free(b, 9), Ok(()));
+        // Both blocks are out of service for good, free or not: nothing for the
+        // shrinker to count, as nothing a shrink would release.
+        assert_eq!(d.reclaimable_pages(), 0);
+        assert_eq!(d.shrink(0), 0);
         Ok(())
     }
 
@@ -977,6 +981,25 @@ mod decrypted {
         assert!(failed.is_none());
         assert_eq!(a.stats.leaked_pages.get(), 2);
         // Nor reused: the two pages stay allocated to nobody.
+        assert_eq!(a.total_pages().used(), 3);
+        // Their state says so, and a free naming them is refused.
+        // Blocks are naturally aligned: the failed chunk is in the block of `warm`.
+        let nr = 1usize << sys::block_order();
+        let block = Pfn::new(warm.number() & !(nr - 1));
+        let mut leaked = KVec::new();
+        for p in (0..nr).map(|i| block.add(i)) {
+            if a.ownership(p) == Ownership::Leaked {
+                leaked.push(p, GFP_KERNEL)?;
+            }
+        }
+        assert_eq!(leaked.len(), 2);
+        assert_eq!(leaked[1], leaked[0].add(1));
+        {
+            // The refused free is reported with a stack.
+            let _splats = crate::testutil::ExpectSplats::new();
+            assert_eq!(a.free(leaked[0], 1), Err(BadFree::Leaked));
+        }
+        assert_eq!(a.ownership(leaked[0]), Ownership::Leaked);
         assert_eq!(a.total_pages().used(), 3);
         let next = a.alloc(NUMA_NO_NODE, K, 1, true).ok_or(ENOMEM)?;
         assert_eq!(a.total_pages().used(), 5);
