@@ -466,7 +466,10 @@ impl PageAllocator {
         }
         // What is allocated for this caller below respects its NOFS/NOIO.
         let _scope = sys::ReclaimScope::enter(gfp);
-        if self.scrub_pending() > 0 {
+        // Scrubbing waits for the maintenance lock, which a refill or a shrink holds
+        // across block allocations and conversions: only with pages to scrub is the
+        // wait worth it (never for decrypted memory, which is not scrubbed).
+        if self.total_pages().dirty > 0 && self.scrub_pending() > 0 {
             if let (Some(pfn), _) = self.alloc_from_pools(nid, order, thisnode, dirty) {
                 return Some(pfn);
             }

@@ -326,6 +326,23 @@ mod unmapped {
     }
 
     #[test]
+    fn slow_path_with_nothing_to_scrub_skips_maintenance() -> Result {
+        let a = private(0)?;
+        // Maintenance elsewhere (a refill, a shrink) holds its lock: a slow path with
+        // nothing to scrub grows without waiting for it. (Without the check, this
+        // thread waits for the lock it holds: lockdep reports it and the test hangs.)
+        let held = a.maintenance.lock();
+        let p = alloc(&a, 0);
+        drop(held);
+        let p = p?;
+        assert!(absent_from_direct_map(&p));
+        assert_eq!(a.total_pages().blocks, 1);
+        drop(p);
+        drain_and_check(&a);
+        Ok(())
+    }
+
+    #[test]
     fn shrink_returns_free_blocks() -> Result {
         let a = private(8)?;
         // All on one node: the cache limit is per node, and this task may move to a
