@@ -392,8 +392,7 @@ impl PageAllocator {
         );
         // Recorded, so that the page state says leaked and a free naming the pages is
         // refused: the block stays in service, the chunk never comes back to it.
-        self.stats.leaked_pages.add(1 << order);
-        let _ = self.leaked.lock().push((pfn, 1 << order), GFP_ATOMIC);
+        self.record_leak(pfn, 1 << order);
         None
     }
 

@@ -222,11 +222,17 @@ impl PageAllocator {
         drop(block);
     }
 
-    /// Counts and records leaked pages.
-    fn count_leak(&self, pfn: Pfn, nr: usize) {
+    /// Counts and records a leaked block.
+    pub(super) fn count_leak(&self, pfn: Pfn, nr: usize) {
         self.stats.leaked_blocks.inc();
+        self.record_leak(pfn, nr);
+    }
+
+    /// Counts and records `nr` leaked pages at `pfn`: their state reads leaked from
+    /// then on.
+    pub(super) fn record_leak(&self, pfn: Pfn, nr: usize) {
         self.stats.leaked_pages.add(nr as u64);
-        // Best effort: the counters above stay right if the record cannot grow.
+        // Best effort: the counter above stays right if the record cannot grow.
         let _ = self.leaked.lock().push((pfn, nr), GFP_ATOMIC);
     }
 }

@@ -93,10 +93,7 @@ impl PageAllocator {
                 let victim = {
                     let mut pool = pool.lock();
                     // The last releasable block: allocations fill the first ones.
-                    let last = pool
-                        .blocks
-                        .iter()
-                        .rposition(|b| b.buddy.is_empty() && !b.retired());
+                    let last = pool.blocks.iter().rposition(|b| b.releasable());
                     let above_floor = last.is_some_and(|i| {
                         pool.pages.free >= floor + pool.blocks[i].buddy.nr_pages()
                     });
@@ -158,18 +155,13 @@ impl PageAllocator {
                     }
                 } else {
                     self.stats.conversion_failures.inc();
-                    self.stats.leaked_blocks.inc();
-                    self.stats.leaked_pages.add(range.nr_pages() as u64);
                     {
                         let mut p = pool.lock();
                         if let Some(i) = p.find(range.pfn()) {
                             p.touch(i, |b| b.leaked = true);
                         }
                     }
-                    let _ = self
-                        .leaked
-                        .lock()
-                        .push((range.pfn(), range.nr_pages()), GFP_ATOMIC);
+                    self.count_leak(range.pfn(), range.nr_pages());
                     failed += 1;
                 }
             }
@@ -205,8 +197,7 @@ impl PageAllocator {
                 p.lock()
                     .blocks
                     .iter()
-                    // What `shrink_locked` would release: never a retired block.
-                    .filter(|b| b.buddy.is_empty() && !b.retired())
+                    .filter(|b| b.releasable())
                     .map(|b| b.buddy.nr_pages())
                     .sum::<usize>()
             })

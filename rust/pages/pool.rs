@@ -30,6 +30,12 @@ impl PoolBlock {
     pub(super) fn retired(&self) -> bool {
         self.leaked || self.converted_back
     }
+
+    /// Whether a shrink may give the block back to the page allocator: entirely free
+    /// and still in service.
+    pub(super) fn releasable(&self) -> bool {
+        self.buddy.is_empty() && !self.retired()
+    }
 }
 
 /// The blocks of one node, sorted by first frame, with running page counts and, for
@@ -66,7 +72,7 @@ impl Summary {
         Self {
             free: b.buddy.nr_free(),
             dirty: b.buddy.nr_dirty(),
-            releasable: b.buddy.is_empty() && !b.retired(),
+            releasable: b.releasable(),
             free_orders: if b.retired() {
                 0
             } else {
