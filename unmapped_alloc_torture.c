@@ -136,6 +136,8 @@ static atomic_long_t ua_host_gen;
 
 static atomic_long_t n_ops, n_allocs, n_alloc_failures, n_frees, n_remote_frees;
 static atomic_long_t n_irq_allocs, n_irq_frees, n_hotplug, n_hog_rounds;
+/* Shrinker scans that the hog's direct reclaim made (not its drop_slab()). */
+static atomic_long_t n_direct_scans;
 static atomic_long_t n_maint, n_caches_cycled, n_host_pages, n_zero_checks;
 static atomic_long_t n_zero_skipped, n_stamp_checks, n_untracked, n_errors;
 
@@ -741,12 +743,27 @@ static int ua_hog_fn(void *arg)
 		}
 		/*
 		 * Down there, direct reclaim as the page allocator enters it for
-		 * a caller that cannot wait for kswapd: it calls the shrinkers,
-		 * the component's among them, concurrently with the workers.
+		 * a caller that cannot wait for kswapd. It reaches the shrinkers
+		 * (scan = freeable >> priority) only once the priority has dropped
+		 * far, which depends on what else is reclaimable: some rounds
+		 * never get there. So the round then also reclaims slab at
+		 * priority 0, as vm.drop_caches=2 does, which scans every
+		 * shrinker that counts something: the component's shrinker runs
+		 * in every round, under pressure and beside the workers, and is
+		 * missed only if it never has anything to give back.
 		 */
-		if (!torture_must_stop())
+		if (!torture_must_stop()) {
+			struct unmapped_alloc_counters c;
+			u64 before;
+
+			unmapped_alloc_read_counters(&c);
+			before = c.shrinker_scans;
 			try_to_free_pages(node_zonelist(numa_node_id(), GFP_KERNEL), 0,
 					  GFP_KERNEL, NULL);
+			unmapped_alloc_read_counters(&c);
+			atomic_long_add(c.shrinker_scans - before, &n_direct_scans);
+			drop_slab();
+		}
 		torture_hrtimeout_ms(50, 50000, &rand);
 		list_for_each_entry_safe(page, tmp, &held, lru) {
 			list_del(&page->lru);
@@ -808,12 +825,13 @@ static void ua_print_stats(const char *what)
 	struct unmapped_alloc_counters c;
 
 	ua_counters(&c);
-	pr_info("torture: %s: %ld ops, %ld allocs (%ld failed, %ld in IRQ), %ld frees (%ld remote, %ld in IRQ), %ld hotplug, %llu reclaim (%ld hog rounds), %llu conversions, %llu injected, %ld leaked, %ld maintenance (%ld caches cycled), %ld host pages written, zero checks %ld (%ld racing the host), stamp checks %ld, %ld untracked, %ld errors\n",
+	pr_info("torture: %s: %ld ops, %ld allocs (%ld failed, %ld in IRQ), %ld frees (%ld remote, %ld in IRQ), %ld hotplug, %llu reclaim (%ld in direct reclaim, %ld hog rounds), %llu conversions, %llu injected, %ld leaked, %ld maintenance (%ld caches cycled), %ld host pages written, zero checks %ld (%ld racing the host), stamp checks %ld, %ld untracked, %ld errors\n",
 		what, atomic_long_read(&n_ops), atomic_long_read(&n_allocs),
 		atomic_long_read(&n_alloc_failures), atomic_long_read(&n_irq_allocs),
 		atomic_long_read(&n_frees), atomic_long_read(&n_remote_frees),
 		atomic_long_read(&n_irq_frees), atomic_long_read(&n_hotplug),
-		c.shrinker_scans - ua_c0.shrinker_scans, atomic_long_read(&n_hog_rounds),
+		c.shrinker_scans - ua_c0.shrinker_scans, atomic_long_read(&n_direct_scans),
+		atomic_long_read(&n_hog_rounds),
 		ua_conversions(&c),
 		ua_fail_injected() - ua_injected0, ua_leaked_pages(&c),
 		atomic_long_read(&n_maint), atomic_long_read(&n_caches_cycled),
