@@ -4,10 +4,13 @@
  * and the page frames, fault injection, the calling context, per-CPU
  * iteration, locks and memory cgroup charges.
  */
+#include <linux/completion.h>
 #include <linux/cpu.h>
 #include <linux/debugfs.h>
 #include <linux/fault-inject.h>
 #include <linux/gfp.h>
+#include <linux/hrtimer.h>
+#include <linux/kthread.h>
 #include <linux/memcontrol.h>
 #include <linux/mm.h>
 #include <linux/mutex.h>
@@ -324,6 +327,112 @@ void ua_each_cpu(void (*fn)(void *info, unsigned int cpu, bool online),
 	cpus_read_unlock();
 	mutex_unlock(&lock);
 }
+
+#if IS_ENABLED(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)
+struct ua_on_cpus_thread {
+	void (*fn)(void *info, unsigned int i);
+	void *info;
+	unsigned int i;
+	struct completion done;
+};
+
+static int ua_on_cpus_fn(void *arg)
+{
+	struct ua_on_cpus_thread *t = arg;
+
+	t->fn(t->info, t->i);
+	complete(&t->done);
+	return 0;
+}
+
+/*
+ * Tests: call @fn(@info, i) for i < @n at the same time, each in a kthread
+ * bound to the i-th online CPU, and wait for all of them. -ENODEV if fewer
+ * than @n CPUs are online; CPU hotplug waits meanwhile.
+ */
+int ua_test_on_cpus(void (*fn)(void *info, unsigned int i), void *info,
+		    unsigned int n)
+{
+	struct ua_on_cpus_thread *t;
+	struct task_struct *task;
+	unsigned int cpu, i = 0, started = 0;
+	int ret = 0;
+
+	t = kcalloc(n, sizeof(*t), GFP_KERNEL);
+	if (!t)
+		return -ENOMEM;
+	cpus_read_lock();
+	if (num_online_cpus() < n) {
+		ret = -ENODEV;
+		goto out;
+	}
+	for_each_online_cpu(cpu) {
+		if (i == n)
+			break;
+		t[i] = (struct ua_on_cpus_thread){ .fn = fn, .info = info, .i = i };
+		init_completion(&t[i].done);
+		task = kthread_run_on_cpu(ua_on_cpus_fn, &t[i], cpu, "ua_test/%u");
+		if (IS_ERR(task)) {
+			ret = PTR_ERR(task);
+			break;
+		}
+		started++;
+		i++;
+	}
+	for (i = 0; i < started; i++)
+		wait_for_completion(&t[i].done);
+out:
+	cpus_read_unlock();
+	kfree(t);
+	return ret;
+}
+
+struct ua_test_timer {
+	struct hrtimer timer;
+	void (*fn)(void *info);
+	void *info;
+};
+
+static enum hrtimer_restart ua_test_timer_fn(struct hrtimer *timer)
+{
+	struct ua_test_timer *t = container_of(timer, struct ua_test_timer, timer);
+
+	t->fn(t->info);
+	return HRTIMER_NORESTART;
+}
+
+/*
+ * Tests: a timer that calls @fn(@info) in interrupt context on the CPU that
+ * started it. Not HRTIMER_MODE_HARD: it expires in hard interrupt context
+ * except on PREEMPT_RT, like the interrupt handlers that may call the
+ * allocator (and lockdep checks the callee accordingly).
+ */
+struct ua_test_timer *ua_test_timer_new(void (*fn)(void *info), void *info)
+{
+	struct ua_test_timer *t = kzalloc(sizeof(*t), GFP_KERNEL);
+
+	if (!t)
+		return NULL;
+	t->fn = fn;
+	t->info = info;
+	hrtimer_setup(&t->timer, ua_test_timer_fn, CLOCK_MONOTONIC,
+		      HRTIMER_MODE_REL_PINNED);
+	return t;
+}
+
+/* Tests: (re)start @t to expire in @ns nanoseconds on this CPU. */
+void ua_test_timer_start(struct ua_test_timer *t, u64 ns)
+{
+	hrtimer_start(&t->timer, ns_to_ktime(ns), HRTIMER_MODE_REL_PINNED);
+}
+
+/* Tests: stop @t, waiting for a running callback, and free it. */
+void ua_test_timer_free(struct ua_test_timer *t)
+{
+	hrtimer_cancel(&t->timer);
+	kfree(t);
+}
+#endif
 
 /*
  * Order of the blocks taken from the page allocator: a PMD (2 MiB) with

@@ -77,6 +77,14 @@ int ua_memcg_charge(unsigned long pfn, gfp_t gfp, unsigned int order);
 void ua_memcg_uncharge(unsigned long pfn, unsigned int order);
 bool ua_memcg_charged(unsigned long pfn);
 
+/* Tests only (CONFIG_UNMAPPED_ALLOC_KUNIT_TEST). */
+int ua_test_on_cpus(void (*fn)(void *info, unsigned int i), void *info,
+		    unsigned int n);
+struct ua_test_timer;
+struct ua_test_timer *ua_test_timer_new(void (*fn)(void *info), void *info);
+void ua_test_timer_start(struct ua_test_timer *t, u64 ns);
+void ua_test_timer_free(struct ua_test_timer *t);
+
 /* In register.c. */
 int ua_register_shrinker(void);
 int ua_register_shutdown_hook(void);

@@ -68,9 +68,15 @@ const MAX_OBJS: usize = 64;
 /// CPU allocates from its set, refilled by taking all of `free` at once, and frees its
 /// own objects to it: a fast path without a locked instruction. Frees on other CPUs go
 /// to `free`; they check the owner's set too, so that a double free is refused
-/// wherever the first free went (see [`ObjCache::put`]). Two frees of one object at the
-/// very same moment, one to each place, cannot see each other: the overlap is found
-/// when the set goes back to `free`, but not if the CPU handed the object out before.
+/// wherever the first free went (see [`ObjCache::put`]). Two frees of one object that
+/// race, one to each place, may not see each other, and neither may a free that races
+/// the owner's refill (the objects it took are in neither place until it stores its new
+/// set): the object is then in the set and in `free`. The owner looks for such objects
+/// in `free` before every hand-out from its set (one load of a line the allocation reads
+/// anyway, in the test for an empty set), and when the set goes back to `free`: they
+/// stay free once, in `free`, and are reported as refused frees. A free that is not
+/// visible yet when the object is handed out lands after the hand-out, and is then a
+/// free of the new owner's object, as with any allocator.
 struct Slab {
     base: Pfn,
     nid: i32,
@@ -639,16 +645,40 @@ impl ObjCache {
         }
         let shared = cpu.shared();
         let mut own = shared.own.load(Relaxed);
-        if own == 0 {
-            // Everything freed to the slab elsewhere since the last refill.
-            own = slab.free.swap(0, Acquire);
+        // One test for both: the set is empty, or holds an object that is in `free` too,
+        // freed twice at once (see `Slab`), which must not be handed out from here.
+        if (own == 0) | (own & slab.free.load(Relaxed) != 0) {
+            own = self.refill(slab, own);
             if own == 0 {
+                shared.own.store(0, Relaxed);
                 return None;
             }
         }
-        shared.own.store(own & (own - 1), Relaxed);
+        let bit = own & own.wrapping_neg();
+        shared.own.store(own & !bit, Relaxed);
         shared.allocs.inc();
-        self.object(slab, own.trailing_zeros() as usize, zero)
+        self.object(slab, bit.trailing_zeros() as usize, zero)
+    }
+
+    /// The private set `own` of `slab`, its CPU's current slab, cannot serve as it is:
+    /// drops the objects that are in `free` too (they stay free there, and are reported),
+    /// then, if nothing is left, takes everything freed to the slab elsewhere since the
+    /// last refill. Returns the new set, 0 if the slab has nothing free.
+    #[cold]
+    #[inline(never)]
+    fn refill(&self, slab: &Slab, mut own: u64) -> u64 {
+        loop {
+            let both = own & slab.free.load(Relaxed);
+            self.freed_twice(slab, both);
+            own &= !both;
+            if own != 0 {
+                return own;
+            }
+            own = slab.free.swap(0, Acquire);
+            if own == 0 {
+                return 0;
+            }
+        }
     }
 
     /// Allocates from the slab lists, or a new slab. A slab of this CPU's node becomes
@@ -700,13 +730,15 @@ impl ObjCache {
         }
     }
 
-    /// Reports objects `both` of `slab` that two CPUs freed at the same moment, each
-    /// unable to see the other's free (see [`Slab`]). They were put back once.
+    /// Reports objects `both` of `slab` that were freed twice at the same moment, each
+    /// free unable to see the other (see [`Slab`]): one refused free per object. They
+    /// are free once.
     fn freed_twice(&self, slab: &Slab, both: u64) {
         if both == 0 {
             return;
         }
-        self.stats.bad_frees.inc();
+        // One refused free per object.
+        self.stats.bad_frees.add(u64::from(both.count_ones()));
         sys::report_bad_free(format_args!(
             "{}: objects {:#x} of slab {:#x} were freed twice at once\n",
             core::str::from_utf8(&self.name).unwrap_or("?"),
@@ -810,9 +842,9 @@ impl ObjCache {
 
     /// Marks object `i` of `slab` free in its `free`, unless it is free already there or
     /// in the private set of the slab's owner. The owner's set is read without its
-    /// CPU, so a free there at the very same moment is missed; the owner finds the
-    /// object in both when the slab leaves it, and reports it, unless it handed the
-    /// object out before (see [`Slab`]).
+    /// CPU, so a free there at the same moment is missed; the owner finds the object in
+    /// both before it hands it out or when the slab leaves it, and reports it (see
+    /// [`Slab`]).
     fn put(&self, slab: &Slab, i: usize) -> core::result::Result<(), BadObjFree> {
         let bit = 1u64 << i;
         let mut old = slab.free.load(Relaxed);

@@ -29,6 +29,8 @@ mod lock;
 mod percpu;
 mod register;
 #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+pub(crate) mod testing;
+#[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
 mod tests;
 pub(crate) mod trace;
 

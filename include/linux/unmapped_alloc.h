@@ -324,11 +324,13 @@ bool decrypted_alloc_ready(void);
  *
  * Any context but NMI. A pointer that is not a live object of kmalloc_decrypted()
  * (another allocator's memory, an interior pointer, a double free) is
- * reported with the caller's stack (rate limited) and changes nothing, with
- * one exception: a second free of an object that races the first one, or a
- * refill of the owning CPU's free set, on another CPU or in an interrupt,
- * may go unseen and let the object be handed out twice (see "Per-CPU slabs"
- * in Documentation/mm/unmapped_alloc.rst).
+ * reported with the caller's stack (rate limited) and changes nothing. A
+ * second free that races the first one, on another CPU or in an interrupt,
+ * may be found only later, before the object is handed out again: it is
+ * reported then, and the object is still handed out once (see "Per-CPU
+ * slabs" in Documentation/mm/unmapped_alloc.rst). As with kfree(), a free
+ * that lands after the object was handed out again frees the new owner's
+ * object.
  */
 void kfree_decrypted(const void *p);
 

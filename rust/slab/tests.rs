@@ -13,6 +13,7 @@ mod objects {
         sys::new_irq_spinlock,
         testutil::{run_concurrently, LiveRanges, Rng},
     };
+    use core::sync::atomic::{AtomicUsize, Ordering::SeqCst};
     use kernel::{
         bindings::{GFP_ATOMIC, GFP_KERNEL as K, __GFP_ZERO},
         new_spinlock,
@@ -446,6 +447,182 @@ mod objects {
                 s.live.fail();
             }
         }
+    }
+
+    /// Objects of a round of [`double_frees_from_cpus_and_irqs_free_once`], half of them
+    /// allocated on each CPU.
+    const DF_OBJS: usize = 128;
+    /// Objects each CPU allocates after the frees: its half and more, so that it
+    /// empties its private set and takes its slab's `free` too.
+    const DF_AGAIN: usize = DF_OBJS / 2 + 64;
+
+    /// Shared state of the double-free test: thread 0 and thread 1 on two CPUs, and a
+    /// timer interrupt on thread 1's CPU.
+    struct DoubleFrees {
+        k: KmallocDecrypted,
+        /// The round's objects, each freed three times at once.
+        objs: KVec<AtomicUsize>,
+        /// What each thread allocated after the frees (thread `i` from `i * DF_AGAIN`).
+        again: KVec<AtomicUsize>,
+        /// Lock step: thread 0 has let go of object `go - 1`, thread 1 has freed `done`
+        /// objects.
+        go: AtomicUsize,
+        done: AtomicUsize,
+        /// Arrivals at the barriers between the phases of a round.
+        arrived: AtomicUsize,
+        failures: AtomicUsize,
+        seed: AtomicUsize,
+    }
+
+    impl DoubleFrees {
+        fn cache(&self) -> &ObjCache {
+            &self.k.caches()[0]
+        }
+
+        /// Waits until both threads have arrived at barrier `n` (from 1) of the round.
+        fn barrier(&self, n: usize) {
+            self.arrived.fetch_add(1, SeqCst);
+            while self.arrived.load(SeqCst) < 2 * n {
+                kernel::processor::cpu_relax();
+            }
+        }
+
+        /// Frees object `i`; a refused free is counted by the cache.
+        fn free_obj(&self, i: usize) {
+            let _ = self.cache().free(self.objs[i].load(SeqCst));
+        }
+    }
+
+    /// In interrupt context on thread 1's CPU: frees the object thread 0 let go of.
+    fn double_free_irq(s: &DoubleFrees) {
+        s.free_obj(s.go.load(SeqCst) - 1);
+    }
+
+    /// One round of [`double_frees_from_cpus_and_irqs_free_once`] on thread `t`'s CPU.
+    fn double_free_round(s: &DoubleFrees, t: u32) {
+        let t = t as usize;
+        let c = s.cache();
+        // Each CPU allocates half of the objects, from its own current slab.
+        for j in 0..DF_OBJS / 2 {
+            let a = c.alloc(NUMA_NO_NODE, K).unwrap_or(0);
+            if a == 0 {
+                s.failures.fetch_add(1, SeqCst);
+            }
+            s.objs[2 * j + t].store(a, SeqCst);
+        }
+        s.barrier(1);
+        // Every object freed by both threads and by an interrupt on thread 1's CPU, all
+        // let go at the same moment: to the private set of the object's CPU, to its
+        // slab's `free` from the other CPU, and from a timer interrupt that lands
+        // before, inside or after thread 1's free.
+        if t == 0 {
+            for j in 0..DF_OBJS {
+                while s.done.load(SeqCst) != j {
+                    kernel::processor::cpu_relax();
+                }
+                s.go.store(j + 1, SeqCst);
+                s.free_obj(j);
+            }
+        } else {
+            let mut rng = Rng::new(s.seed.load(SeqCst) as u64);
+            let r = sys::testing::with_timer(s, double_free_irq, |timer| {
+                for j in 0..DF_OBJS {
+                    while s.go.load(SeqCst) != j + 1 {
+                        kernel::processor::cpu_relax();
+                    }
+                    timer.start(u64::from(rng.below(4000)));
+                    for _ in 0..rng.below(64) {
+                        kernel::processor::cpu_relax();
+                    }
+                    s.free_obj(j);
+                    while timer.fired() != j + 1 {
+                        kernel::processor::cpu_relax();
+                    }
+                    s.done.store(j + 1, SeqCst);
+                }
+            });
+            if r.is_err() {
+                s.failures.fetch_add(1, SeqCst);
+                // Let thread 0 finish its frees.
+                s.done.store(DF_OBJS, SeqCst);
+            }
+        }
+        s.barrier(2);
+        // All of them allocated again, and more: each CPU empties its private set and
+        // its slab's `free`, where an object freed twice at once would be twice.
+        for j in 0..DF_AGAIN {
+            let a = c.alloc(NUMA_NO_NODE, K).unwrap_or(0);
+            if a == 0 {
+                s.failures.fetch_add(1, SeqCst);
+            }
+            s.again[t * DF_AGAIN + j].store(a, SeqCst);
+        }
+    }
+
+    #[test]
+    fn double_frees_from_cpus_and_irqs_free_once() -> Result {
+        // Two of every three frees are refused, and reported with a stack (rate limited).
+        let _splats = crate::testutil::ExpectSplats::new();
+        let model = ModelBackend::new()?;
+        let mut objs = KVec::with_capacity(DF_OBJS, GFP_KERNEL)?;
+        let mut again = KVec::with_capacity(2 * DF_AGAIN, GFP_KERNEL)?;
+        for _ in 0..DF_OBJS {
+            objs.push(AtomicUsize::new(0), GFP_KERNEL)?;
+        }
+        for _ in 0..2 * DF_AGAIN {
+            again.push(AtomicUsize::new(0), GFP_KERNEL)?;
+        }
+        let s = DoubleFrees {
+            k: instance(&model, (0, 0), false)?,
+            objs,
+            again,
+            go: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+            arrived: AtomicUsize::new(0),
+            failures: AtomicUsize::new(0),
+            seed: AtomicUsize::new(0),
+        };
+        let c = s.cache();
+        let bad0 = c.stats.bad_frees.get();
+        let rounds = 60;
+        let mut live = KVec::with_capacity(2 * DF_AGAIN, GFP_KERNEL)?;
+        for round in 0..rounds {
+            s.go.store(0, SeqCst);
+            s.done.store(0, SeqCst);
+            s.arrived.store(0, SeqCst);
+            s.seed.store(round + 1, SeqCst);
+            let r = sys::testing::on_cpus(&s, 2, double_free_round);
+            if r == Err(ENODEV) {
+                // One CPU: nothing runs at the same time.
+                sys::kunit_skip();
+                return Ok(());
+            }
+            r?;
+            assert_eq!(s.failures.load(SeqCst), 0);
+            // No object was handed out twice.
+            live.clear();
+            for a in s.again.iter() {
+                live.push(a.load(SeqCst), GFP_KERNEL)?;
+            }
+            live.sort_unstable();
+            let twice = live.windows(2).filter(|w| w[0] == w[1]).count();
+            assert_eq!(twice, 0);
+            for &a in live.iter() {
+                assert_eq!(c.free(a), Ok(()));
+            }
+            c.check_nodes();
+        }
+        c.drain_cpus();
+        // Of the three frees of each object, one was taken and two refused: at once,
+        // or when the object was found both in a private set and in `free`.
+        assert_eq!(
+            c.stats.bad_frees.get() - bad0,
+            (2 * DF_OBJS * rounds) as u64
+        );
+        assert_eq!(c.usage().0, 0);
+        c.check_nodes();
+        check_all_returned(&s.k, &model);
+        Ok(())
     }
 
     #[test]

@@ -64,7 +64,7 @@ def strip_tests(text):
     """The Rust file without the declarations of its KUnit suite and testutil."""
     for m in ['tests', 'testutil']:
         text = text.replace(f'#[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]\nmod {m};\n', '')
-    return text
+    return text.replace('#[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]\npub(crate) mod testing;\n', '')
 
 
 # The concepts, in the order of their patches.
@@ -85,7 +85,7 @@ FILES = {
     'observability': ['trace.c', 'include/trace/events/unmapped_alloc.h',
                       'rust/sys/trace.rs', 'rust/debugfs.rs', 'rust/debugfs/text.rs'],
     'kunit': ['coco_test.c', '.kunitconfig', 'tools/testing/coco/ua_coco.h',
-              'rust/testutil.rs'],
+              'rust/testutil.rs', 'rust/sys/testing.rs'],
     'testing': ['unmapped_alloc_torture.c'],
 }
 
