@@ -14,12 +14,17 @@ config=${UA_CONFIG:-test}
 stage "building kernel $UA_KVER ($config configuration) with unmapped_alloc (log: $UA_CACHE/logs/build$UA_SUFFIX-$config.log)"
 start=$(date +%s)
 mkdir -p "$UA_BUILD"
-# The test configuration is the component's .kunitconfig with additions.
-base=()
-[ "$config" = test ] && base=(--kunitconfig="$UA_ROOT/.kunitconfig")
+# The test configuration is the component's .kunitconfig with additions, and
+# leaves out per architecture what no test needs (configs/test-ARCH.config).
+base=() lean=()
+if [ "$config" = test ]; then
+	base=(--kunitconfig="$UA_ROOT/.kunitconfig")
+	lean=(--kunitconfig="$UA_CONFIGS/test-$UA_ARCH.config")
+fi
 logged "$UA_CACHE/logs/build$UA_SUFFIX-$config.log" python3 "$UA_KSRC/tools/testing/kunit/kunit.py" build \
 	--arch="$UA_ARCH" --build_dir="$UA_BUILD" "${base[@]}" \
 	--kunitconfig="$UA_CONFIGS/$config.config" --kunitconfig="$UA_CONFIGS/$UA_ARCH.config" \
+	"${lean[@]}" \
 	--make_options "LLVM=$UA_LLVM" ${UA_MAKE_OPTIONS:+--make_options "$UA_MAKE_OPTIONS"} \
 	--jobs="$UA_JOBS"
 stage "kernel built in $(($(date +%s) - start)) s"
