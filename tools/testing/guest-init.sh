@@ -51,13 +51,48 @@ for m in unmapped_alloc_sample unmapped_alloc_rust_sample its_like_sample virtio
 		fi
 	fi
 done
+# Hibernation would copy the secret pages into the image: refused while the
+# sample holds them. pm_test=freezer stops a hibernation that is let through
+# after freezing tasks, so the check after unloading thaws and goes on.
+hibernate() {
+	echo freezer >/sys/power/pm_test && echo disk >/sys/power/state
+}
+section "hibernation with unmapped pages in use"
+if hibernate 2>/dev/null; then
+	echo "FAIL: hibernation went ahead with unmapped pages in use"
+	status=fail
+elif ! dmesg | grep -q 'unmapped_alloc: hibernation refused'; then
+	echo "FAIL: hibernation failed, but not for the unmapped pages"
+	status=fail
+else
+	dmesg | grep 'unmapped_alloc: hibernation refused' | tail -n 1 | sed 's/^\[[^]]*\] //'
+fi
 section "stats with the samples loaded (non-zero counters)"
 nonzero
 section "decrypted caches with the samples loaded"
 cat "$D/caches"
 for m in virtio_like_sample its_like_sample unmapped_alloc_rust_sample unmapped_alloc_sample; do
+	before=$(kmem)
 	rmmod $m || status=fail
+	after=$(kmem)
+	if [ $m = unmapped_alloc_sample ]; then
+		# unmapped_free() uncharges the cgroup the pages were charged
+		# to, whoever frees them.
+		echo "memcg 'kernel' of the cgroup shrank by $((before - after)) bytes when the secret pages were freed"
+		if [ $((before - after)) -lt $((64 * 4096)) ]; then
+			echo "FAIL: the 64 accounted secret pages were not uncharged"
+			status=fail
+		fi
+	fi
 done
+section "hibernation with no unmapped page in use (pm_test=freezer)"
+if hibernate; then
+	echo "hibernation let through: tasks frozen and thawed"
+else
+	echo "FAIL: hibernation refused with no unmapped page in use"
+	status=fail
+fi
+echo none >/sys/power/pm_test
 sleep 1
 section "stats after unloading (freed pages scrubbed; blocks above the cache limit returned)"
 nonzero
