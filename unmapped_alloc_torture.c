@@ -136,8 +136,11 @@ static atomic_long_t ua_host_gen;
 
 static atomic_long_t n_ops, n_allocs, n_alloc_failures, n_frees, n_remote_frees;
 static atomic_long_t n_irq_allocs, n_irq_frees, n_hotplug, n_hog_rounds;
-/* Shrinker scans that the hog's direct reclaim made (not its drop_slab()). */
-static atomic_long_t n_direct_scans;
+/*
+ * Shrinker scans that the hog's direct reclaim made (not its drop_slab()),
+ * and hog rounds that found nothing reclaimable in the component.
+ */
+static atomic_long_t n_direct_scans, n_hog_empty;
 static atomic_long_t n_maint, n_caches_cycled, n_host_pages, n_zero_checks;
 static atomic_long_t n_zero_skipped, n_stamp_checks, n_untracked, n_errors;
 
@@ -749,13 +752,26 @@ static int ua_hog_fn(void *arg)
 		 * never get there. So the round then also reclaims slab at
 		 * priority 0, as vm.drop_caches=2 does, which scans every
 		 * shrinker that counts something: the component's shrinker runs
-		 * in every round, under pressure and beside the workers, and is
-		 * missed only if it never has anything to give back.
+		 * in every round, under pressure and beside the workers, unless
+		 * it counts nothing even with the block given back above.
 		 */
 		if (!torture_must_stop()) {
 			struct unmapped_alloc_counters c;
+			unsigned long count;
 			u64 before;
 
+			/*
+			 * A whole block allocated and given back to the
+			 * decrypted cache just before, so that reclaim finds
+			 * something of the component's to take whatever the
+			 * workers hold: without it, most rounds find every
+			 * block partly used and the shrinker counts nothing.
+			 */
+			page = alloc_decrypted_pages(GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN,
+						     UNMAPPED_ALLOC_MAX_ORDER);
+			if (page)
+				free_decrypted_pages(page, UNMAPPED_ALLOC_MAX_ORDER);
+			count = unmapped_alloc_reclaimable();
 			unmapped_alloc_read_counters(&c);
 			before = c.shrinker_scans;
 			try_to_free_pages(node_zonelist(numa_node_id(), GFP_KERNEL), 0,
@@ -763,6 +779,8 @@ static int ua_hog_fn(void *arg)
 			unmapped_alloc_read_counters(&c);
 			atomic_long_add(c.shrinker_scans - before, &n_direct_scans);
 			drop_slab();
+			if (!count)
+				atomic_long_inc(&n_hog_empty);
 		}
 		torture_hrtimeout_ms(50, 50000, &rand);
 		list_for_each_entry_safe(page, tmp, &held, lru) {
@@ -825,13 +843,13 @@ static void ua_print_stats(const char *what)
 	struct unmapped_alloc_counters c;
 
 	ua_counters(&c);
-	pr_info("torture: %s: %ld ops, %ld allocs (%ld failed, %ld in IRQ), %ld frees (%ld remote, %ld in IRQ), %ld hotplug, %llu reclaim (%ld in direct reclaim, %ld hog rounds), %llu conversions, %llu injected, %ld leaked, %ld maintenance (%ld caches cycled), %ld host pages written, zero checks %ld (%ld racing the host), stamp checks %ld, %ld untracked, %ld errors\n",
+	pr_info("torture: %s: %ld ops, %ld allocs (%ld failed, %ld in IRQ), %ld frees (%ld remote, %ld in IRQ), %ld hotplug, %llu reclaim (%ld in direct reclaim, %ld hog rounds, %ld with nothing to reclaim), %llu conversions, %llu injected, %ld leaked, %ld maintenance (%ld caches cycled), %ld host pages written, zero checks %ld (%ld racing the host), stamp checks %ld, %ld untracked, %ld errors\n",
 		what, atomic_long_read(&n_ops), atomic_long_read(&n_allocs),
 		atomic_long_read(&n_alloc_failures), atomic_long_read(&n_irq_allocs),
 		atomic_long_read(&n_frees), atomic_long_read(&n_remote_frees),
 		atomic_long_read(&n_irq_frees), atomic_long_read(&n_hotplug),
 		c.shrinker_scans - ua_c0.shrinker_scans, atomic_long_read(&n_direct_scans),
-		atomic_long_read(&n_hog_rounds),
+		atomic_long_read(&n_hog_rounds), atomic_long_read(&n_hog_empty),
 		ua_conversions(&c),
 		ua_fail_injected() - ua_injected0, ua_leaked_pages(&c),
 		atomic_long_read(&n_maint), atomic_long_read(&n_caches_cycled),
