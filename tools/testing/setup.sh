@@ -188,7 +188,15 @@ case "${1:-all}" in
 	docs) install_debs "$APT_DOC_PKGS" ;;
 	kernel) fetch_kernel ;;
 	place) place_component ;;
-	all) install_debs; install_rust; fetch_kernel; place_component
+	all)
+		# Building bindgen-cli takes the CPU for minutes while apt
+		# mostly waits for the network: the two at once.
+		install_rust &
+		rust=$!
+		install_debs
+		fetch_kernel
+		wait $rust || die "installing the Rust toolchain or bindgen failed (logs in $UA_CACHE/logs)"
+		place_component
 		[ "$UA_ARCH" = arm64 ] && fetch_busybox_arm64
 		true ;;
 	*) die "usage: $0 [deps|docs|kernel|place|all]" ;;
