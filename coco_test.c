@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * KUnit suite coco_unmapped_alloc: what the host of a confidential guest
+ * KUnit suite unmapped_alloc_coco: what the host of a confidential guest
  * really sees of the component's memory.
  *
  * Only meaningful in a pKVM protected VM run by the test VMM of 'make
@@ -298,7 +298,7 @@ static struct kunit_case coco_cases[] = {
 };
 
 static struct kunit_suite coco_suite = {
-	.name = "coco_unmapped_alloc",
+	.name = "unmapped_alloc_coco",
 	.init = coco_init,
 	.exit = coco_exit,
 	.test_cases = coco_cases,

@@ -4,7 +4,7 @@
 
 #![deny(unsafe_code)]
 
-#[kernel::macros::kunit_tests(unmapped_alloc_direct_map)]
+#[kernel::macros::kunit_tests(unmapped_alloc_sys)]
 mod direct_map {
     use crate::sys::*;
     use kernel::bindings::{GFP_KERNEL, __GFP_ZERO};
