@@ -55,6 +55,8 @@ done
 # sample holds them. pm_test=freezer stops a hibernation that is let through
 # after freezing tasks, so the check after unloading thaws and goes on.
 hibernate() {
+	# No 5 s pause at the test point.
+	echo 0 >/sys/module/hibernate/parameters/pm_test_delay
 	echo freezer >/sys/power/pm_test && echo disk >/sys/power/state
 }
 section "hibernation with unmapped pages in use"
