@@ -753,7 +753,7 @@ static int ua_hog_fn(void *arg)
 		 * priority 0, as vm.drop_caches=2 does, which scans every
 		 * shrinker that counts something: the component's shrinker runs
 		 * in every round, under pressure and beside the workers, unless
-		 * it counts nothing even with the block given back above.
+		 * it counts nothing even with the block given back first.
 		 */
 		if (!torture_must_stop()) {
 			struct unmapped_alloc_counters c;
