@@ -13,7 +13,31 @@ unset ARCH
 p=0 f=0 s=0 rc=0 lines=()
 parts=$archs
 [[ " $archs " == *" arm64 "* ]] && [ "${UA_COCO:-1}" != 0 ] && parts="$parts coco"
+# Both architectures: the arm64 kernel builds in the background, at low
+# priority, while the x86_64 kernel builds and boots. A kernel build leaves a
+# CPU idle in its serial steps (the Rust crates, the links) and a KUnit boot
+# mostly runs one vCPU: the arm64 build takes those cycles, and is done or
+# nearly when the x86_64 part ends. Its output goes to a log; the arm64 part
+# calls build.sh again, which then has little or nothing left to do and shows
+# the error if it failed. UA_OVERLAP=0 builds one after the other.
+bg=
+if [[ " $archs " == *" x86_64 "* && " $archs " == *" arm64 "* ]] && [ "${UA_OVERLAP:-1}" != 0 ]; then
+	"$here/setup.sh" all || exit 1
+	logs=${UA_CACHE:-$here/../../.cache}/logs
+	mkdir -p "$logs"
+	echo "==> [arm64] building in the background meanwhile (log: $logs/build-arm64-background.txt)" >&2
+	UA_ARCH=arm64 setsid nice -n 15 "$here/build.sh" >"$logs/build-arm64-background.txt" 2>&1 &
+	bg=$!
+	# Interrupted: stop the whole background build (its own session).
+	trap 'if [ -n "$bg" ]; then kill -- "-$bg" 2>/dev/null; fi' EXIT
+fi
 for a in $parts; do
+	if [ "$a" = arm64 ] && [ -n "$bg" ]; then
+		start=$(date +%s)
+		wait "$bg" || true
+		echo "==> [arm64] waited $(($(date +%s) - start)) s for the background build" >&2
+		bg=
+	fi
 	out=$(mktemp)
 	if [ "$a" = coco ]; then
 		"$here/coco.sh" | tee "$out" || rc=1
