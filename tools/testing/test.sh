@@ -26,9 +26,16 @@ if [[ " $archs " == *" x86_64 "* && " $archs " == *" arm64 "* ]] && [ "${UA_OVER
 	logs=${UA_CACHE:-$here/../../.cache}/logs
 	mkdir -p "$logs"
 	echo "==> [arm64] building in the background meanwhile (log: $logs/build-arm64-background.txt)" >&2
-	UA_ARCH=arm64 setsid nice -n 15 "$here/build.sh" >"$logs/build-arm64-background.txt" 2>&1 &
+	# Its own process group (job control on for the launch), so that it can be
+	# stopped as a whole, but not its own session: a new session is a new
+	# scheduler autogroup, which gets an equal share of the CPU whatever its
+	# nice value; in this one, nice 15 leaves it only what the x86_64 part
+	# does not use.
+	set -m
+	UA_ARCH=arm64 nice -n 15 "$here/build.sh" >"$logs/build-arm64-background.txt" 2>&1 &
 	bg=$!
-	# Interrupted: stop the whole background build (its own session).
+	set +m
+	# Interrupted: stop the whole background build.
 	trap 'if [ -n "$bg" ]; then kill -- "-$bg" 2>/dev/null; fi' EXIT
 fi
 for a in $parts; do
