@@ -88,6 +88,14 @@ pub(crate) struct ModelBackend {
     shared: Mutex<KVec<PageRange>>,
     calls: Atomic<u64>,
     fail_at: Atomic<u64>,
+    /// How many calls from `fail_at` on fail.
+    fail_run: Atomic<u64>,
+    /// Milliseconds every call takes (tests of what runs beside a conversion).
+    delay_ms: Atomic<u32>,
+    /// Calls that started, and calls that returned: a call is in progress while they
+    /// differ.
+    pub(crate) entered: Atomic<u64>,
+    pub(crate) finished: Atomic<u64>,
     /// Successful calls that made memory shared.
     pub(crate) decrypt_calls: Atomic<u64>,
     /// Successful calls that made memory private.
@@ -116,6 +124,10 @@ impl ModelBackend {
                 shared <- new_mutex!(KVec::new()),
                 calls: Atomic::new(0),
                 fail_at: Atomic::new(0),
+                fail_run: Atomic::new(0),
+                delay_ms: Atomic::new(0),
+                entered: Atomic::new(0),
+                finished: Atomic::new(0),
                 decrypt_calls: Atomic::new(0),
                 encrypt_calls: Atomic::new(0),
                 atomic_calls: Atomic::new(0),
@@ -130,12 +142,35 @@ impl ModelBackend {
 
     /// Makes the `n`th call from now fail (1 = the next one); 0 disables.
     pub(crate) fn fail_nth(&self, n: u64) {
+        self.fail_calls(n, 1);
+    }
+
+    /// Makes `count` calls from the `n`th from now on fail (1 = the next one); `n == 0`
+    /// disables.
+    pub(crate) fn fail_calls(&self, n: u64, count: u64) {
         let base = self.calls.load(Relaxed);
+        self.fail_run.store(count, Relaxed);
         self.fail_at
             .store(if n == 0 { 0 } else { base + n }, Relaxed);
     }
 
+    /// Makes every call take `ms` milliseconds more (sleeping).
+    pub(crate) fn set_delay_ms(&self, ms: u32) {
+        self.delay_ms.store(ms, Relaxed);
+    }
+
     fn convert(&self, r: &PageRange, shared: bool) -> Result {
+        self.entered.add(1, Relaxed);
+        let delay = self.delay_ms.load(Relaxed);
+        if delay > 0 {
+            kernel::time::delay::fsleep(kernel::time::Delta::from_millis(i64::from(delay)));
+        }
+        let r = self.convert_now(r, shared);
+        self.finished.add(1, Relaxed);
+        r
+    }
+
+    fn convert_now(&self, r: &PageRange, shared: bool) -> Result {
         if crate::sys::in_atomic() {
             self.atomic_calls.add(1, Relaxed);
         }
@@ -148,7 +183,8 @@ impl ModelBackend {
                 .store(crate::sys::reclaim_scope_current(), Relaxed);
         }
         let call = self.calls.fetch_add(1, Relaxed) + 1;
-        let failed = self.fail_at.load(Relaxed) == call
+        let at = self.fail_at.load(Relaxed);
+        let failed = (at != 0 && at <= call && call - at < self.fail_run.load(Relaxed))
             || (self.inject.load(Relaxed) != 0
                 && crate::sys::should_fail(
                     crate::sys::FailSite::Conversion,

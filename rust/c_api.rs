@@ -193,10 +193,18 @@ pub unsafe extern "C" fn unmapped_alloc_page_state(
 /// Always safe to call: `unsafe` only because `#[export]` matches bindgen's declaration.
 #[export]
 pub unsafe extern "C" fn unmapped_alloc_unshare_all() {
+    // The caches first: shut the decrypted pages down (waiting for conversions in
+    // flight), then take the CPUs' slabs away from every cache on them, so that no
+    // object is handed out of a block converted back below.
+    if let Ok(d) = decrypted() {
+        d.shut_down();
+        objects::close_all();
+    }
     for a in instances() {
         let (done, failed) = a.unshare_all();
         pr_info!(
-            "unshare-all: {} blocks converted back, {} failed\n",
+            "unshare-all: {}: {} blocks converted back, {} failed\n",
+            a.kind_name(),
             done,
             failed
         );

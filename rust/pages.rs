@@ -45,12 +45,13 @@ use crate::{
     stats::{PageStats, MAX_ORDER},
     sys::{self, new_irq_spinlock, Block, IrqSpinLock, MappedBytes, Pfn, NUMA_NO_NODE},
 };
+use core::sync::atomic::AtomicUsize;
 use kernel::{
     bindings, pr_err_once, pr_warn_once,
     prelude::*,
     sync::{
         atomic::{Atomic, Relaxed},
-        new_mutex, Arc, Mutex,
+        new_mutex, Arc, Mutex, MutexGuard,
     },
     time::{Instant, Monotonic},
     workqueue::{impl_has_work, new_work, Work, WorkItem},
@@ -178,8 +179,11 @@ pub(crate) struct PageAllocator {
     cache_blocks: Atomic<usize>,
     reserve_low: Atomic<usize>,
     reserve_high: Atomic<usize>,
-    /// Set by [`PageAllocator::unshare_all`]: nothing is handed out or converted again.
+    /// Set by [`PageAllocator::shut_down`]: nothing is handed out or converted again.
     shut_down: Atomic<bool>,
+    /// Blocks being taken and converted that are not in a pool yet (see
+    /// [`PageAllocator::in_flight`]): a shut-down waits for them.
+    converting: AtomicUsize,
     /// Why every allocation is refused, if it is (see [`Config::refused`]).
     refused: Option<&'static str>,
     background: bool,
@@ -191,10 +195,18 @@ pub(crate) struct PageAllocator {
     /// Leaked blocks, `(first frame, pages)`, so that their pages can still be told.
     #[pin]
     leaked: IrqSpinLock<KVec<(Pfn, usize)>>,
+    /// Decrypted blocks leaked because their conversion back to private failed:
+    /// kept, so that unshare-all can try once more.
+    #[pin]
+    unknown: IrqSpinLock<KVec<Arc<Block>>>,
     /// Serialises scrubbing and shrinking (background work, allocations that sleep,
     /// the shrinker), so that a caller that drains sees all chunks settled.
     #[pin]
     maintenance: Mutex<()>,
+    /// The handles of the C API's dedicated caches on this instance, so that a
+    /// shut-down can close them (see `c_api::objects`).
+    #[pin]
+    dedicated: Mutex<KVec<usize>>,
     /// Event counters.
     pub(crate) stats: PageStats,
     #[pin]
@@ -229,17 +241,26 @@ impl PageAllocator {
                 reserve_low: Atomic::new(config.reserve.0),
                 reserve_high: Atomic::new(config.reserve.1),
                 shut_down: Atomic::new(false),
+                converting: AtomicUsize::new(0),
                 refused: config.refused,
                 background: config.background,
                 created: Instant::<Monotonic>::now(),
                 history <- new_irq_spinlock!(RefillHistory::default(), c"unmapped_alloc_history"),
                 leaked <- new_irq_spinlock!(KVec::new(), c"unmapped_alloc_leaked"),
+                unknown <- new_irq_spinlock!(KVec::new(), c"unmapped_alloc_unknown"),
                 maintenance <- new_mutex!(()),
+                dedicated <- new_mutex!(KVec::new()),
                 stats: PageStats::new(),
                 work <- new_work!("PageAllocator::work"),
             }? Error),
             GFP_KERNEL,
         )
+    }
+
+    /// The handles of the dedicated caches on this instance, locked: a handle is added
+    /// when its cache is made and removed before the cache is destroyed.
+    pub(crate) fn dedicated(&self) -> MutexGuard<'_, KVec<usize>> {
+        self.dedicated.lock()
     }
 
     /// Why every allocation is refused, if it is.
@@ -429,6 +450,11 @@ impl PageAllocator {
         for n in Iterator::chain(core::iter::once(nid), others) {
             let Some(pool) = self.pool(n) else { continue };
             let mut pool = pool.lock();
+            // Under the lock unshare-all takes before it converts a block in use: an
+            // allocation either comes before that or sees the flag.
+            if self.shut_down.load(Relaxed) {
+                return (None, false);
+            }
             let mut pfn = None;
             if dirty {
                 pfn = pool.alloc_dirty(order);

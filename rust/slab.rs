@@ -553,6 +553,10 @@ impl ObjCache {
     /// `pin`, the slab is pinned and returned, to become the caller's current slab.
     fn take(&self, nid: i32, pin: bool, zero: bool) -> Option<(usize, Option<Arc<Slab>>)> {
         let mut node = self.node(nid)?.lock();
+        // Closed meanwhile (see `alloc_slow()`): checked again under the lock.
+        if self.pages.is_shut_down() {
+            return None;
+        }
         let i = CacheNode::first(&node.avail, None)?;
         let slab = node.slabs[i].clone();
         // Unpinned, with a free object, and only changed under the lock: cannot fail.
@@ -667,6 +671,11 @@ impl ObjCache {
     #[cold]
     #[inline(never)]
     fn refill(&self, slab: &Slab, mut own: u64) -> u64 {
+        if self.pages.is_shut_down() {
+            // Closed: what is left of the set goes back to the slab, free.
+            slab.free.fetch_or(own, Release);
+            return 0;
+        }
         loop {
             let both = own & slab.free.load(Relaxed);
             self.freed_twice(slab, both);
@@ -686,6 +695,11 @@ impl ObjCache {
     #[cold]
     #[inline(never)]
     fn alloc_slow(&self, nid: i32, gfp: bindings::gfp_t) -> Option<usize> {
+        // Closed (see `close()`): not even from slabs that exist.
+        if self.pages.is_shut_down() {
+            self.stats.failures.inc();
+            return None;
+        }
         let local = sys::local_node();
         let nid = if nid == NUMA_NO_NODE { local } else { nid };
         let pin = nid == local;
@@ -720,9 +734,13 @@ impl ObjCache {
     /// and drops the pin of the slab it replaces. If this interrupted the CPU's own use
     /// of its slabs, `slab` is unpinned instead.
     fn install(&self, slab: Arc<Slab>, which: Which) {
+        // Not once the cache is closed: with preemption off, either `close()`'s drain
+        // on this CPU comes after and takes the slab away, or this sees the flag.
         let (old, both) = sys::on_this_cpu(|this| match self.cpus.local(this) {
-            Some(mut cpu) => set_slab(&mut cpu, Some(this), which, Some(slab)),
-            None => (Some(slab), 0),
+            Some(mut cpu) if !self.pages.is_shut_down() => {
+                set_slab(&mut cpu, Some(this), which, Some(slab))
+            }
+            _ => (Some(slab), 0),
         });
         if let Some(old) = old {
             self.freed_twice(&old, both);
@@ -965,6 +983,13 @@ impl ObjCache {
         );
     }
 
+    /// Closes the cache once its page allocator is shut down
+    /// ([`PageAllocator::shut_down`]): takes every CPU's slabs away, and from then on
+    /// every allocation is refused (frees still work). Sleeps.
+    pub(crate) fn close(&self) {
+        self.drain_cpus();
+    }
+
     /// Gives every empty slab back to the page allocator, the CPUs' current ones too.
     pub(crate) fn shrink(&self) -> usize {
         self.drain_cpus();
@@ -1205,6 +1230,13 @@ impl KmallocDecrypted {
         }
         let cache = self.caches.iter().find(|c| c.tag() == tag)?;
         cache.is_live_in_slab(addr, head).then(|| cache.size())
+    }
+
+    /// Closes every cache of the family, see [`ObjCache::close`].
+    pub(crate) fn close(&self) {
+        for c in self.caches.iter() {
+            c.close();
+        }
     }
 
     /// Gives empty slabs back, then lets the page allocator return free blocks.

@@ -6,6 +6,10 @@
  *
  * The implementation is in Rust under mm/unmapped_alloc; this header is its
  * C interface.
+ *
+ * "Any context but NMI" below means the contexts kfree() may be called from:
+ * the allocator's locks are spinlock_t, so on PREEMPT_RT not from a hard
+ * interrupt handler that is not threaded.
  */
 #ifndef _LINUX_UNMAPPED_ALLOC_H
 #define _LINUX_UNMAPPED_ALLOC_H

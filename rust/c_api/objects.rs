@@ -20,6 +20,27 @@ pub(super) fn atomic_failures() -> u64 {
     })
 }
 
+/// Closes every cache on the decrypted pages, which the caller shut down: the
+/// kmalloc-decrypted family and the dedicated caches (see [`ObjCache::close`]). Sleeps.
+pub(super) fn close_all() {
+    if let Ok(k) = kmalloc() {
+        k.close();
+    }
+    let Ok(d) = decrypted() else { return };
+    let dedicated = d.dedicated();
+    for &handle in dedicated.iter() {
+        // SAFETY: A handle is in the list from its cache's creation until
+        // `kmem_cache_destroy_decrypted()` removes it, under the lock held here, before
+        // it frees the cache: the cache is alive.
+        unsafe {
+            sys::with_cache(
+                handle as *mut bindings::kmem_cache_decrypted,
+                |c: &ObjCache| c.close(),
+            )
+        };
+    }
+}
+
 /// Gives the caches' empty slabs back, for a drain.
 pub(super) fn shrink() {
     if let Ok(k) = kmalloc() {
@@ -164,7 +185,19 @@ pub unsafe extern "C" fn kmem_cache_create_decrypted(
             .and_then(|d| ObjCache::new(name, size as usize, align as usize, tag, d))
             .and_then(|cache| KBox::new(cache, GFP_KERNEL).map_err(Error::from));
         match cache {
-            Ok(cache) => Ok(sys::into_handle(cache)),
+            Ok(cache) => {
+                let handle = sys::into_handle(cache);
+                // Listed for a shut-down to close; on failure nobody saw the handle.
+                let listed = decrypted()
+                    .and_then(|d| Ok(d.dedicated().push(handle as usize, GFP_KERNEL)?));
+                if let Err(e) = listed {
+                    // SAFETY: `handle` was just made and given to nobody.
+                    drop(unsafe { sys::take_cache::<ObjCache>(handle) });
+                    put_cache_tag(tag);
+                    return Err(e);
+                }
+                Ok(handle)
+            }
             Err(e) => {
                 // Nothing was allocated with the tag.
                 put_cache_tag(tag);
@@ -224,6 +257,9 @@ pub unsafe extern "C" fn kmem_cache_free_decrypted(
 /// and not destroyed yet; nobody uses it during or after the call.
 #[export]
 pub unsafe extern "C" fn kmem_cache_destroy_decrypted(cache: *mut bindings::kmem_cache_decrypted) {
+    if let Ok(d) = decrypted() {
+        d.dedicated().retain(|h| *h != cache as usize);
+    }
     // SAFETY: `cache` is NULL or a live handle of an `ObjCache` that nobody uses any
     // more (this function's contract).
     let Some(c) = (unsafe { sys::take_cache::<ObjCache>(cache) }) else {

@@ -12,23 +12,48 @@ use crate::{
     stats,
     sys::{self, Block, Pfn},
 };
+use core::sync::atomic::{fence, Ordering::SeqCst};
 use kernel::{
     bindings, pr_err_once,
     prelude::*,
-    sync::{atomic::Relaxed, Arc},
+    sync::{
+        atomic::{Acquire, Relaxed},
+        Arc,
+    },
     time::{Instant, Monotonic},
 };
 
+/// A block being taken and converted, from before [`PageAllocator::new_block`] looks
+/// at the shut-down flag until the block is in a pool or given back: a shut-down
+/// waits until there is none (see [`PageAllocator::shut_down`]).
+pub(super) struct InFlight<'a>(&'a PageAllocator);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.converting.fetch_sub(1, SeqCst);
+    }
+}
+
 impl PageAllocator {
+    /// Counts a block conversion in flight until the guard is dropped. Take it before
+    /// [`Self::new_block`] and drop it after [`Self::add_block`].
+    pub(super) fn in_flight(&self) -> InFlight<'_> {
+        self.converting.fetch_add(1, SeqCst);
+        fence(SeqCst);
+        InFlight(self)
+    }
+
     /// Takes a new block of at least 2^`order` pages, converts it and sets up its
-    /// metadata. Sleeps.
+    /// metadata. Sleeps. The caller holds an [`InFlight`] guard.
     pub(super) fn new_block(
         &self,
         nid: i32,
         gfp: bindings::gfp_t,
         order: u32,
     ) -> Option<KBox<PoolBlock>> {
-        if self.shut_down.load(Relaxed) {
+        // After the caller's count of conversions in flight (a full barrier): either
+        // a shut-down sees the count and waits, or this sees its flag.
+        if self.shut_down.load(Acquire) {
             return None;
         }
         // Blocks are zeroed while still mapped and private: hosts that keep a page's
@@ -151,6 +176,7 @@ impl PageAllocator {
 
     /// Takes a new block and allocates 2^`order` pages from it. Sleeps.
     pub(super) fn grow(&self, nid: i32, gfp: bindings::gfp_t, order: u32) -> Option<Pfn> {
+        let _in_flight = self.in_flight();
         let mut ub = self.new_block(nid, gfp, order)?;
         // A fresh block of at least `order` always has room.
         let Some(off) = ub.buddy.alloc(order) else {
@@ -184,6 +210,14 @@ impl PageAllocator {
         );
         if !ok {
             self.stats.conversion_failures.inc();
+            if let Kind::Decrypted(_) = self.kind {
+                // Shared before the failed call: unshare-all tries again. (A block
+                // whose conversion to shared failed may be private still, and is not
+                // retried: encrypting private memory twice is a double PVALIDATE on
+                // SEV-SNP, which ends the guest.) Best effort: if the list cannot
+                // grow, the block is only not retried.
+                let _ = self.unknown.lock().push(block.clone(), GFP_ATOMIC);
+            }
             self.leak(block);
             return;
         }

@@ -11,11 +11,18 @@ use crate::{
     stats,
     sys::{self, Block},
 };
+use core::sync::atomic::{fence, Ordering::SeqCst};
 use kernel::{
     prelude::*,
     sync::{atomic::Relaxed, MutexGuard},
-    time::{Instant, Monotonic},
+    time::{delay::fsleep, Delta, Instant, Monotonic},
 };
+
+/// How long [`PageAllocator::shut_down`] waits for conversions in flight, in ms.
+pub(crate) const SHUT_DOWN_WAIT_MS: u32 = 10_000;
+
+/// How many times unshare-all tries to convert a block back before it gives up.
+pub(crate) const UNSHARE_TRIES: usize = 3;
 
 impl PageAllocator {
     /// Scrubs every freed chunk and makes it allocatable again. Sleeps. Returns the
@@ -111,23 +118,62 @@ impl PageAllocator {
         released
     }
 
+    /// Stops the instance for good: nothing is handed out or converted again. Waits
+    /// (up to [`SHUT_DOWN_WAIT_MS`]) for the blocks being taken and converted to be in
+    /// a pool or given back. Sleeps. Returns whether none is left in flight.
+    pub(crate) fn shut_down(&self) -> bool {
+        self.shut_down.store(true, Relaxed);
+        // Pairs with the barrier after the count in `in_flight()`: a conversion that
+        // did not see the flag is counted below.
+        fence(SeqCst);
+        for _ in 0..SHUT_DOWN_WAIT_MS {
+            if self.converting.load(SeqCst) == 0 {
+                return true;
+            }
+            fsleep(Delta::from_millis(1));
+        }
+        pr_err!(
+            "{}: {} block conversions still in flight after {} ms\n",
+            self.kind.prefix(),
+            self.converting.load(SeqCst),
+            SHUT_DOWN_WAIT_MS
+        );
+        false
+    }
+
+    /// Whether [`Self::shut_down`] was called.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Relaxed)
+    }
+
     /// Prepares for reboot or kexec: the next kernel must not find memory shared behind
     /// its back, nor free memory missing from its direct map.
     ///
-    /// Stops all allocation, returns every free block to the page allocator converted
-    /// back, and converts the blocks still in use back to private in place (decrypted
-    /// kind; unmapped blocks in use stay with their users). Sleeps. Returns the blocks
-    /// converted back and the failures (those blocks are recorded as leaked).
+    /// Shuts the instance down ([`Self::shut_down`]), returns every free block to the
+    /// page allocator converted back, and converts the blocks still in use back to
+    /// private in place (decrypted kind; unmapped blocks in use stay with their users),
+    /// then the blocks leaked earlier because converting them back failed (see
+    /// `restore_and_release()`). Each conversion is tried up to
+    /// [`UNSHARE_TRIES`] times; no block is converted back twice. Sleeps. Returns the
+    /// blocks converted back and the failures (those stay leaked).
     pub(crate) fn unshare_all(&self) -> (usize, usize) {
-        self.shut_down.store(true, Relaxed);
+        // Blocks still being converted when the wait ended count as failures.
+        let stuck = if self.shut_down() {
+            0
+        } else {
+            self.converting.load(SeqCst)
+        };
         self.scrub_pending();
         let released_before = self.stats.blocks_released.get();
         let failures_before = self.stats.conversion_failures.get();
         self.shrink_to(0, 0);
         let mut done = (self.stats.blocks_released.get() - released_before) as usize;
-        let mut failed = (self.stats.conversion_failures.get() - failures_before) as usize;
+        let mut failed = (self.stats.conversion_failures.get() - failures_before) as usize + stuck;
         let Kind::Decrypted(backend) = &self.kind else {
             return (done, failed);
+        };
+        let back = |range: &sys::PageRange| {
+            (0..UNSHARE_TRIES).any(|_| backend.encrypt(range).is_ok() && !backend.any_shared(range))
         };
         let _maintenance = self.maintenance.lock();
         for pool in self.nodes.iter() {
@@ -145,7 +191,7 @@ impl PageAllocator {
                 };
                 i += 1;
                 let Some(range) = range else { continue };
-                if backend.encrypt(&range).is_ok() && !backend.any_shared(&range) {
+                if back(&range) {
                     self.stats.reversions.inc();
                     self.stats.reverted_pages.add(range.nr_pages() as u64);
                     done += 1;
@@ -162,6 +208,22 @@ impl PageAllocator {
                         }
                     }
                     self.count_leak(range.pfn(), range.nr_pages());
+                    failed += 1;
+                }
+            }
+        }
+        // Blocks leaked earlier because converting them back failed: made private if
+        // they can be, but kept out of the page allocator all the same.
+        let unknown = core::mem::take(&mut *self.unknown.lock());
+        for block in unknown.iter() {
+            match Block::whole(block) {
+                Ok(range) if back(&range) => {
+                    self.stats.reversions.inc();
+                    self.stats.reverted_pages.add(range.nr_pages() as u64);
+                    done += 1;
+                }
+                _ => {
+                    self.stats.conversion_failures.inc();
                     failed += 1;
                 }
             }

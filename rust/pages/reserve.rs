@@ -65,10 +65,13 @@ impl PageAllocator {
         let before = self.pool_pages(nid).free;
         let mut added = 0;
         while self.pool_pages(nid).free < high {
+            let in_flight = self.in_flight();
             let Some(ub) = self.new_block(nid, bindings::__GFP_THISNODE, 0) else {
                 break;
             };
-            if !self.add_block(ub) {
+            let added_one = self.add_block(ub);
+            drop(in_flight);
+            if !added_one {
                 break;
             }
             added += 1;

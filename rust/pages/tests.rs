@@ -608,7 +608,9 @@ mod decrypted {
     use crate::backend::ModelBackend;
     use crate::pages::*;
     use crate::sys::Block;
+    use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
     use kernel::bindings::{GFP_ATOMIC, GFP_KERNEL as K};
+    use kernel::time::{delay::fsleep, Delta};
 
     fn private(model: &Arc<ModelBackend>, cache_blocks: usize) -> Result<Arc<PageAllocator>> {
         private_with(Backend::Model(model.clone()), cache_blocks)
@@ -938,7 +940,8 @@ mod decrypted {
         let d = private(&model, 4)?;
         let a = d.alloc(NUMA_NO_NODE, K, 9, true).ok_or(ENOMEM)?;
         let b = d.alloc(NUMA_NO_NODE, K, 9, true).ok_or(ENOMEM)?;
-        model.fail_nth(1);
+        // Every try of the first block fails.
+        model.fail_calls(1, maintenance::UNSHARE_TRIES as u64);
         assert_eq!(d.unshare_all(), (1, 1));
         assert_eq!(model.shared_pages(), 512);
         let leaked = if model.is_shared(a.number()) { a } else { b };
@@ -950,6 +953,113 @@ mod decrypted {
         // shrinker to count, as nothing a shrink would release.
         assert_eq!(d.reclaimable_pages(), 0);
         assert_eq!(d.shrink(0), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn unshare_all_retries_and_takes_leaked_blocks_back() -> Result {
+        let model = ModelBackend::new()?;
+        let d = private(&model, 4)?;
+        // A block leaked at run time: converting it back failed, its state is unknown
+        // (shared, as far as the model knows).
+        let gone = d.alloc(NUMA_NO_NODE, K, 9, true).ok_or(ENOMEM)?;
+        assert_eq!(d.free(gone, 9), Ok(()));
+        d.scrub_pending();
+        model.fail_nth(1);
+        assert_eq!(d.shrink(0), 1);
+        assert_eq!(d.stats.leaked_blocks.get(), 1);
+        assert_eq!(model.shared_pages(), 512);
+        // Two blocks in use; the first conversion back fails once.
+        let a = d.alloc(NUMA_NO_NODE, K, 9, true).ok_or(ENOMEM)?;
+        let b = d.alloc(NUMA_NO_NODE, K, 9, true).ok_or(ENOMEM)?;
+        assert_eq!(model.shared_pages(), 3 * 512);
+        model.fail_nth(1);
+        // All three private: the two in use (one at its second try) and the leaked one.
+        assert_eq!(d.unshare_all(), (3, 0));
+        assert_eq!(model.shared_pages(), 0);
+        assert_eq!(model.double_conversions.load(Relaxed), 0);
+        assert_eq!(d.stats.leaked_blocks.get(), 1);
+        // The leaked block stays out of the page allocator; nothing is retried twice.
+        assert_eq!(d.ownership(gone), Ownership::Leaked);
+        let encrypts = model.encrypt_calls.load(Relaxed);
+        assert_eq!(d.unshare_all(), (0, 0));
+        assert_eq!(model.encrypt_calls.load(Relaxed), encrypts);
+        assert_eq!(d.free(a, 9), Ok(()));
+        assert_eq!(d.free(b, 9), Ok(()));
+        Ok(())
+    }
+
+    /// What two CPUs see of a shut-down beside a block conversion.
+    struct InFlightRace {
+        d: Arc<PageAllocator>,
+        model: Arc<ModelBackend>,
+        /// The allocation of the first CPU succeeded.
+        got: AtomicBool,
+        /// Conversions in progress, and pages shared, when `unshare_all()` returned.
+        busy_after: AtomicU64,
+        shared_after: AtomicU64,
+        /// Whether the second CPU saw the conversion start.
+        saw_start: AtomicBool,
+    }
+
+    fn in_flight_race(s: &InFlightRace, cpu: u32) {
+        if cpu == 0 {
+            // A new block: its conversion takes the model's delay.
+            if let Some(pfn) = s.d.alloc(NUMA_NO_NODE, K, 0, true) {
+                s.got.store(true, SeqCst);
+                let _ = s.d.free(pfn, 0);
+            }
+            return;
+        }
+        // Unshare-all while the block is being converted.
+        for _ in 0..5000 {
+            if s.model.entered.load(Relaxed) > 0 {
+                s.saw_start.store(true, SeqCst);
+                break;
+            }
+            fsleep(Delta::from_millis(1));
+        }
+        s.d.unshare_all();
+        let (entered, finished) = (
+            s.model.entered.load(Relaxed),
+            s.model.finished.load(Relaxed),
+        );
+        s.busy_after.store(entered.wrapping_sub(finished), SeqCst);
+        s.shared_after.store(s.model.shared_pages() as u64, SeqCst);
+    }
+
+    #[test]
+    fn unshare_all_waits_for_conversions_in_flight() -> Result {
+        let model = ModelBackend::new()?;
+        // Long enough for the other CPU to see the conversion start and shut down
+        // while it runs, even on a loaded TCG host.
+        model.set_delay_ms(1000);
+        let s = InFlightRace {
+            d: private(&model, 4)?,
+            model: model.clone(),
+            got: AtomicBool::new(false),
+            busy_after: AtomicU64::new(u64::MAX),
+            shared_after: AtomicU64::new(u64::MAX),
+            saw_start: AtomicBool::new(false),
+        };
+        let r = sys::testing::on_cpus(&s, 2, in_flight_race);
+        if r == Err(ENODEV) {
+            // One CPU: nothing runs at the same time.
+            sys::kunit_skip();
+            return Ok(());
+        }
+        r?;
+        model.set_delay_ms(0);
+        assert!(s.saw_start.load(SeqCst));
+        // When unshare-all returned, the block taken meanwhile was given back,
+        // converted back, and no conversion was still running.
+        assert_eq!(s.busy_after.load(SeqCst), 0);
+        assert_eq!(s.shared_after.load(SeqCst), 0);
+        assert!(!s.got.load(SeqCst));
+        assert_eq!(s.d.stats.blocks_taken.get(), 1);
+        assert_eq!(s.d.stats.blocks_released.get(), 1);
+        assert_eq!(s.d.total_pages().held, 0);
+        assert_eq!(model.double_conversions.load(Relaxed), 0);
         Ok(())
     }
 

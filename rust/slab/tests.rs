@@ -60,6 +60,54 @@ mod objects {
     }
 
     #[test]
+    fn closed_caches_refuse_then_nothing_stays_shared() -> Result {
+        let model = ModelBackend::new()?;
+        let k = instance(&model, (0, 0), false)?;
+        // A CPU slab of kmalloc-decrypted-256 with objects left in its private set.
+        let a = k.alloc(256, NUMA_NO_NODE, K).ok_or(ENOMEM)?;
+        let b = k.alloc(256, NUMA_NO_NODE, K).ok_or(ENOMEM)?;
+        assert!(k.pages().shut_down());
+        k.close();
+        // Neither a CPU's slab, nor the lists, nor a new slab or pages serve now.
+        for size in [256usize, 512, 8192, 65536] {
+            assert!(k.alloc(size, NUMA_NO_NODE, K).is_none());
+        }
+        // Frees still work, and a freed object is not handed out again.
+        assert_eq!(k.free(b), Ok(()));
+        assert!(k.alloc(256, NUMA_NO_NODE, K).is_none());
+        // The block under the live object goes private in place, once.
+        assert_eq!(k.pages().unshare_all(), (1, 0));
+        assert_eq!(model.shared_pages(), 0);
+        assert_eq!(k.free(a), Ok(()));
+        k.shrink();
+        assert_eq!(model.double_conversions.load(Relaxed), 0);
+        assert_eq!(model.shared_pages(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn closed_dedicated_cache_refuses_with_objects_freed_here() -> Result {
+        let model = ModelBackend::new()?;
+        let k = instance(&model, (0, 0), false)?;
+        let c = ObjCache::new(b"closed-test", 768, 256, TAG_FIRST_CACHE + 100, k.pages())?;
+        // Freed on this CPU: back in its slab's private set, the fast path's.
+        let kept = c.alloc(NUMA_NO_NODE, K).ok_or(ENOMEM)?;
+        let freed = c.alloc(NUMA_NO_NODE, K).ok_or(ENOMEM)?;
+        assert_eq!(c.free(freed), Ok(()));
+        assert!(k.pages().shut_down());
+        c.close();
+        assert!(c.alloc(NUMA_NO_NODE, K).is_none());
+        assert!(c.alloc(NUMA_NO_NODE, K | __GFP_ZERO).is_none());
+        assert_eq!(c.free(kept), Ok(()));
+        assert!(c.alloc(NUMA_NO_NODE, K).is_none());
+        assert_eq!(k.pages().unshare_all(), (1, 0));
+        assert_eq!(model.shared_pages(), 0);
+        c.shrink();
+        assert_eq!(model.double_conversions.load(Relaxed), 0);
+        Ok(())
+    }
+
+    #[test]
     fn classes_aligned_sized_and_shared() -> Result {
         let model = ModelBackend::new()?;
         let k = instance(&model, (0, 0), false)?;
