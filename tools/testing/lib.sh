@@ -121,3 +121,25 @@ ua_kmemleak_result() {
 	grep -A 12 '^unreferenced object' "$1" | head -60 >&2 || true
 	return 1
 }
+
+# ua_kexec_initrd: build the initramfs of the kexec boot (kexec-init.sh as
+# /init): busybox, the sample modules, ua-kexec (kexec/ua-kexec.c, static),
+# and in /kexec the kernel image and the second kernel's initramfs (the same
+# /init, without the kernel); print its path.
+ua_kexec_initrd() {
+	local root=$UA_CACHE/kexec-initramfs$UA_SUFFIX inner=$UA_CACHE/kexec-inner$UA_SUFFIX cc
+	case "$UA_ARCH" in
+	x86_64) cc=clang$UA_LLVM ;;
+	arm64) cc=aarch64-linux-gnu-gcc ;;
+	esac
+	ua_initramfs_root "$inner" "$UA_ROOT/tools/testing/kexec-init.sh"
+	ua_initramfs_root "$root" "$UA_ROOT/tools/testing/kexec-init.sh"
+	mkdir -p "$root"/{kexec,lib/modules}
+	"$cc" -static -O2 -Wall -Werror -o "$root/bin/ua-kexec" "$UA_ROOT/tools/testing/kexec/ua-kexec.c" ||
+		die "cannot build ua-kexec with $cc"
+	find "$UA_BUILD/mm/unmapped_alloc/samples" -name '*.ko' -exec cp {} "$root/lib/modules/" \;
+	cp "$(ua_kernel_image)" "$root/kexec/kernel"
+	ua_initramfs_pack "$inner" "$root/kexec/initrd"
+	ua_initramfs_pack "$root" "$root.cpio.gz"
+	echo "$root.cpio.gz"
+}

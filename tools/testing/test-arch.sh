@@ -14,11 +14,12 @@ set -euo pipefail
 "$UA_ROOT/tools/testing/build.sh"
 total_p=0 total_f=0 total_s=0 ok=1
 
-# boot NAME CMDLINE [INITRD]: one boot; adds its counts to the totals. With
-# the kmemleak initramfs, its /init scans for leaks after the suites and
-# reboots; without one, KUnit reboots when done.
+# boot NAME CMDLINE [INITRD [kmemleak]]: one boot; adds its counts to the
+# totals. With an initramfs, its /init runs after the KUnit suites and ends
+# the run with a reboot; with the kmemleak one ('kmemleak' given), it scans
+# for leaks first. Without one, KUnit reboots when done.
 boot() {
-	local name=$1 cmdline=$2 initrd=${3:-}
+	local name=$1 cmdline=$2 initrd=${3:-} leakcheck=${4:-}
 	local log=$UA_CACHE/logs/kunit$UA_SUFFIX-$name.log
 	local parsed=$UA_CACHE/logs/kunit$UA_SUFFIX-$name-parsed.txt
 	local qrc=0 start passed failed skipped
@@ -38,7 +39,7 @@ boot() {
 		head -20 "$UA_CACHE/logs/splats$UA_SUFFIX-$name.txt" >&2
 		ok=0
 	fi
-	if [ -n "$initrd" ]; then
+	if [ "$leakcheck" = kmemleak ]; then
 		leaks=$(ua_kmemleak_result "$log") || ok=0
 		echo "$leaks after the $name boot" >&2
 	fi
@@ -49,12 +50,41 @@ boot() {
 kmemleak_initrd=$(ua_kmemleak_initrd)
 # Every suite of the component but unmapped_alloc_coco, which needs a pKVM
 # protected VM and its host (make test-coco) and would only skip here.
-boot suites "kunit.filter_glob=${UA_FILTER:-unmapped_alloc_[!c]*}" "$kmemleak_initrd"
+boot suites "kunit.filter_glob=${UA_FILTER:-unmapped_alloc_[!c]*}" "$kmemleak_initrd" kmemleak
 # The examples of the Rust API (kernel::unmapped_alloc), which
 # CONFIG_RUST_KERNEL_DOCTESTS turns into KUnit cases; the other kernel
-# crate examples are not this component's to run.
+# crate examples are not this component's to run. After them the same boot
+# kexecs (kexec-init.sh): with the samples' unmapped pages and decrypted
+# objects in use, kexec_file_load() the same kernel and reboot into it. The
+# first kernel's unshare-all (after the devices are shut down) must convert
+# the decrypted blocks back with no failure, and the second kernel must come
+# up with nothing leaked or failed. One test.
 if [ -z "${UA_FILTER:-}" ]; then
-	boot doctests "kunit.filter_glob=rust_doctests_kernel.rust_doctest_kernel_unmapped_alloc_rs_*"
+	boot doctests-kexec "kunit.filter_glob=rust_doctests_kernel.rust_doctest_kernel_unmapped_alloc_rs_*" \
+		"$(ua_kexec_initrd)"
+	kexec_errors=()
+	# The first kernel's shutdown, between the load and the second kernel's
+	# banner (the second kernel's own reboot runs unshare-all again).
+	first=$(sed -n '/ua-kexec: loaded/,/Linux version/p' "$LAST_LOG")
+	[ -n "$first" ] || kexec_errors+=("kexec_file_load() failed")
+	grep -qE 'unshare-all: decrypted: [1-9][0-9]* blocks converted back, 0 failed' <<<"$first" ||
+		kexec_errors+=("the first kernel converted no decrypted block back, or failed")
+	grep -qE 'unshare-all: unmapped: [0-9]+ blocks converted back, 0 failed' <<<"$first" ||
+		kexec_errors+=("the first kernel's unshare-all of the unmapped pages is missing or failed")
+	grep -q 'ua-kexec: second kernel up' "$LAST_LOG" || kexec_errors+=("the second kernel did not come up")
+	if grep -qE 'ua-kexec: (FAIL|second kernel: )|unshare-all: .* [1-9][0-9]* failed' "$LAST_LOG"; then
+		kexec_errors+=("$(grep -E 'ua-kexec: (FAIL|second kernel: )|unshare-all: .* [1-9][0-9]* failed' \
+			"$LAST_LOG" | head -5)")
+	fi
+	grep -E 'ua-kexec: in use|unshare-all: ' <<<"$first" | sed 's/^\[[^]]*\] //' || true
+	if [ ${#kexec_errors[@]} = 0 ]; then
+		echo "ok: kexec"
+		total_p=$((total_p + 1))
+	else
+		printf 'error: kexec: %s\n' "${kexec_errors[@]}" >&2
+		echo "not ok: kexec (log: $LAST_LOG)"
+		total_f=$((total_f + 1))
+	fi
 fi
 if [ "$UA_ARCH" = arm64 ] && [ -z "${UA_FILTER:-}" ]; then
 	boot no-direct-map "rodata=noalias debug_pagealloc=off \
