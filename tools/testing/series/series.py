@@ -170,6 +170,19 @@ pub mod objects;
 """, """    let atomic = u.stats.atomic_failures.get() + d.stats.atomic_failures.get();
 """),
     ('caches', 'rust/c_api.rs', '    objects::shrink();\n', ''),
+    ('caches', 'rust/pages.rs', '        new_mutex, Arc, Mutex, MutexGuard,\n', '        new_mutex, Arc, Mutex,\n'),
+    ('caches', 'rust/pages/maintenance.rs', '    /// Whether [`Self::shut_down`] was called.\n    pub(crate) fn is_shut_down(&self) -> bool {\n        self.shut_down.load(Relaxed)\n    }\n\n', ''),
+    ('caches', 'rust/pages.rs', "    /// The handles of the C API's dedicated caches on this instance, so that a\n    /// shut-down can close them (see `c_api::objects`).\n    #[pin]\n    dedicated: Mutex<KVec<usize>>,\n", ''),
+    ('caches', 'rust/pages.rs', '                dedicated <- new_mutex!(KVec::new()),\n', ''),
+    ('caches', 'rust/pages.rs', "    /// The handles of the dedicated caches on this instance, locked: a handle is added\n    /// when its cache is made and removed before the cache is destroyed.\n    pub(crate) fn dedicated(&self) -> MutexGuard<'_, KVec<usize>> {\n        self.dedicated.lock()\n    }\n\n", ''),
+    ('caches', 'rust/c_api.rs', """    // The caches first: shut the decrypted pages down (waiting for conversions in
+    // flight), then take the CPUs' slabs away from every cache on them, so that no
+    // object is handed out of a block converted back below.
+    if let Ok(d) = decrypted() {
+        d.shut_down();
+        objects::close_all();
+    }
+""", ''),
     # debugfs and trace events: the files, the events and where they fire.
     # The Rust API in the kernel crate, which the crate root's documentation names.
     ('rust-api', 'rust/unmapped_alloc.rs',
