@@ -12,7 +12,9 @@
 # The guest runs the suites that touch the platform: unmapped_alloc_sys (the
 # direct map and encryption primitives), unmapped_alloc_real_backend (the
 # global instances on the real backend) and unmapped_alloc_coco, which asks
-# the VMM to read its shared and private memory (coco/ua_coco.h). The other
+# the VMM to read its shared and private memory (coco/ua_coco.h); then it
+# kexecs into the same kernel (kexec-init.sh) while the samples hold shared
+# memory, and the VMM sweeps all guest memory before and after. The other
 # suites test the allocators above those primitives, on the model backend or
 # the guest's own direct map, which a protected VM does not change: they run
 # in the arm64 boot of make test, not here again (in nested TCG they took
@@ -64,26 +66,33 @@ if [ ! -x "$vmm" ] || [ "$src/vmm.c" -nt "$vmm" ] || [ "$src/ua_coco.h" -nt "$vm
 		-Werror -I"$COCO/usr/include" -I"$src" -pthread -o "$vmm" "$src/vmm.c"
 fi
 
-# The bench guest's initramfs.
-initrd_props=
+# The guest's initramfs. In test mode, after the suites, the guest kexecs
+# into the same kernel (kexec-init.sh, as in the arm64 boot of make test) and
+# the VMM sweeps its memory on both sides of the kexec.
+guest_initrd=$COCO/guest-initramfs-$mode.cpio.gz
 if [ "$mode" = bench ]; then
 	groot=$COCO/bench-guest-initramfs
 	ua_initramfs_root "$groot" "$src/bench-guest-init.sh"
 	mkdir -p "$groot/tmp"
-	ua_initramfs_pack "$groot" "$COCO/bench-guest-initramfs.cpio.gz"
-	# vmm.c loads it 128 MiB into RAM.
-	istart=$((GUEST_RAM_BASE + (128 << 20)))
-	iend=$((istart + $(stat -c %s "$COCO/bench-guest-initramfs.cpio.gz")))
-	initrd_props="linux,initrd-start = <0x0 $(printf '0x%x' $istart)>;
-		linux,initrd-end = <0x0 $(printf '0x%x' $iend)>;"
+	ua_initramfs_pack "$groot" "$guest_initrd"
+else
+	cp "$(ua_kexec_initrd)" "$guest_initrd"
 fi
+# vmm.c loads it 128 MiB into RAM.
+istart=$((GUEST_RAM_BASE + (128 << 20)))
+iend=$((istart + $(stat -c %s "$guest_initrd")))
+initrd_props="linux,initrd-start = <0x0 $(printf '0x%x' $istart)>;
+	linux,initrd-end = <0x0 $(printf '0x%x' $iend)>;"
 
 # The guest's device tree; the addresses are those of vmm.c.
 node_bytes=$((GUEST_NODE_MIB << 20))
 guest_cmdline="earlycon=pl011,mmio32,0x09000000 keep_bootcon panic=-1 oops=panic"
 if [ "$mode" = test ]; then
-	guest_cmdline="$guest_cmdline debug_pagealloc=on kunit_shutdown=poweroff
-		kunit.filter_glob=unmapped_alloc_[!bdp]*"
+	# No software IO TLB: 7.2 shares its default pool at boot and never
+	# unshares it, not even across kexec; with it the sweep after the kexec
+	# would see the stock kernel's shared pages, not the component's.
+	guest_cmdline="$guest_cmdline debug_pagealloc=on ua_coco=1 swiotlb=noforce
+		printk.devkmsg=on kunit.filter_glob=unmapped_alloc_[!bdp]*"
 else
 	guest_cmdline="$guest_cmdline kunit.enable=0 debug_pagealloc=off"
 fi
@@ -157,7 +166,7 @@ ua_initramfs_root "$root" "$src/host-init.sh"
 cp "$vmm" "$root/ua-vmm"
 cp "$guest_image" "$root/Image"
 cp "$COCO/guest.dtb" "$root/guest.dtb"
-[ "$mode" = test ] || cp "$COCO/bench-guest-initramfs.cpio.gz" "$root/guest-initrd.cpio.gz"
+cp "$guest_initrd" "$root/guest-initrd.cpio.gz"
 printf 'COCO_MEM_MIB=%d\nCOCO_VCPUS=%d\n' $((2 * GUEST_NODE_MIB)) $GUEST_VCPUS >"$root/coco.env"
 initrd=$COCO/host-initramfs.cpio.gz
 ua_initramfs_pack "$root" "$initrd"
@@ -209,6 +218,36 @@ bad=$(awk '/^coco: host read / {
 	if (s[1] != s[2] || p[1] != 0) n++ } END { print n + 0 }' "$console")
 [ "$checks" -ge 3 ] || { echo "error: only $checks host checks ran (expected 3)" >&2; ok=0; }
 [ "$bad" = 0 ] || { echo "error: $bad host checks saw private memory or missed shared memory" >&2; ok=0; }
+# The kexec in the protected guest: the checks of the arm64 kexec boot, and
+# the host's sweeps of guest memory. Before the kexec the host must read
+# exactly the pages the component holds shared (the same count before and
+# after the sweep, and not 0); in the second kernel none of those pages: all
+# were made private again. The second kernel itself keeps no reserve; what
+# else the host reads then is the stock kernel's (its DMA atomic pool,
+# decrypted at boot, never re-encrypted) and is only shown.
+kexec_ok=1
+ua_kexec_check "$console" || kexec_ok=0
+grep -E '^coco: sweep|ua-kexec: shared' "$console" | sed 's/^\[[^]]*\] //' || true
+held=$(sed -n 's/.*ua-kexec: shared by the component \(before\|after\) the sweep: \([0-9]*\) pages.*/\2/p' \
+	"$console" | sort -u)
+seen=$(sed -n 's/^coco: sweep before-kexec: \([0-9]*\) shared pages.*/\1/p' "$console")
+after=$(sed -n 's/^coco: sweep second-kernel: \([0-9]*\) of \([0-9]*\) last-sweep pages.*/\1 \2/p' \
+	"$console")
+if [ -z "$seen" ] || [ -z "$held" ] || [ "$seen" != "$held" ] || [ "$seen" = 0 ]; then
+	echo "error: before the kexec the host read ${seen:-?} pages, the component held ${held//$'\n'/ then } shared" >&2
+	kexec_ok=0
+fi
+if [ -z "$seen" ] || [ "$after" != "0 $seen" ]; then
+	echo "error: after the kexec the host still read ${after% *} of the ${after#* } pages shared before" >&2
+	kexec_ok=0
+fi
+if [ $kexec_ok = 1 ]; then
+	echo "ok: kexec in the protected guest"
+	passed=$((passed + 1))
+else
+	echo "not ok: kexec in the protected guest"
+	failed=$((failed + 1))
+fi
 if ! "$UA_ROOT/tools/testing/splats.sh" "$console" >"$UA_CACHE/logs/coco-splats.txt"; then
 	echo "error: kernel splats in the host or the guest:" >&2
 	head -20 "$UA_CACHE/logs/coco-splats.txt" >&2

@@ -143,3 +143,25 @@ ua_kexec_initrd() {
 	ua_initramfs_pack "$root" "$root.cpio.gz"
 	echo "$root.cpio.gz"
 }
+
+# ua_kexec_check LOG: the checks of a kexec boot (kexec-init.sh). The first
+# kernel's shutdown, between the load and the second kernel's banner (whose
+# own reboot runs unshare-all again), converted decrypted blocks back and
+# failed nothing; the second kernel came up with no leak or failure counted.
+# Prints the first kernel's lines of interest, an "error: kexec: ..." line on
+# stderr per failed check, and returns 1 if any failed.
+ua_kexec_check() {
+	local first errors=() bad='ua-kexec: (FAIL|second kernel: )|unshare-all: .* [1-9][0-9]* failed'
+	first=$(sed -n '/ua-kexec: loaded/,/Linux version/p' "$1")
+	[ -n "$first" ] || errors+=("kexec_file_load() failed")
+	grep -qE 'unshare-all: decrypted: [1-9][0-9]* blocks converted back, 0 failed' <<<"$first" ||
+		errors+=("the first kernel converted no decrypted block back, or failed")
+	grep -qE 'unshare-all: unmapped: [0-9]+ blocks converted back, 0 failed' <<<"$first" ||
+		errors+=("the first kernel's unshare-all of the unmapped pages is missing or failed")
+	grep -q 'ua-kexec: second kernel up' "$1" || errors+=("the second kernel did not come up")
+	grep -qE "$bad" "$1" && errors+=("$(grep -E "$bad" "$1" | head -5)")
+	grep -E 'ua-kexec: in use|unshare-all: ' <<<"$first" | sed 's/^\[[^]]*\] //' || true
+	[ ${#errors[@]} = 0 ] && return 0
+	printf 'error: kexec: %s\n' "${errors[@]}" >&2
+	return 1
+}

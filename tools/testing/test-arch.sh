@@ -62,26 +62,10 @@ boot suites "kunit.filter_glob=${UA_FILTER:-unmapped_alloc_[!c]*}" "$kmemleak_in
 if [ -z "${UA_FILTER:-}" ]; then
 	boot doctests-kexec "kunit.filter_glob=rust_doctests_kernel.rust_doctest_kernel_unmapped_alloc_rs_*" \
 		"$(ua_kexec_initrd)"
-	kexec_errors=()
-	# The first kernel's shutdown, between the load and the second kernel's
-	# banner (the second kernel's own reboot runs unshare-all again).
-	first=$(sed -n '/ua-kexec: loaded/,/Linux version/p' "$LAST_LOG")
-	[ -n "$first" ] || kexec_errors+=("kexec_file_load() failed")
-	grep -qE 'unshare-all: decrypted: [1-9][0-9]* blocks converted back, 0 failed' <<<"$first" ||
-		kexec_errors+=("the first kernel converted no decrypted block back, or failed")
-	grep -qE 'unshare-all: unmapped: [0-9]+ blocks converted back, 0 failed' <<<"$first" ||
-		kexec_errors+=("the first kernel's unshare-all of the unmapped pages is missing or failed")
-	grep -q 'ua-kexec: second kernel up' "$LAST_LOG" || kexec_errors+=("the second kernel did not come up")
-	if grep -qE 'ua-kexec: (FAIL|second kernel: )|unshare-all: .* [1-9][0-9]* failed' "$LAST_LOG"; then
-		kexec_errors+=("$(grep -E 'ua-kexec: (FAIL|second kernel: )|unshare-all: .* [1-9][0-9]* failed' \
-			"$LAST_LOG" | head -5)")
-	fi
-	grep -E 'ua-kexec: in use|unshare-all: ' <<<"$first" | sed 's/^\[[^]]*\] //' || true
-	if [ ${#kexec_errors[@]} = 0 ]; then
+	if ua_kexec_check "$LAST_LOG"; then
 		echo "ok: kexec"
 		total_p=$((total_p + 1))
 	else
-		printf 'error: kexec: %s\n' "${kexec_errors[@]}" >&2
 		echo "not ok: kexec (log: $LAST_LOG)"
 		total_f=$((total_f + 1))
 	fi

@@ -15,6 +15,15 @@
  * mapping of guest memory, where pKVM lets it read only what the guest
  * shared, and writes back what it saw.
  *
+ * Sweeps: before the guest starts, every page of its RAM holds a marker (or
+ * what the VMM loaded there). When the guest prints "ua-coco: sweep <tag>
+ * <i>/<n>" for i = 0 to n - 1, the VMM reads every page of guest RAM, a part
+ * at a time, and counts those it can read with other contents: pages the
+ * guest shared (pKVM refuses the host any page the guest owns, and a page the
+ * guest never touched keeps the marker). Used across a guest kexec to see
+ * that nothing stays shared. A shared page the guest never wrote looks
+ * untouched: the sweep finds pages shared and written.
+ *
  * Guest-physical layout (the device tree must match):
  *   0x08000000  GICv3 distributor (64 KiB)
  *   0x080a0000  GICv3 redistributors (128 KiB per vCPU)
@@ -42,6 +51,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ua_coco.h"
@@ -62,9 +72,22 @@ static uint8_t *ram;
 static uint64_t ram_size;
 static size_t vcpu_mmap_size;
 static pthread_mutex_t console_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t sweep_lock = PTHREAD_MUTEX_INITIALIZER;
 static char line[4096];
 static size_t line_len;
 static unsigned int checks;
+
+/* What every page of guest RAM held before the guest ran. */
+#define RAM_MARKER	0x7561766d6d61726bULL	/* "uavmmark" */
+struct loaded {
+	uint64_t off, size;	/* page-aligned, in RAM */
+	uint8_t *copy;
+};
+
+static struct loaded loaded[3];
+static unsigned int nr_loaded;
+/* One bit per page of guest RAM: read as shared by the last sweep. */
+static uint8_t *last_shared;
 
 static void die(const char *fmt, ...)
 {
@@ -121,7 +144,7 @@ static enum ua_coco_result probe(uint64_t gpa, uint32_t len, uint64_t pattern)
 		return UA_COCO_OUTSIDE;
 	p = (volatile const uint64_t *)(ram + (gpa - RAM_BASE));
 	probing = 1;
-	if (sigsetjmp(probe_env, 1)) {
+	if (sigsetjmp(probe_env, 0)) {
 		probing = 0;
 		return UA_COCO_REFUSED;
 	}
@@ -243,12 +266,157 @@ static void coco_check(uint64_t gpa, uint32_t seq)
 	__atomic_store_n(&mb->done, seq, __ATOMIC_RELEASE);
 }
 
+/* Record what the VMM put at @off..@off+@size (the rest of RAM is the marker). */
+static void keep_loaded(uint64_t off, uint64_t size)
+{
+	struct loaded *l = &loaded[nr_loaded++];
+
+	l->off = off & ~0xfffULL;
+	l->size = ((off + size + 0xfff) & ~0xfffULL) - l->off;
+	l->copy = malloc(l->size);
+	if (!l->copy)
+		die("a copy of %llu loaded bytes", (unsigned long long)l->size);
+	memcpy(l->copy, ram + l->off, l->size);
+}
+
+/* The page at RAM offset @off still holds what it held before the guest ran. */
+static bool untouched(const uint64_t *p, uint64_t off)
+{
+	unsigned int i;
+
+	for (i = 0; i < nr_loaded; i++)
+		if (off - loaded[i].off < loaded[i].size)
+			return !memcmp(p, loaded[i].copy + (off - loaded[i].off), 4096);
+	for (i = 0; i < 4096 / 8; i++)
+		if (p[i] != RAM_MARKER)
+			return false;
+	return true;
+}
+
+/* Copy the page at RAM offset @off into @copy; false if pKVM refused the read. */
+static bool read_page(uint64_t off, uint64_t *copy)
+{
+	volatile const uint64_t *p = (volatile const uint64_t *)(ram + off);
+	unsigned int i;
+
+	probing = 1;
+	if (sigsetjmp(probe_env, 0)) {
+		probing = 0;
+		return false;
+	}
+	for (i = 0; i < 4096 / 8; i++)
+		copy[i] = p[i];
+	probing = 0;
+	return true;
+}
+
+/*
+ * A sweep of guest RAM, asked for in parts ("ua-coco: sweep TAG I/N", I from
+ * 0 to N - 1) so that no vCPU waits for the host longer than a part takes.
+ * Every page is counted as shared (the host reads it and the guest wrote
+ * it), untouched (the host reads what it put there: never the guest's) or
+ * private (pKVM refuses the read); the last part reports, with where the
+ * shared pages are and how many of those of the previous sweep still are.
+ */
+struct sweep {
+	char tag[32];
+	unsigned int next;	/* the part expected next */
+	unsigned long shared, untouched, private, ranges, before, still;
+	uint64_t start, first_word;
+	bool in_range;
+	struct timespec t0;
+};
+
+static struct sweep sw;
+
+/* Ends the run of shared pages in progress, if any, at RAM offset @off. */
+static void end_range(struct sweep *w, uint64_t off, FILE *out)
+{
+	if (!w->in_range)
+		return;
+	if (w->ranges++ < 8)
+		fprintf(out, "coco: sweep %s: shared 0x%llx+%llu pages, %016llx\n", w->tag,
+			(unsigned long long)(RAM_BASE + w->start),
+			(unsigned long long)((off - w->start) >> 12),
+			(unsigned long long)w->first_word);
+	w->in_range = false;
+}
+
+/* Sweeps the pages at RAM offsets @from to @to (excluded). */
+static void sweep_range(struct sweep *w, uint64_t from, uint64_t to, FILE *out)
+{
+	static uint64_t copy[4096 / 8];
+	uint64_t off;
+
+	for (off = from; off < to; off += 4096) {
+		uint64_t pfn = off / 4096;
+		bool shared = false, was;
+
+		if (!read_page(off, copy))
+			w->private++;
+		else if (untouched(copy, off))
+			w->untouched++;
+		else
+			shared = true;
+		if (shared && !w->in_range) {
+			w->start = off;
+			w->first_word = copy[0];
+			w->in_range = true;
+		} else if (!shared) {
+			end_range(w, off, out);
+		}
+		w->shared += shared;
+		was = last_shared[pfn / 8] & (1 << (pfn % 8));
+		w->before += was;
+		w->still += was && shared;
+		if (shared)
+			last_shared[pfn / 8] |= 1 << (pfn % 8);
+		else
+			last_shared[pfn / 8] &= ~(1 << (pfn % 8));
+	}
+}
+
+static void sweep_ram(const char *tag, unsigned int part, unsigned int parts, FILE *out)
+{
+	uint64_t pages = ram_size / 4096;
+	struct timespec t1;
+
+	if (!last_shared) {
+		last_shared = calloc(pages / 8 + 1, 1);
+		if (!last_shared)
+			die("the sweep's bitmap");
+	}
+	if (!parts || part >= parts || (part && (part != sw.next || strcmp(tag, sw.tag)))) {
+		fprintf(out, "coco: sweep %s: part %u/%u out of order\n", tag, part, parts);
+		sw.next = 0;
+		return;
+	}
+	if (!part) {
+		memset(&sw, 0, sizeof(sw));
+		snprintf(sw.tag, sizeof(sw.tag), "%s", tag);
+		clock_gettime(CLOCK_MONOTONIC, &sw.t0);
+	}
+	sw.next = part + 1;
+	sweep_range(&sw, pages * part / parts * 4096, pages * (part + 1) / parts * 4096, out);
+	if (part + 1 < parts)
+		return;
+	end_range(&sw, ram_size, out);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	fprintf(out, "coco: sweep %s: %lu shared pages in %lu ranges, %lu private, %lu untouched\n",
+		tag, sw.shared, sw.ranges, sw.private, sw.untouched);
+	fprintf(out, "coco: sweep %s: %lu of %lu last-sweep pages still shared, in %ld ms\n",
+		tag, sw.still, sw.before, (long)((t1.tv_sec - sw.t0.tv_sec) * 1000 +
+						 (t1.tv_nsec - sw.t0.tv_nsec) / 1000000));
+	sw.next = 0;
+}
+
 /* --- the console -------------------------------------------------------- */
 
 static void console_putc(char c)
 {
 	unsigned long long gpa;
-	unsigned int seq;
+	unsigned int seq, part = 0, parts = 0;
+	char tag[32] = "";
 	char *m;
 
 	pthread_mutex_lock(&console_lock);
@@ -259,11 +427,38 @@ static void console_putc(char c)
 		m = strstr(line, "ua-coco: mailbox ");
 		if (m && sscanf(m, "ua-coco: mailbox %llx seq %u", &gpa, &seq) == 2)
 			coco_check(gpa, seq);
+		m = strstr(line, "ua-coco: sweep ");
+		if (m && sscanf(m, "ua-coco: sweep %31s %u/%u", tag, &part, &parts) != 3)
+			tag[0] = 0;
 		line_len = 0;
 	} else if (line_len < sizeof(line) - 1) {
 		line[line_len++] = c;
 	}
 	pthread_mutex_unlock(&console_lock);
+	/*
+	 * Only this vCPU waits for a sweep: the others can print meanwhile
+	 * (a vCPU stopped longer than the RCU stall timeout is a stall).
+	 */
+	if (tag[0]) {
+		char *text = NULL;
+		size_t len = 0;
+		FILE *out = open_memstream(&text, &len);
+
+		if (!out)
+			die("open_memstream");
+		pthread_mutex_lock(&sweep_lock);
+		sweep_ram(tag, part, parts, out);
+		pthread_mutex_unlock(&sweep_lock);
+		fclose(out);
+		/* On lines of their own, even if another vCPU is mid-line. */
+		pthread_mutex_lock(&console_lock);
+		if (line_len)
+			putchar('\n');
+		fputs(text, stdout);
+		fflush(stdout);
+		pthread_mutex_unlock(&console_lock);
+		free(text);
+	}
 }
 
 static void handle_mmio(struct kvm_run *run)
@@ -369,7 +564,7 @@ int main(int argc, char **argv)
 {
 	const char *kernel = NULL, *dtb = NULL, *initrd = NULL;
 	unsigned int nr_vcpus = 1, i;
-	uint64_t kernel_size, dtb_size, text_offset, dtb_off, initrd_size = 0;
+	uint64_t kernel_size, dtb_size, text_offset, dtb_off, initrd_size = 0, off;
 	struct kvm_userspace_memory_region slot;
 	struct kvm_create_device gic = { .type = KVM_DEV_TYPE_ARM_VGIC_V3 };
 	struct sigaction sa = { .sa_handler = probe_fault };
@@ -400,6 +595,11 @@ int main(int argc, char **argv)
 	if (!kernel || !dtb || !nr_vcpus || nr_vcpus > MAX_VCPUS || ram_size < (64ULL << 20))
 		goto usage;
 	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+	/*
+	 * SA_NODEFER and an empty mask: the handler blocks nothing, so the
+	 * probes' sigsetjmp() need not save the mask (a system call each, and
+	 * a sweep probes every page of guest RAM).
+	 */
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = SA_NODEFER;
 	sigaction(SIGSEGV, &sa, NULL);
@@ -421,6 +621,8 @@ int main(int argc, char **argv)
 		die("mmap of %llu MiB", (unsigned long long)(ram_size >> 20));
 	if (ram_size < INITRD_OFFSET + DTB_SPACE)
 		die("at least %llu MiB of RAM", (INITRD_OFFSET + DTB_SPACE) >> 20);
+	for (off = 0; off < ram_size; off += 8)
+		*(uint64_t *)(ram + off) = RAM_MARKER;
 	load_file(kernel, 0, INITRD_OFFSET, &kernel_size);
 	/* arm64 Image header: text_offset at byte 8 (0 for any recent kernel). */
 	memcpy(&text_offset, ram + 8, sizeof(text_offset));
@@ -432,6 +634,10 @@ int main(int argc, char **argv)
 	load_file(dtb, dtb_off, DTB_SPACE, &dtb_size);
 	if (initrd)
 		load_file(initrd, INITRD_OFFSET, dtb_off - INITRD_OFFSET, &initrd_size);
+	keep_loaded(0, text_offset + kernel_size);
+	keep_loaded(dtb_off, dtb_size);
+	if (initrd)
+		keep_loaded(INITRD_OFFSET, initrd_size);
 	slot = (struct kvm_userspace_memory_region){
 		.slot = 0, .guest_phys_addr = RAM_BASE, .memory_size = ram_size,
 		.userspace_addr = (uint64_t)ram,
