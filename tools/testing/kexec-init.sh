@@ -26,6 +26,7 @@ if grep -q 'ua_coco=1' /proc/cmdline; then
 	# no tty: speak through the kernel log.
 	mount -t devtmpfs devtmpfs /dev
 	exec >/dev/kmsg 2>&1
+	grep -E 'Kernel (code|data)' /proc/iomem | sed 's/^ */ua-kexec: /'
 fi
 
 # sweep TAG: the VMM sweeps guest memory in 16 parts, each while this vCPU
