@@ -67,6 +67,11 @@ int ua_numa_node_id(void)
 	return numa_node_id();
 }
 
+unsigned int ua_num_online_cpus(void)
+{
+	return num_online_cpus();
+}
+
 /*
  * Bad frees are reported with the caller's stack, rate limited like SLUB's
  * reports rather than once per boot, so that every broken caller shows up.

@@ -32,6 +32,7 @@ long ua_virt_to_pfn(unsigned long addr);
 int ua_pfn_to_nid(unsigned long pfn);
 bool ua_pfn_valid(unsigned long pfn);
 int ua_numa_node_id(void);
+unsigned int ua_num_online_cpus(void);
 bool ua_node_has_memory(int nid);
 void ua_flush_tlb_kernel_range(unsigned long start, unsigned long end);
 struct page *ua_alloc_pages_node(int nid, gfp_t gfp, unsigned int order);

@@ -132,6 +132,13 @@ pub(crate) fn local_node() -> i32 {
     unsafe { bindings::ua_numa_node_id() }
 }
 
+/// CPUs online now.
+#[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+pub(crate) fn num_online_cpus() -> u32 {
+    // SAFETY: No requirements.
+    unsafe { bindings::ua_num_online_cpus() }
+}
+
 /// Largest node id plus one.
 pub(crate) fn nr_node_ids() -> usize {
     // SAFETY: `nr_node_ids` is set up during early boot and read-only afterwards.

@@ -180,21 +180,19 @@ pub unsafe extern "C" fn kmem_cache_create_decrypted(
         // SAFETY: `name` is NULL or a string valid for the call (this function's
         // contract); `ObjCache::new` copies it.
         let name = unsafe { sys::c_name(name) }?;
+        let d = decrypted()?;
         let tag = take_cache_tag()?;
-        let cache = decrypted()
-            .and_then(|d| ObjCache::new(name, size as usize, align as usize, tag, d))
+        let cache = ObjCache::new(name, size as usize, align as usize, tag, d)
             .and_then(|cache| KBox::new(cache, GFP_KERNEL).map_err(Error::from));
         match cache {
             Ok(cache) => {
                 let handle = sys::into_handle(cache);
                 // Listed for a shut-down to close; on failure nobody saw the handle.
-                let listed = decrypted()
-                    .and_then(|d| Ok(d.dedicated().push(handle as usize, GFP_KERNEL)?));
-                if let Err(e) = listed {
+                if let Err(e) = d.dedicated().push(handle as usize, GFP_KERNEL) {
                     // SAFETY: `handle` was just made and given to nobody.
                     drop(unsafe { sys::take_cache::<ObjCache>(handle) });
                     put_cache_tag(tag);
-                    return Err(e);
+                    return Err(e.into());
                 }
                 Ok(handle)
             }

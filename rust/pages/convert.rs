@@ -221,8 +221,7 @@ impl PageAllocator {
             self.leak(block);
             return;
         }
-        self.stats.reversions.inc();
-        self.stats.reverted_pages.add(block.nr_pages() as u64);
+        self.count_reversion(block.nr_pages());
         self.free_block(block);
     }
 
@@ -254,6 +253,12 @@ impl PageAllocator {
         self.count_leak(block.pfn(), block.nr_pages());
         // Dropping a block's reference never frees its pages.
         drop(block);
+    }
+
+    /// Counts a block of `nr` pages converted back (remapped or made private).
+    pub(super) fn count_reversion(&self, nr: usize) {
+        self.stats.reversions.inc();
+        self.stats.reverted_pages.add(nr as u64);
     }
 
     /// Counts and records a leaked block.

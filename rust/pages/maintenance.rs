@@ -192,8 +192,7 @@ impl PageAllocator {
                 i += 1;
                 let Some(range) = range else { continue };
                 if back(&range) {
-                    self.stats.reversions.inc();
-                    self.stats.reverted_pages.add(range.nr_pages() as u64);
+                    self.count_reversion(range.nr_pages());
                     done += 1;
                     let mut p = pool.lock();
                     if let Some(i) = p.find(range.pfn()) {
@@ -218,8 +217,7 @@ impl PageAllocator {
         for block in unknown.iter() {
             match Block::whole(block) {
                 Ok(range) if back(&range) => {
-                    self.stats.reversions.inc();
-                    self.stats.reverted_pages.add(range.nr_pages() as u64);
+                    self.count_reversion(range.nr_pages());
                     done += 1;
                 }
                 _ => {
