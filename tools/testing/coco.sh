@@ -69,14 +69,14 @@ fi
 # The guest's initramfs. In test mode, after the suites, the guest kexecs
 # into the same kernel (kexec-init.sh, as in the arm64 boot of make test) and
 # the VMM sweeps its memory on both sides of the kexec.
-guest_initrd=$COCO/guest-initramfs-$mode.cpio.gz
 if [ "$mode" = bench ]; then
 	groot=$COCO/bench-guest-initramfs
+	guest_initrd=$groot.cpio.gz
 	ua_initramfs_root "$groot" "$src/bench-guest-init.sh"
 	mkdir -p "$groot/tmp"
 	ua_initramfs_pack "$groot" "$guest_initrd"
 else
-	cp "$(ua_kexec_initrd)" "$guest_initrd"
+	guest_initrd=$(ua_kexec_initrd)
 fi
 # vmm.c loads it 128 MiB into RAM.
 istart=$((GUEST_RAM_BASE + (128 << 20)))

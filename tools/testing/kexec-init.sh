@@ -11,7 +11,7 @@
 #
 # In the pKVM protected guest of make test-coco (ua_coco=1 on its command
 # line) both kernels also ask the test VMM to sweep guest memory for pages it
-# can read ("ua-coco: sweep TAG", coco/vmm.c): before the kexec it must find
+# can read ("ua-coco: sweep TAG I/N", coco/vmm.c): before the kexec it must find
 # exactly the pages the component holds shared, in the second kernel none.
 /bin/busybox --install -s /bin
 export PATH=/bin
