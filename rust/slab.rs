@@ -622,8 +622,10 @@ impl ObjCache {
             return self.alloc_odd_gfp(nid, gfp);
         }
         let zero = gfp & bindings::__GFP_ZERO != 0;
-        sys::on_this_cpu(|this| self.alloc_local(this, nid, zero))
-            .or_else(|| self.alloc_slow(nid, gfp))
+        let cpu = sys::PreemptOff::new();
+        let local = self.alloc_local(cpu.this(), nid, zero);
+        drop(cpu);
+        local.or_else(|| self.alloc_slow(nid, gfp))
     }
 
     /// [`Self::alloc`] with flags that are refused, or ignored as kmalloc() ignores
@@ -806,8 +808,10 @@ impl ObjCache {
     /// Frees the object at `addr`. Any context. Bad pointers change nothing.
     #[inline]
     pub(crate) fn free(&self, addr: usize) -> core::result::Result<(), BadObjFree> {
-        let r = sys::on_this_cpu(|this| self.free_local(this, addr))
-            .unwrap_or_else(|| self.free_slow(addr));
+        let cpu = sys::PreemptOff::new();
+        let local = self.free_local(cpu.this(), addr);
+        drop(cpu);
+        let r = local.unwrap_or_else(|| self.free_slow(addr));
         if let Err(e) = r {
             self.stats.bad_frees.inc();
             sys::report_bad_free(format_args!(
@@ -1120,7 +1124,7 @@ impl KmallocDecrypted {
 
     /// Allocates `size` bytes of decrypted memory, aligned to at least 256 bytes and to
     /// the size class up to a page. Returns the direct map address.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn alloc(&self, size: usize, nid: i32, gfp: bindings::gfp_t) -> Option<usize> {
         if size == 0 {
             return None;
@@ -1162,14 +1166,18 @@ impl KmallocDecrypted {
 
     /// Frees memory from [`Self::alloc`]. Anything else is refused, reported once and
     /// left alone.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn free(&self, addr: usize) -> core::result::Result<(), BadObjFree> {
         // This CPU's current slabs first: no lookup, no lock. The hints pick the one
         // cache to try instead of taking every cache's slot in turn.
-        let local = sys::on_this_cpu(|this| {
-            let c = self.caches.iter().find(|c| c.may_hold_local(this, addr))?;
-            Some((c, c.free_local(this, addr)?))
-        });
+        let cpu = sys::PreemptOff::new();
+        let this = cpu.this();
+        let local = self
+            .caches
+            .iter()
+            .find(|c| c.may_hold_local(this, addr))
+            .and_then(|c| Some((c, c.free_local(this, addr)?)));
+        drop(cpu);
         let r = match local {
             Some((_, Ok(()))) => Ok(()),
             Some((cache, Err(e))) => {

@@ -37,7 +37,7 @@ pub(crate) mod trace;
 pub(crate) use frames::{Block, MappedBytes, PageRange, Pfn};
 pub(crate) use handle::{c_name, into_handle, take_cache, with_cache};
 pub(crate) use lock::{new_irq_spinlock, IrqSpinLock};
-pub(crate) use percpu::{on_this_cpu, CpuLocal, PerCpu, ThisCpu};
+pub(crate) use percpu::{on_this_cpu, CpuLocal, PerCpu, PreemptOff, ThisCpu};
 #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
 pub(crate) use register::hibernation_check;
 pub(crate) use register::{
