@@ -136,6 +136,10 @@ pub(crate) struct Config {
     /// Why the instance must refuse every allocation, if it must: unmapped pages where
     /// `set_direct_map_*()` does not change the direct map would still be mapped.
     pub(crate) refused: Option<&'static str>,
+    /// Whether objects carved from the instance's memory are registered with kmemleak:
+    /// the system-wide instances. Tests' own instances are not, since they may be
+    /// dropped with objects still out.
+    pub(crate) kmemleak: bool,
 }
 
 /// GFP flags the page API refuses, with a one-time warning and `NULL`: the blocks come
@@ -165,6 +169,7 @@ impl Config {
                 Kind::Unmapped if !sys::can_set_direct_map() => Some(NO_DIRECT_MAP_CHANGES),
                 _ => None,
             },
+            kmemleak: true,
             kind,
         }
     }
@@ -187,6 +192,8 @@ pub(crate) struct PageAllocator {
     /// Why every allocation is refused, if it is (see [`Config::refused`]).
     refused: Option<&'static str>,
     background: bool,
+    /// See [`Config::kmemleak`].
+    kmemleak: bool,
     /// When the instance was created, the origin of [`reserve::RefillEvent::time_ns`].
     created: Instant<Monotonic>,
     /// Recent refills of the atomic reserve.
@@ -244,6 +251,7 @@ impl PageAllocator {
                 converting: AtomicUsize::new(0),
                 refused: config.refused,
                 background: config.background,
+                kmemleak: config.kmemleak,
                 created: Instant::<Monotonic>::now(),
                 history <- new_irq_spinlock!(RefillHistory::default(), c"unmapped_alloc_history"),
                 leaked <- new_irq_spinlock!(KVec::new(), c"unmapped_alloc_leaked"),
@@ -266,6 +274,12 @@ impl PageAllocator {
     /// Why every allocation is refused, if it is.
     pub(crate) fn refused(&self) -> Option<&'static str> {
         self.refused
+    }
+
+    /// Whether objects carved from this instance's memory are registered with kmemleak.
+    #[inline]
+    pub(crate) fn registers_objects(&self) -> bool {
+        self.kmemleak
     }
 
     /// Largest order served.
@@ -372,6 +386,7 @@ impl PageAllocator {
             reserve_low = self.reserve_low_on(nid);
         }
         let pfn = pfn
+            .inspect(|&pfn| sys::detectors::pages_allocated(pfn, 1 << order))
             .and_then(|pfn| self.zero_decrypted(pfn, gfp, order, scrub))
             .and_then(|pfn| self.charge(pfn, gfp, order));
         if reserve_low {
@@ -568,6 +583,7 @@ impl PageAllocator {
                 .map_err(|_| BadFree::Referenced)?;
             // Uncharge before the chunk can be scrubbed and handed to someone else.
             b.block.memcg_uncharge(off, order);
+            sys::detectors::pages_freed(pfn, 1 << order);
             if scrub {
                 b.buddy.free(off, order).map_err(BadFree::Block)
             } else {

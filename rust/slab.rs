@@ -23,7 +23,7 @@
 mod tests;
 
 use crate::{
-    pages::PageAllocator,
+    pages::{BadFree, PageAllocator},
     pernode::{new_per_node, PerNode},
     sorted::{self, Start},
     stats::{Counter, CpuCounter},
@@ -285,8 +285,8 @@ struct CpuShared {
     /// `i`). Atomic only so that frees on other CPUs may read it; the CPU changes it
     /// with plain loads and stores.
     own: AtomicU64,
-    /// Direct map addresses of the current and remote slab (0: none), read without
-    /// taking the CPU's slot: a hint that tells `kfree_decrypted()` which cache to try,
+    /// Direct map addresses of the current and remote slab as [`hint`]s (0: none), read
+    /// without taking the CPU's slot: they tell `kfree_decrypted()` which cache to try,
     /// checked again in the slot.
     at: [AtomicUsize; 2],
     /// Sequence count of the current slab: odd while it changes. A reader that sees the
@@ -295,12 +295,20 @@ struct CpuShared {
     seq: AtomicU32,
 }
 
+/// A slab's address as [`CpuShared::at`] keeps it: inverted, so that kmemleak does not
+/// take it for a reference to the slab's first object (see [`MappedBytes`]). 0, for no
+/// slab, reads back as an address no object has.
+#[inline(always)]
+fn hint(addr: usize) -> usize {
+    !addr
+}
+
 impl CpuShared {
     /// Whether object bit `bit` of the slab at `at` is in this CPU's private set. A
     /// read from another CPU: `false` when the set is changing hands.
     fn owns(&self, at: usize, bit: u64) -> bool {
         let seq = self.seq.load(Acquire);
-        let held = self.at[Which::Current as usize].load(Relaxed) == at
+        let held = self.at[Which::Current as usize].load(Relaxed) == hint(at)
             && self.own.load(Relaxed) & bit != 0;
         fence(Acquire);
         held && seq % 2 == 0 && self.seq.load(Relaxed) == seq
@@ -316,7 +324,7 @@ fn set_slab(
     which: Which,
     slab: Option<Arc<Slab>>,
 ) -> (Option<Arc<Slab>>, u64) {
-    let at = slab.as_ref().map_or(0, |s| s.bytes.addr());
+    let at = slab.as_ref().map_or(0, |s| hint(s.bytes.addr()));
     let shared = cpu.shared();
     let mut overlap = 0;
     if let Which::Current = which {
@@ -360,7 +368,10 @@ pub(crate) enum BadObjFree {
 pub(crate) struct ObjCache {
     name: KVec<u8>,
     tag: u16,
+    /// Bytes between objects: the object size rounded up to the alignment.
     size: usize,
+    /// The object size the cache was made for.
+    object_size: usize,
     /// `size` is `1 << size_shift`, if a power of two.
     size_shift: Option<u32>,
     slab_order: u32,
@@ -455,6 +466,7 @@ impl ObjCache {
             name: n,
             tag,
             size: stride,
+            object_size: size,
             size_shift: stride.is_power_of_two().then(|| stride.trailing_zeros()),
             slab_order,
             objs_per_slab,
@@ -539,10 +551,14 @@ impl ObjCache {
     fn object(&self, slab: &Slab, i: usize, zero: bool) -> Option<usize> {
         // `i` is below 64: no overflow, and `sub()` and `zero()` check the bounds.
         let offset = i.wrapping_mul(self.size);
-        if zero && !slab.bytes.zero(offset, self.size) {
-            return None;
+        let addr = slab.bytes.sub(offset, self.size)?;
+        if zero {
+            sys::detectors::object_claimed(addr, self.size);
+            if !slab.bytes.zero(offset, self.size) {
+                return None;
+            }
         }
-        slab.bytes.sub(offset, self.size)
+        Some(addr)
     }
 
     fn is_empty(&self, slab: &Slab) -> bool {
@@ -579,6 +595,7 @@ impl ObjCache {
     ) -> Option<(usize, Option<Arc<Slab>>)> {
         let base = self.pages.alloc(nid, gfp, self.slab_order, true)?;
         self.pages.set_tag(base, self.slab_order, self.tag);
+        sys::detectors::slab_created(base.virt(), self.slab_bytes);
         let flags = if sys::gfp_allows_blocking(gfp) {
             GFP_KERNEL
         } else {
@@ -618,26 +635,41 @@ impl ObjCache {
     /// direct map address.
     #[inline(always)]
     pub(crate) fn alloc(&self, nid: i32, gfp: bindings::gfp_t) -> Option<usize> {
+        self.alloc_sized(nid, gfp, self.object_size)
+    }
+
+    /// [`Self::alloc`] for a caller that will use `size` bytes, at most the object size:
+    /// the bug detectors see the rest of the object as a redzone.
+    #[inline(always)]
+    pub(crate) fn alloc_sized(&self, nid: i32, gfp: bindings::gfp_t, size: usize) -> Option<usize> {
         if gfp & (REFUSED_GFP | bindings::__GFP_COMP) != 0 {
-            return self.alloc_odd_gfp(nid, gfp);
+            return self.alloc_odd_gfp(nid, gfp, size);
         }
         let zero = gfp & bindings::__GFP_ZERO != 0;
         let cpu = sys::PreemptOff::new();
         let local = self.alloc_local(cpu.this(), nid, zero);
         drop(cpu);
-        local.or_else(|| self.alloc_slow(nid, gfp))
+        let addr = local.or_else(|| self.alloc_slow(nid, gfp))?;
+        sys::detectors::object_allocated(
+            addr,
+            size.min(self.size),
+            self.size,
+            gfp,
+            self.pages.registers_objects(),
+        );
+        Some(addr)
     }
 
     /// [`Self::alloc`] with flags that are refused, or ignored as kmalloc() ignores
     /// `__GFP_COMP`.
     #[cold]
     #[inline(never)]
-    fn alloc_odd_gfp(&self, nid: i32, gfp: bindings::gfp_t) -> Option<usize> {
+    fn alloc_odd_gfp(&self, nid: i32, gfp: bindings::gfp_t, size: usize) -> Option<usize> {
         if !gfp_allowed(gfp) {
             self.stats.bad_requests.inc();
             return None;
         }
-        self.alloc(nid, gfp & !bindings::__GFP_COMP)
+        self.alloc_sized(nid, gfp & !bindings::__GFP_COMP, size)
     }
 
     /// Allocates from this CPU's current slab, if it is on node `nid` and has a free
@@ -848,6 +880,7 @@ impl ObjCache {
                 if (own | slab.free.load(Relaxed)) & bit != 0 {
                     return Err(BadObjFree::DoubleFree);
                 }
+                sys::detectors::object_freed(addr, self.size, self.pages.registers_objects());
                 shared.own.store(own | bit, Relaxed);
                 Ok(())
             }),
@@ -870,9 +903,19 @@ impl ObjCache {
     fn put(&self, slab: &Slab, i: usize) -> core::result::Result<(), BadObjFree> {
         let bit = 1u64 << i;
         let mut old = slab.free.load(Relaxed);
+        let mut seen = false;
         loop {
             if old & bit != 0 || self.owner_holds(slab, bit) {
                 return Err(BadObjFree::DoubleFree);
+            }
+            // Before the object can be taken again, once.
+            if !seen {
+                seen = true;
+                sys::detectors::object_freed(
+                    slab.bytes.addr() + i * self.size,
+                    self.size,
+                    self.pages.registers_objects(),
+                );
             }
             // Fails, and checks again, if the owner gave its set back meanwhile.
             match slab.free.compare_exchange(old, old | bit, Release, Relaxed) {
@@ -900,7 +943,7 @@ impl ObjCache {
         self.cpus.shared_of(this).is_some_and(|cpu| {
             cpu.at
                 .iter()
-                .any(|at| addr.wrapping_sub(at.load(Relaxed)) < self.slab_bytes)
+                .any(|at| addr.wrapping_sub(!at.load(Relaxed)) < self.slab_bytes)
         })
     }
 
@@ -1136,7 +1179,7 @@ impl KmallocDecrypted {
         };
         let class = rounded.trailing_zeros() - KMALLOC_SIZES[0].trailing_zeros();
         if let Some(c) = self.caches.get(class as usize) {
-            let addr = c.alloc(nid, gfp)?;
+            let addr = c.alloc_sized(nid, gfp, size)?;
             sys::trace::kmalloc(addr, size, c.size(), gfp);
             return Some(addr);
         }
@@ -1159,6 +1202,13 @@ impl KmallocDecrypted {
         // Decrypted pages are always zero when handed out.
         let pfn = self.pages.alloc(nid, gfp, order, true)?;
         self.pages.set_tag(pfn, order, TAG_LARGE);
+        sys::detectors::large_object_allocated(
+            pfn.virt(),
+            size,
+            PAGE_SIZE << order,
+            gfp,
+            self.pages.registers_objects(),
+        );
         self.large_allocs.inc();
         sys::trace::kmalloc(pfn.virt(), size, PAGE_SIZE << order, gfp);
         Some(pfn.virt())
@@ -1212,9 +1262,23 @@ impl KmallocDecrypted {
             if head.virt() != addr {
                 return Err(BadObjFree::Interior);
             }
-            self.pages
-                .free_tagged(head, order, TAG_LARGE)
-                .map_err(|_| BadObjFree::DoubleFree)?;
+            // Unregistered before the pages can be handed out again; a refused free
+            // leaves the object with its user, registered again.
+            let registered =
+                self.pages.registers_objects() && self.pages.range_of(head, order).is_some();
+            sys::detectors::large_object_freed(addr, registered);
+            if let Err(e) = self.pages.free_tagged(head, order, TAG_LARGE) {
+                if registered && e == BadFree::Referenced {
+                    sys::detectors::large_object_allocated(
+                        addr,
+                        PAGE_SIZE << order,
+                        PAGE_SIZE << order,
+                        bindings::GFP_ATOMIC,
+                        true,
+                    );
+                }
+                return Err(BadObjFree::DoubleFree);
+            }
             self.large_frees.inc();
             return Ok(());
         }

@@ -23,6 +23,7 @@
 //! registration with the kernel, the handles of C callers); this file holds the
 //! kernel's state and the calling context that all of them use.
 
+pub(crate) mod detectors;
 mod frames;
 mod handle;
 mod lock;

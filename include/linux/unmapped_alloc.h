@@ -342,6 +342,9 @@ void kfree_decrypted(const void *p);
  * ksize_decrypted() - usable size of a kmalloc_decrypted() object
  * @p: the object
  *
+ * As with ksize(), the caller may then use all of it: KASAN stops treating
+ * the bytes past the size asked for as a redzone.
+ *
  * Return: its usable size, or 0 if @p is not a live object.
  */
 size_t ksize_decrypted(const void *p);

@@ -116,10 +116,15 @@ pub unsafe extern "C" fn decrypted_alloc_ready() -> bool {
 /// never dereferenced.
 #[export]
 pub unsafe extern "C" fn ksize_decrypted(p: *const ffi::c_void) -> usize {
-    kmalloc()
+    let usable = kmalloc()
         .ok()
         .and_then(|k| k.usable_size(p as usize))
-        .unwrap_or(0)
+        .unwrap_or(0);
+    // Like ksize(): the caller may use all of it, so the bug detectors must allow it.
+    if usable != 0 {
+        sys::detectors::object_widened(p as usize, usable);
+    }
+    usable
 }
 
 /// The first tag of a dedicated cache: the kmalloc caches' come before.

@@ -22,6 +22,7 @@ mod debugfs {
             reserve: (0, 0),
             background: false,
             refused: None,
+            kmemleak: false,
         };
         Ok((
             PageAllocator::new(config(Kind::Unmapped))?,

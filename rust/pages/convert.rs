@@ -138,6 +138,8 @@ impl PageAllocator {
             }
         }
         stats::add_elapsed(&self.stats.grow_ns, start);
+        // Every page of the new block is free.
+        sys::detectors::pages_freed(block.pfn(), block.nr_pages());
 
         Some(KBox::write(
             slot,

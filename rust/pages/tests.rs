@@ -73,6 +73,7 @@ mod unmapped {
             reserve: (0, 0),
             background: false,
             refused: None,
+            kmemleak: false,
         })
     }
 
@@ -133,6 +134,7 @@ mod unmapped {
             reserve: (0, 0),
             background: false,
             refused,
+            kmemleak: false,
         };
         let a = PageAllocator::new(config(Some(NO_DIRECT_MAP_CHANGES)))?;
         assert_eq!(a.refused(), Some(NO_DIRECT_MAP_CHANGES));
@@ -523,6 +525,7 @@ mod unmapped {
             reserve: (0, 0),
             background: true,
             refused: None,
+            kmemleak: false,
         })?;
         let shared = Arc::new(
             Stress {
@@ -626,6 +629,7 @@ mod decrypted {
             reserve: (0, 0),
             background: false,
             refused: None,
+            kmemleak: false,
         })
     }
 
@@ -869,6 +873,7 @@ mod decrypted {
             reserve: (0, 0),
             background: false,
             refused: None,
+            kmemleak: false,
         })?;
         // Decrypted: three blocks, one in use, two free (cached).
         let used = d.alloc(NUMA_NO_NODE, K, 9, true).ok_or(ENOMEM)?;
@@ -1078,6 +1083,7 @@ mod decrypted {
             reserve: (0, 0),
             background: false,
             refused: None,
+            kmemleak: false,
         })?;
         let dp = d.alloc(NUMA_NO_NODE, K, 0, true).ok_or(ENOMEM)?;
         let up = u.alloc(NUMA_NO_NODE, K, 0, true).ok_or(ENOMEM)?;

@@ -33,6 +33,7 @@ mod objects {
             reserve,
             background,
             refused: None,
+            kmemleak: false,
         })?;
         KmallocDecrypted::new(&pages)
     }
