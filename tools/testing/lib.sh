@@ -122,6 +122,26 @@ ua_kmemleak_result() {
 	return 1
 }
 
+# ua_kmemleak_lost LOG: the kmemleak scan of the unmapped_alloc_caught boot
+# reported the object its kmemleak_lost_object test lost on purpose, and
+# nothing else: one leak, of 300 bytes, allocated by kmalloc_decrypted()
+# from lose_object() (the report's stack). Prints the verdict; fails otherwise.
+ua_kmemleak_lost() {
+	local leaks report
+	leaks=$(grep -oE 'kmemleak: ([0-9]+ leaks|not available)' "$1" | tail -n 1 || true)
+	report=$(grep -A 40 'unreferenced object' "$1" | tr -d '\r' || true)
+	if [ "$leaks" = "kmemleak: 1 leaks" ] &&
+		grep -qE '^unreferenced object 0x[0-9a-f]+ \(size 300\):' <<<"$report" &&
+		grep -qE '^ +kmalloc_decrypted\+' <<<"$report" &&
+		grep -qE '^ +lose_object\+' <<<"$report"; then
+		echo "kmemleak: the lost object reported, 300 bytes from lose_object()"
+		return 0
+	fi
+	echo "kmemleak: the lost object not reported as expected (${leaks:-no scan})"
+	head -40 <<<"$report" >&2
+	return 1
+}
+
 # ua_kexec_initrd: build the initramfs of the kexec boot (kexec-init.sh as
 # /init): busybox, the sample modules, ua-kexec (kexec/ua-kexec.c, static),
 # and in /kexec the kernel image and the second kernel's initramfs (the same

@@ -14,10 +14,12 @@ set -euo pipefail
 "$UA_ROOT/tools/testing/build.sh"
 total_p=0 total_f=0 total_s=0 ok=1
 
-# boot NAME CMDLINE [INITRD [kmemleak]]: one boot; adds its counts to the
-# totals. With an initramfs, its /init runs after the KUnit suites and ends
-# the run with a reboot; with the kmemleak one ('kmemleak' given), it scans
-# for leaks first. Without one, KUnit reboots when done.
+# boot NAME CMDLINE [INITRD [kmemleak|kmemleak-lost]]: one boot; adds its
+# counts to the totals. With an initramfs, its /init runs after the KUnit
+# suites and ends the run with a reboot; with the kmemleak one, it scans for
+# leaks first: none may be found ('kmemleak'), or exactly the object that
+# unmapped_alloc_caught loses on purpose ('kmemleak-lost'). Without one,
+# KUnit reboots when done.
 boot() {
 	local name=$1 cmdline=$2 initrd=${3:-} leakcheck=${4:-}
 	local log=$UA_CACHE/logs/kunit$UA_SUFFIX-$name.log
@@ -42,6 +44,9 @@ boot() {
 	if [ "$leakcheck" = kmemleak ]; then
 		leaks=$(ua_kmemleak_result "$log") || ok=0
 		echo "$leaks after the $name boot" >&2
+	elif [ "$leakcheck" = kmemleak-lost ]; then
+		leaks=$(ua_kmemleak_lost "$log") || ok=0
+		echo "$leaks, in the $name boot" >&2
 	fi
 	total_p=$((total_p + passed)) total_f=$((total_f + failed)) total_s=$((total_s + skipped))
 	LAST_LOG=$log
@@ -49,8 +54,17 @@ boot() {
 
 kmemleak_initrd=$(ua_kmemleak_initrd)
 # Every suite of the component but unmapped_alloc_coco, which needs a pKVM
-# protected VM and its host (make test-coco) and would only skip here.
+# protected VM and its host (make test-coco) and would only skip here, and
+# unmapped_alloc_caught, next.
 boot suites "kunit.filter_glob=${UA_FILTER:-unmapped_alloc_[!c]*}" "$kmemleak_initrd" kmemleak
+# The bug detectors on the component's memory: KASAN reports each bad access
+# the suite makes (once per boot without kasan_multi_shot), and kmemleak the
+# object it loses. A boot of its own: a KASAN report taints the kernel and
+# turns lockdep off.
+if [ -z "${UA_FILTER:-}" ]; then
+	boot caught "kunit.filter_glob=unmapped_alloc_caught kasan_multi_shot" \
+		"$kmemleak_initrd" kmemleak-lost
+fi
 # The examples of the Rust API (kernel::unmapped_alloc), which
 # CONFIG_RUST_KERNEL_DOCTESTS turns into KUnit cases; the other kernel
 # crate examples are not this component's to run. After them the same boot

@@ -1,0 +1,312 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * KUnit suite unmapped_alloc_caught: the kernel's memory bug detectors catch
+ * bugs in the component's memory as they catch them in kmalloc()'s and
+ * alloc_pages()'s, in the style of mm/kasan/kasan_test_c.c.
+ *
+ * Each bad access runs in a kthread of its own, as a driver's would, and a
+ * probe on the console tracepoint tells whether KASAN reported it: a report
+ * in the test's own thread would fail the test whatever it expected. KASAN
+ * reports once per boot unless booted with kasan_multi_shot, so the suite
+ * skips without it; 'make test' gives it a boot of its own, since a report
+ * taints the kernel and turns lockdep off. The last test loses an object on
+ * purpose: the boot's /init has kmemleak scan, and the test script checks
+ * that the report names that object, its size and its allocation stack.
+ */
+#include <kunit/test.h>
+#include <linux/completion.h>
+#include <linux/init.h>
+#include <linux/kasan.h>
+#include <linux/kthread.h>
+#include <linux/mm.h>
+#include <linux/string.h>
+#include <linux/tracepoint.h>
+#include <linux/unmapped_alloc.h>
+#include <trace/events/printk.h>
+
+static bool report_found;
+static volatile char sink;
+
+static void probe_console(void *ignore, const char *buf, size_t len)
+{
+	if (strnstr(buf, "BUG: KASAN: ", len))
+		WRITE_ONCE(report_found, true);
+}
+
+struct bad_access {
+	void (*fn)(const void *addr);
+	const void *addr;
+	struct completion done;
+};
+
+static int bad_access_thread(void *data)
+{
+	struct bad_access *ba = data;
+
+	ba->fn(ba->addr);
+	complete(&ba->done);
+	return 0;
+}
+
+static void read_byte(const void *addr)
+{
+	sink = *(const volatile char *)addr;
+}
+
+/* KASAN's verdict on one byte, without touching it (unmapped pages). */
+static void check_byte(const void *addr)
+{
+	kasan_check_byte(addr);
+}
+
+/* Whether @fn(@addr), run in a kthread, made KASAN report. */
+static bool reported(struct kunit *test, void (*fn)(const void *addr),
+		     const void *addr)
+{
+	struct bad_access ba = { .fn = fn, .addr = addr };
+	struct task_struct *t;
+
+	KUNIT_EXPECT_FALSE_MSG(test, READ_ONCE(report_found),
+			       "a KASAN report nobody expected");
+	WRITE_ONCE(report_found, false);
+	init_completion(&ba.done);
+	t = kthread_run(bad_access_thread, &ba, "ua_caught");
+	if (IS_ERR(t)) {
+		KUNIT_FAIL(test, "kthread_run: %ld", PTR_ERR(t));
+		return false;
+	}
+	wait_for_completion(&ba.done);
+	return xchg(&report_found, false);
+}
+
+static int caught_suite_init(struct kunit_suite *suite)
+{
+	/* The test script lets KASAN reports through between these lines. */
+	pr_info("unmapped_alloc: expect kasan begin\n");
+	register_trace_console(probe_console, NULL);
+	return 0;
+}
+
+static void caught_suite_exit(struct kunit_suite *suite)
+{
+	unregister_trace_console(probe_console, NULL);
+	tracepoint_synchronize_unregister();
+	pr_info("unmapped_alloc: expect kasan end\n");
+}
+
+static int caught_test_init(struct kunit *test)
+{
+	if (!decrypted_alloc_ready())
+		kunit_skip(test, "no decrypted memory");
+	WRITE_ONCE(report_found, false);
+	return 0;
+}
+
+static void caught_test_exit(struct kunit *test)
+{
+	KUNIT_EXPECT_FALSE_MSG(test, READ_ONCE(report_found),
+			       "a KASAN report nobody expected");
+}
+
+static void needs_kasan(struct kunit *test)
+{
+	if (!IS_ENABLED(CONFIG_KASAN_GENERIC) || !kasan_enabled())
+		kunit_skip(test, "needs generic KASAN");
+	if (!IS_ENABLED(CONFIG_TRACEPOINTS))
+		kunit_skip(test, "needs tracepoints, to see the reports");
+	if (!strstr(saved_command_line, "kasan_multi_shot"))
+		kunit_skip(test, "needs kasan_multi_shot: KASAN reports once otherwise");
+}
+
+/* Past the size asked for, up to the end of the 512-byte slot: a redzone. */
+static void kasan_object_out_of_bounds(struct kunit *test)
+{
+	char *p;
+
+	needs_kasan(test);
+	p = kmalloc_decrypted(300, GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, p);
+	KUNIT_EXPECT_EQ(test, (unsigned long)p % 256, 0);
+	KUNIT_EXPECT_FALSE(test, reported(test, read_byte, p));
+	KUNIT_EXPECT_FALSE(test, reported(test, read_byte, p + 299));
+	/* In the granule of the last byte, and in the next ones. */
+	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p + 300));
+	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p + 304));
+	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p + 511));
+	kfree_decrypted(p);
+}
+
+static void kasan_object_use_after_free(struct kunit *test)
+{
+	char *p;
+
+	needs_kasan(test);
+	p = kmalloc_decrypted(256, GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, p);
+	KUNIT_EXPECT_FALSE(test, reported(test, read_byte, p + 255));
+	kfree_decrypted(p);
+	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p));
+	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p + 255));
+}
+
+/* Zeroing on allocation is the component's write, before the redzone. */
+static void kasan_zeroed_object_readable(struct kunit *test)
+{
+	char *p;
+	size_t i;
+
+	needs_kasan(test);
+	p = kzalloc_decrypted(300, GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, p);
+	for (i = 0; i < 300; i++)
+		KUNIT_ASSERT_EQ(test, p[i], 0);
+	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p + 300));
+	kfree_decrypted(p);
+}
+
+/* As with ksize(), the whole slot may be used once its size was asked. */
+static void kasan_ksize_widens(struct kunit *test)
+{
+	char *p;
+
+	needs_kasan(test);
+	p = kmalloc_decrypted(300, GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, p);
+	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p + 400));
+	KUNIT_EXPECT_EQ(test, ksize_decrypted(p), 512);
+	KUNIT_EXPECT_FALSE(test, reported(test, read_byte, p + 511));
+	kfree_decrypted(p);
+	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p + 511));
+}
+
+static void kasan_cache_object(struct kunit *test)
+{
+	struct kmem_cache_decrypted *c;
+	char *p;
+
+	needs_kasan(test);
+	c = kmem_cache_create_decrypted("ua_caught_300", 300, 0);
+	KUNIT_ASSERT_NOT_NULL(test, c);
+	p = kmem_cache_alloc_decrypted(c, GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, p);
+	KUNIT_EXPECT_FALSE(test, reported(test, read_byte, p + 299));
+	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p + 300));
+	kmem_cache_free_decrypted(c, p);
+	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p));
+	kmem_cache_destroy_decrypted(c);
+}
+
+/* A large object: pages, with a redzone to the end of the last one. */
+static void kasan_large_object(struct kunit *test)
+{
+	size_t size = 2 * PAGE_SIZE + 100;
+	char *p;
+
+	needs_kasan(test);
+	p = kmalloc_decrypted(size, GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, p);
+	KUNIT_EXPECT_FALSE(test, reported(test, read_byte, p + size - 1));
+	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p + size));
+	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p + 4 * PAGE_SIZE - 1));
+	kfree_decrypted(p);
+	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p));
+}
+
+static void kasan_decrypted_page_use_after_free(struct kunit *test)
+{
+	struct page *page;
+	char *p;
+
+	needs_kasan(test);
+	page = alloc_decrypted_pages(GFP_KERNEL, 1);
+	KUNIT_ASSERT_NOT_NULL(test, page);
+	p = page_address(page);
+	KUNIT_EXPECT_FALSE(test, reported(test, read_byte, p));
+	KUNIT_EXPECT_FALSE(test, reported(test, read_byte, p + 2 * PAGE_SIZE - 1));
+	free_decrypted_pages(page, 1);
+	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p));
+	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p + 2 * PAGE_SIZE - 1));
+}
+
+/* Unmapped pages are never read through the direct map: KASAN's verdict. */
+static void kasan_unmapped_page_use_after_free(struct kunit *test)
+{
+	struct page *page;
+	char *p;
+
+	needs_kasan(test);
+	page = unmapped_alloc(GFP_KERNEL, 0);
+	if (!page)
+		kunit_skip(test, "no unmapped pages here");
+	p = page_address(page);
+	KUNIT_EXPECT_FALSE(test, reported(test, check_byte, p));
+	unmapped_free(page, 0);
+	KUNIT_EXPECT_TRUE(test, reported(test, check_byte, p));
+}
+
+/* Overwrite the stack below the caller's frame: no copy of a lost pointer. */
+static noinline void clobber_deeper(void)
+{
+	char buf[1536];
+
+	memzero_explicit(buf, sizeof(buf));
+}
+
+static noinline void clobber_stack(void)
+{
+	char buf[1536];
+
+	memzero_explicit(buf, sizeof(buf));
+	clobber_deeper();
+}
+
+static noinline unsigned long lose_object(size_t size)
+{
+	void *p = kmalloc_decrypted(size, GFP_KERNEL);
+
+	if (p)
+		memset(p, 0x5a, size);
+	/* The address, hidden from kmemleak's scan of this stack. */
+	return (unsigned long)p ^ ~0UL;
+}
+
+/*
+ * An object nobody points to: kmemleak must report it, 300 bytes allocated
+ * by kmalloc_decrypted() from lose_object(). The check is the test
+ * script's, on the kmemleak scan after the suite; the address is not
+ * printed, which would leave copies of it on this stack.
+ */
+static void kmemleak_lost_object(struct kunit *test)
+{
+	unsigned long hidden;
+
+	if (!IS_ENABLED(CONFIG_DEBUG_KMEMLEAK))
+		kunit_skip(test, "needs kmemleak");
+	hidden = lose_object(300);
+	clobber_stack();
+	KUNIT_ASSERT_NE(test, hidden, ~0UL);
+	pr_info("unmapped_alloc_caught: lost an object of 300 bytes on purpose\n");
+}
+
+static struct kunit_case caught_cases[] = {
+	KUNIT_CASE(kasan_object_out_of_bounds),
+	KUNIT_CASE(kasan_object_use_after_free),
+	KUNIT_CASE(kasan_zeroed_object_readable),
+	KUNIT_CASE(kasan_ksize_widens),
+	KUNIT_CASE(kasan_cache_object),
+	KUNIT_CASE(kasan_large_object),
+	KUNIT_CASE(kasan_decrypted_page_use_after_free),
+	KUNIT_CASE(kasan_unmapped_page_use_after_free),
+	KUNIT_CASE(kmemleak_lost_object),
+	{}
+};
+
+static struct kunit_suite caught_suite = {
+	.name = "unmapped_alloc_caught",
+	.suite_init = caught_suite_init,
+	.suite_exit = caught_suite_exit,
+	.init = caught_test_init,
+	.exit = caught_test_exit,
+	.test_cases = caught_cases,
+};
+kunit_test_suite(caught_suite);
