@@ -113,16 +113,6 @@ impl UnmappedPages {
     }
 
     /// Allocates 2^`order` zeroed unmapped pages on the local node.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use kernel::unmapped_alloc::UnmappedPages;
-    ///
-    /// let pages = UnmappedPages::alloc(GFP_KERNEL, 3)?;
-    /// assert_eq!((pages.order(), pages.nr_pages()), (3, 8));
-    /// # Ok::<(), Error>(())
-    /// ```
     pub fn alloc(flags: Flags, order: u32) -> Result<Self> {
         Self::alloc_node(bindings::NUMA_NO_NODE, flags, order)
     }
@@ -133,11 +123,15 @@ impl UnmappedPages {
     /// # Examples
     ///
     /// ```
-    /// use kernel::{bindings::NUMA_NO_NODE, unmapped_alloc::UnmappedPages};
+    /// use kernel::{
+    ///     bindings::NUMA_NO_NODE,
+    ///     unmapped_alloc::{page_state, PageState, UnmappedPages},
+    /// };
     ///
-    /// // The caller fills the pages itself, so the scrub is skipped.
-    /// let pages = UnmappedPages::alloc_noscrub(NUMA_NO_NODE, GFP_KERNEL, 0)?;
-    /// assert_eq!(pages.nr_pages(), 1);
+    /// // The caller fills the pages itself, so the scrub is skipped; they are unmapped
+    /// // all the same.
+    /// let pages = UnmappedPages::alloc_noscrub(NUMA_NO_NODE, GFP_KERNEL, 1)?;
+    /// assert_eq!(page_state(pages.pfn() + 1), PageState::UnmappedUsed);
     /// # Ok::<(), Error>(())
     /// ```
     pub fn alloc_noscrub(nid: i32, flags: Flags, order: u32) -> Result<Self> {
@@ -147,91 +141,33 @@ impl UnmappedPages {
     }
 
     /// The first `struct page`, for C interfaces that take one.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use kernel::unmapped_alloc::UnmappedPages;
-    ///
-    /// let pages = UnmappedPages::alloc(GFP_KERNEL, 0)?;
-    /// assert!(!pages.as_page_ptr().is_null());
-    /// # Ok::<(), Error>(())
-    /// ```
     pub fn as_page_ptr(&self) -> *mut bindings::page {
         self.page.as_ptr()
     }
 
     /// Page frame number of the first page.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use kernel::unmapped_alloc::{page_state, PageState, UnmappedPages};
-    ///
-    /// let pages = UnmappedPages::alloc(GFP_KERNEL, 0)?;
-    /// assert_eq!(page_state(pages.pfn()), PageState::UnmappedUsed);
-    /// # Ok::<(), Error>(())
-    /// ```
     pub fn pfn(&self) -> usize {
         // SAFETY: `page` is a valid page by the type invariant.
         unsafe { bindings::ua_page_to_pfn(self.page.as_ptr()) }
     }
 
     /// Physical address of the first page.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use kernel::{page::PAGE_SHIFT, unmapped_alloc::UnmappedPages};
-    ///
-    /// let pages = UnmappedPages::alloc(GFP_KERNEL, 0)?;
-    /// assert_eq!(pages.phys_addr(), (pages.pfn() as u64) << PAGE_SHIFT);
-    /// # Ok::<(), Error>(())
-    /// ```
     pub fn phys_addr(&self) -> u64 {
         (self.pfn() as u64) << crate::page::PAGE_SHIFT
     }
 
     /// NUMA node of the pages.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use kernel::unmapped_alloc::UnmappedPages;
-    ///
-    /// let pages = UnmappedPages::alloc(GFP_KERNEL, 0)?;
-    /// assert!(pages.nid() >= 0);
-    /// # Ok::<(), Error>(())
-    /// ```
     pub fn nid(&self) -> i32 {
         // SAFETY: `page` is a valid page by the type invariant.
         unsafe { bindings::ua_pfn_to_nid(self.pfn()) }
     }
 
     /// Order of the allocation.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use kernel::unmapped_alloc::UnmappedPages;
-    ///
-    /// assert_eq!(UnmappedPages::alloc(GFP_KERNEL, 2)?.order(), 2);
-    /// # Ok::<(), Error>(())
-    /// ```
     pub fn order(&self) -> u32 {
         self.order
     }
 
     /// Number of pages.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use kernel::unmapped_alloc::UnmappedPages;
-    ///
-    /// assert_eq!(UnmappedPages::alloc(GFP_KERNEL, 2)?.nr_pages(), 4);
-    /// # Ok::<(), Error>(())
-    /// ```
     pub fn nr_pages(&self) -> usize {
         1 << self.order
     }
@@ -281,16 +217,6 @@ impl DecryptedPages {
     /// Allocates 2^`order` zeroed decrypted pages on node `nid` (or `NUMA_NO_NODE`).
     ///
     /// With flags that cannot sleep only memory that is already decrypted is used.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use kernel::unmapped_alloc::DecryptedPages;
-    ///
-    /// let pages = DecryptedPages::alloc_node(0, GFP_KERNEL, 1)?;
-    /// assert_eq!(pages.size(), 2 * kernel::page::PAGE_SIZE);
-    /// # Ok::<(), Error>(())
-    /// ```
     pub fn alloc_node(nid: i32, flags: Flags, order: u32) -> Result<Self> {
         // SAFETY: Any arguments are accepted; bad ones make the call return NULL.
         let page = unsafe { bindings::alloc_decrypted_pages_node(nid, flags.as_raw(), order) };
@@ -388,60 +314,22 @@ impl DecryptedPages {
     }
 
     /// Page frame number of the first page.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use kernel::unmapped_alloc::{page_state, DecryptedPages, PageState};
-    ///
-    /// let pages = DecryptedPages::alloc(GFP_KERNEL, 0)?;
-    /// assert_eq!(page_state(pages.pfn()), PageState::SharedUsed);
-    /// # Ok::<(), Error>(())
-    /// ```
     pub fn pfn(&self) -> usize {
         // SAFETY: `page` is a valid page by the type invariant.
         unsafe { bindings::ua_page_to_pfn(self.page.as_ptr()) }
     }
 
     /// Physical address of the first page, as the host or a device sees it.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use kernel::{page::PAGE_SHIFT, unmapped_alloc::DecryptedPages};
-    ///
-    /// let pages = DecryptedPages::alloc(GFP_KERNEL, 0)?;
-    /// assert_eq!(pages.phys_addr(), (pages.pfn() as u64) << PAGE_SHIFT);
-    /// # Ok::<(), Error>(())
-    /// ```
     pub fn phys_addr(&self) -> u64 {
         (self.pfn() as u64) << crate::page::PAGE_SHIFT
     }
 
     /// Order of the allocation.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use kernel::unmapped_alloc::DecryptedPages;
-    ///
-    /// assert_eq!(DecryptedPages::alloc(GFP_KERNEL, 1)?.order(), 1);
-    /// # Ok::<(), Error>(())
-    /// ```
     pub fn order(&self) -> u32 {
         self.order
     }
 
     /// Size in bytes.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use kernel::{page::PAGE_SIZE, unmapped_alloc::DecryptedPages};
-    ///
-    /// assert_eq!(DecryptedPages::alloc(GFP_KERNEL, 2)?.size(), 4 * PAGE_SIZE);
-    /// # Ok::<(), Error>(())
-    /// ```
     pub fn size(&self) -> usize {
         crate::page::PAGE_SIZE << self.order
     }
@@ -547,29 +435,11 @@ impl DecryptedBuf {
     }
 
     /// Requested length in bytes.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use kernel::unmapped_alloc::DecryptedBuf;
-    ///
-    /// assert_eq!(DecryptedBuf::alloc(100, GFP_KERNEL)?.len(), 100);
-    /// # Ok::<(), Error>(())
-    /// ```
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether the buffer is empty (never: zero-sized requests fail).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use kernel::unmapped_alloc::DecryptedBuf;
-    ///
-    /// assert!(!DecryptedBuf::alloc(1, GFP_KERNEL)?.is_empty());
-    /// # Ok::<(), Error>(())
-    /// ```
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -658,16 +528,6 @@ impl Drop for DecryptedBuf {
 }
 
 /// What `mm/unmapped_alloc` knows of a page, see [`page_state`].
-///
-/// # Examples
-///
-/// ```
-/// use kernel::unmapped_alloc::{page_state, PageState, UnmappedPages};
-///
-/// let pages = UnmappedPages::alloc(GFP_KERNEL, 0)?;
-/// assert!(matches!(page_state(pages.pfn()), PageState::UnmappedUsed));
-/// # Ok::<(), Error>(())
-/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum PageState {
     /// Not a page of the component.
