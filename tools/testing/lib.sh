@@ -18,6 +18,9 @@ case "$UA_ARCH" in
 	arm64|aarch64) UA_ARCH=arm64 UA_SUFFIX=-arm64 ;;
 	*) printf 'error: unsupported ARCH=%s (x86_64 or arm64)\n' "$UA_ARCH" >&2; exit 1 ;;
 esac
+# UA_VARIANT=kcsan: the test kernel with configs/kcsan.config on top (make
+# kcsan), in a build directory and logs of its own.
+[ -z "${UA_VARIANT:-}" ] || UA_SUFFIX=$UA_SUFFIX-$UA_VARIANT
 # ARCH is kbuild's variable too; the scripts pass UA_ARCH on instead.
 unset ARCH
 export UA_ARCH
@@ -98,6 +101,35 @@ ua_busybox() {
 	x86_64) echo /bin/busybox ;;
 	arm64) echo "$UA_CACHE/busybox-arm64/bin/busybox" ;;
 	esac
+}
+
+# The checks the scripts make outside the kernel's KUnit run (the kexec, the
+# ITS device boot, the torture run, the deliberate leak) are KTAP results too:
+# ua_check NAME OK records one ("ok"/"not ok" printed as well); ua_checks_results
+# KTAP writes them as a KTAP document and parses it with kunit.py like the
+# suites' output, printing "passed failed skipped".
+UA_CHECKS=()
+ua_check() {
+	local n=$((${#UA_CHECKS[@]} + 1))
+	if [ "$2" = 1 ]; then
+		UA_CHECKS+=("ok $n $1")
+		echo "ok: $1"
+	else
+		UA_CHECKS+=("not ok $n $1")
+		echo "not ok: $1"
+	fi
+}
+ua_checks_results() {
+	if [ ${#UA_CHECKS[@]} = 0 ]; then
+		echo 0 0 0
+		return
+	fi
+	{
+		echo "KTAP version 1"
+		echo "1..${#UA_CHECKS[@]}"
+		printf '%s\n' "${UA_CHECKS[@]}"
+	} >"$1"
+	ua_kunit_results "$1" "$1.parsed"
 }
 
 # ua_kmemleak_initrd: build the initramfs whose /init (kmemleak-init.sh) waits

@@ -45,8 +45,10 @@ boot() {
 		leaks=$(ua_kmemleak_result "$log") || ok=0
 		echo "$leaks after the $name boot" >&2
 	elif [ "$leakcheck" = kmemleak-lost ]; then
-		leaks=$(ua_kmemleak_lost "$log") || ok=0
+		local lost=1
+		leaks=$(ua_kmemleak_lost "$log") || lost=0
 		echo "$leaks, in the $name boot" >&2
+		ua_check kmemleak_reports_lost_object $lost
 	fi
 	total_p=$((total_p + passed)) total_f=$((total_f + failed)) total_s=$((total_s + skipped))
 	LAST_LOG=$log
@@ -72,7 +74,7 @@ fi
 # objects in use, kexec_file_load() the same kernel and reboot into it. The
 # first kernel's unshare-all (after the devices are shut down) must convert
 # the decrypted blocks back with no failure, and the second kernel must come
-# up with nothing leaked or failed. One test.
+# up with nothing leaked or failed. One check (ua_check).
 # On arm64 without LPIs: the GICv3 redistributors keep using the first
 # kernel's LPI property and pending tables (LPIs cannot be turned off once on),
 # and only EFI's persistent memory reservations tell the second kernel where
@@ -84,13 +86,9 @@ kexec_cmdline=
 if [ -z "${UA_FILTER:-}" ]; then
 	boot doctests-kexec "kunit.filter_glob=rust_doctests_kernel.rust_doctest_kernel_unmapped_alloc_rs_* $kexec_cmdline" \
 		"$(ua_kexec_initrd)"
-	if ua_kexec_check "$LAST_LOG"; then
-		echo "ok: kexec"
-		total_p=$((total_p + 1))
-	else
-		echo "not ok: kexec (log: $LAST_LOG)"
-		total_f=$((total_f + 1))
-	fi
+	kexec_ok=1
+	ua_kexec_check "$LAST_LOG" || kexec_ok=0
+	ua_check kexec $kexec_ok
 fi
 if [ "$UA_ARCH" = arm64 ] && [ -z "${UA_FILTER:-}" ]; then
 	boot no-direct-map "rodata=noalias debug_pagealloc=off \
@@ -105,33 +103,33 @@ fi
 # The real GICv3 ITS driver on the component, with MSI-X devices behind it:
 # the make run boot, whose guest fails unless the interrupt counts rise, the
 # ITTs sit in kmalloc-decrypted-*, and an unplug and replug through the QEMU
-# monitor frees and re-allocates the ITT. It counts as one test.
+# monitor frees and re-allocates the ITT. One check (ua_check).
 if [ "$UA_ARCH" = arm64 ] && [ -z "${UA_FILTER:-}" ]; then
 	its_log=$UA_CACHE/logs/its-devices$UA_SUFFIX.log
 	stage "the ITS with MSI-X devices, hot-unplug and replug (log: $its_log)"
 	if "$UA_ROOT/tools/testing/run.sh" >"$its_log" 2>&1; then
 		grep -E '^(ITS MSI-X interrupts|device |converted ITS)' "$its_log" || true
-		echo "ok: its_devices"
-		total_p=$((total_p + 1))
+		ua_check its_devices 1
 	else
 		grep -E 'FAIL|error' "$its_log" | head -20 >&2 || true
-		echo "not ok: its_devices (log: $its_log)"
-		total_f=$((total_f + 1))
+		ua_check its_devices 0
 	fi
 fi
-# The torture test for a minute (make torture runs it for ten): one test.
+# The torture test for a minute (make torture runs it for ten): one check.
 if [ -z "${UA_FILTER:-}" ] && [ "${UA_TORTURE:-1}" != 0 ]; then
 	torture_out=$UA_CACHE/logs/torture$UA_SUFFIX-summary.txt
 	if DURATION=${UA_TORTURE_DURATION:-60} "$UA_ROOT/tools/testing/torture.sh" >"$torture_out" 2>&1; then
 		tail -n 1 "$torture_out"
-		echo "ok: torture"
-		total_p=$((total_p + 1))
+		ua_check torture 1
 	else
 		tail -n 25 "$torture_out" >&2
-		echo "not ok: torture (log: $UA_CACHE/logs/torture$UA_SUFFIX.log)"
-		total_f=$((total_f + 1))
+		echo "the torture run's log: $UA_CACHE/logs/torture$UA_SUFFIX.log" >&2
+		ua_check torture 0
 	fi
 fi
+# The checks above, counted from their KTAP document like the suites.
+read -r passed failed skipped < <(ua_checks_results "$UA_CACHE/logs/checks$UA_SUFFIX.ktap")
+total_p=$((total_p + passed)) total_f=$((total_f + failed)) total_s=$((total_s + skipped))
 [ "$total_f" = 0 ] || ok=0
 line="$UA_ARCH: $total_p passed, $total_f failed"
 [ "$total_s" = 0 ] || line="$line, $total_s skipped"
