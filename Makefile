@@ -13,6 +13,8 @@
 #   make test-coco  the suites inside a pKVM protected VM (arm64, nested
 #               under QEMU), the host checking what it can read
 #   make bench-coco the ITS-like and churn workloads in that protected VM
+#   make kcsan  the x86_64 part of 'make test' on a KCSAN kernel (instead of
+#               KASAN): the suites, the kexec and the torture run, no report
 #   make series the component as a patch series against the pinned 7.2 tree
 #               (git format-patch with a cover letter, in .cache/series/)
 #
@@ -23,7 +25,7 @@
 
 T := tools/testing
 
-.PHONY: all run test test-coco torture bench bench-coco series setup build check clean distclean
+.PHONY: all run test test-coco torture bench bench-coco kcsan series setup build check clean distclean
 
 all: run
 
@@ -56,6 +58,9 @@ torture:
 		UA_ARCH=$$a ARCH= $(T)/torture.sh || rc=1; \
 	done; exit $$rc
 
+kcsan:
+	@UA_VARIANT=kcsan UA_ARCH=x86_64 ARCH= $(T)/test-arch.sh
+
 # Style checks: rustfmt with the tree's configuration, clippy, checkpatch.
 check:
 	@$(T)/check.sh
@@ -63,7 +68,7 @@ check:
 clean:
 	rm -rf .cache/build .cache/build-bench .cache/bench .cache/logs \
 		.cache/build-arm64 .cache/build-bench-arm64 .cache/bench-arm64 \
-		.cache/coco
+		.cache/build-kcsan .cache/coco
 
 distclean:
 	rm -rf .cache

@@ -5,7 +5,8 @@
 # for UA_ARCH (x86_64 natively, arm64 cross-built with the same LLVM).
 # UA_CONFIG selects the configuration: test (default: the component's
 # .kunitconfig and configs/test.config) or bench; the architecture's fragment
-# in configs/ is added to it.
+# in configs/ is added to it, and for test KASAN's (configs/kasan.config) or
+# UA_VARIANT's instead (lib.sh).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -20,6 +21,8 @@ base=() lean=()
 if [ "$config" = test ]; then
 	base=(--kunitconfig="$UA_ROOT/.kunitconfig")
 	lean=(--kunitconfig="$UA_CONFIGS/test-$UA_ARCH.config")
+	# The memory detector: KASAN, or the variant's instead (lib.sh).
+	lean+=(--kunitconfig="$UA_CONFIGS/${UA_VARIANT:-kasan}.config")
 fi
 logged "$UA_CACHE/logs/build$UA_SUFFIX-$config.log" python3 "$UA_KSRC/tools/testing/kunit/kunit.py" build \
 	--arch="$UA_ARCH" --build_dir="$UA_BUILD" "${base[@]}" \

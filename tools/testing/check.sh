@@ -49,7 +49,7 @@ fi
 # unless given (the driver alone needs none of it).
 arm64_build() {
 	local name=$1 target=$2 dir=$UA_CACHE/build-arm64-$1 base=()
-	[ $# -gt 2 ] || base=(--kunitconfig="$UA_ROOT/.kunitconfig" --kunitconfig="$UA_CONFIGS/test.config")
+	[ $# -gt 2 ] || base=(--kunitconfig="$UA_ROOT/.kunitconfig" --kunitconfig="$UA_CONFIGS/test.config" --kunitconfig="$UA_CONFIGS/kasan.config")
 	stage "arm64 build test: $name ($target)"
 	mkdir -p "$dir"
 	if ! python3 "$UA_KSRC/tools/testing/kunit/kunit.py" config --arch=arm64 --build_dir="$dir" \

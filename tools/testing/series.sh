@@ -83,7 +83,7 @@ for c in $(git -C "$tree" rev-list --reverse v7.2..series-check); do
 		if [ ! -f "$arm/test.config" ]; then
 			python3 "$UA_KSRC/tools/testing/kunit/kunit.py" config --arch=arm64 \
 				--build_dir="$arm/config" --kunitconfig="$UA_ROOT/.kunitconfig" \
-				--kunitconfig="$UA_CONFIGS/test.config" --kunitconfig="$UA_CONFIGS/arm64.config" \
+				--kunitconfig="$UA_CONFIGS/test.config" --kunitconfig="$UA_CONFIGS/kasan.config" --kunitconfig="$UA_CONFIGS/arm64.config" \
 				--make_options "LLVM=$UA_LLVM" >"$log" 2>&1 && cp "$arm/config/.config" "$arm/test.config"
 		fi
 		cp "$arm/test.config" "$arm/.config" 2>/dev/null || true
