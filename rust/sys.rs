@@ -35,6 +35,8 @@ pub(crate) mod testing;
 mod tests;
 pub(crate) mod trace;
 
+#[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+pub(crate) use frames::CallCounts;
 pub(crate) use frames::{Block, MappedBytes, PageRange, Pfn};
 pub(crate) use handle::{c_name, into_handle, take_cache, with_cache};
 pub(crate) use lock::{new_irq_spinlock, IrqSpinLock};

@@ -108,11 +108,23 @@ mod unmapped {
             assert!(absent_from_direct_map(&p));
             live.push(p, GFP_KERNEL)?;
         }
-        // One unmap call and one TLB flush per block, not per page.
+        // One unmap call over the whole block and one TLB flush per block, not per
+        // page: counted by the sys layer where it calls C.
         let blocks = a.stats.blocks_taken.get();
+        assert!(blocks <= 3);
+        for (order, p) in live.iter().enumerate() {
+            let r = a.range_of(p.first(), order as u32).ok_or(EINVAL)?;
+            assert_eq!(
+                r.block_calls(),
+                sys::CallCounts {
+                    direct_map: 1,
+                    direct_map_pages: 1 << a.max_order(),
+                    tlb_flushes: 1,
+                }
+            );
+        }
         assert_eq!(a.stats.conversions.get(), blocks);
         assert_eq!(a.stats.tlb_flushes.get(), blocks);
-        assert!(blocks <= 3);
         drop(live);
         for order in 0..=a.max_order() {
             assert_eq!(a.stats.allocs.at(order).get(), 1);

@@ -131,6 +131,34 @@ impl Pfn {
 pub(crate) struct Block {
     pfn: Pfn,
     order: u32,
+    /// The direct map changes and TLB flushes made for the block, counted here where
+    /// the C calls are made, for the tests to assert.
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+    calls: BlockCalls,
+}
+
+/// Calls into C made for a [`Block`] (tests only).
+#[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+#[derive(Debug, Default)]
+struct BlockCalls {
+    /// `set_direct_map_valid_noflush()` calls that succeeded...
+    direct_map: core::sync::atomic::AtomicUsize,
+    /// ... and the pages they covered.
+    direct_map_pages: core::sync::atomic::AtomicUsize,
+    /// `flush_tlb_kernel_range()` calls.
+    tlb_flushes: core::sync::atomic::AtomicUsize,
+}
+
+/// What [`PageRange::block_calls`] reports (tests only).
+#[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct CallCounts {
+    /// Direct map changes made.
+    pub(crate) direct_map: usize,
+    /// Pages they covered.
+    pub(crate) direct_map_pages: usize,
+    /// TLB flushes made.
+    pub(crate) tlb_flushes: usize,
 }
 
 impl Block {
@@ -160,6 +188,8 @@ impl Block {
             slot.write(Self {
                 pfn: Pfn::of_page(page),
                 order,
+                #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+                calls: BlockCalls::default(),
             })
             .into(),
         )
@@ -208,7 +238,17 @@ impl Block {
         // direct map while its entries change.
         to_result(unsafe {
             bindings::set_direct_map_valid_noflush(self.pfn.add(first).page(), nr as u32, valid)
-        })
+        })?;
+        #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+        {
+            self.calls
+                .direct_map
+                .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            self.calls
+                .direct_map_pages
+                .fetch_add(nr, core::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Hands out the allocation starting at page `first`: its first page gets the one
@@ -251,7 +291,13 @@ impl Block {
     pub(crate) fn flush_tlb(&self) {
         let start = self.pfn.virt();
         // SAFETY: Flushing a kernel range has no memory safety requirements.
-        unsafe { bindings::ua_flush_tlb_kernel_range(start, start + (self.nr_pages() * PAGE_SIZE)) }
+        unsafe {
+            bindings::ua_flush_tlb_kernel_range(start, start + (self.nr_pages() * PAGE_SIZE))
+        };
+        #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+        self.calls
+            .tlb_flushes
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     }
 
     /// All pages of the block.
@@ -392,6 +438,19 @@ impl PageRange {
         // is the caller.
         unsafe { core::ptr::write_bytes(map.0.cast::<u8>(), 0, self.nr * PAGE_SIZE) };
         Ok(())
+    }
+
+    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
+    /// The direct map changes and TLB flushes made so far for the range's block.
+    pub(crate) fn block_calls(&self) -> CallCounts {
+        let c = &self._block.calls;
+        let get =
+            |a: &core::sync::atomic::AtomicUsize| a.load(core::sync::atomic::Ordering::Relaxed);
+        CallCounts {
+            direct_map: get(&c.direct_map),
+            direct_map_pages: get(&c.direct_map_pages),
+            tlb_flushes: get(&c.tlb_flushes),
+        }
     }
 
     #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
