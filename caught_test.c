@@ -10,8 +10,9 @@
  * reports once per boot unless booted with kasan_multi_shot, so the suite
  * skips without it; 'make test' gives it a boot of its own, since a report
  * taints the kernel and turns lockdep off. The last test loses an object on
- * purpose: the boot's /init has kmemleak scan, and the test script checks
- * that the report names that object, its size and its allocation stack.
+ * purpose when booted with caught_test.lose_object=1: the boot's /init has
+ * kmemleak scan, and the test script checks that the report names that
+ * object, its size and its allocation stack.
  */
 #include <kunit/test.h>
 #include <linux/completion.h>
@@ -19,12 +20,18 @@
 #include <linux/kasan.h>
 #include <linux/kthread.h>
 #include <linux/mm.h>
+#include <linux/moduleparam.h>
 #include <linux/string.h>
 #include <linux/tracepoint.h>
 #include <linux/unmapped_alloc.h>
 #include <trace/events/printk.h>
 
 static bool report_found;
+
+/* Only the boot that checks kmemleak's report loses an object on purpose. */
+static bool lose_object_on_purpose;
+module_param_named(lose_object, lose_object_on_purpose, bool, 0444);
+MODULE_PARM_DESC(lose_object, "let kmemleak_lost_object lose an object for kmemleak to report");
 static volatile char sink;
 
 static void probe_console(void *ignore, const char *buf, size_t len)
@@ -110,12 +117,13 @@ static void caught_test_exit(struct kunit *test)
 
 static void needs_kasan(struct kunit *test)
 {
+	/* The messages in lower case: the test scripts take "KASAN" for a report. */
 	if (!IS_ENABLED(CONFIG_KASAN_GENERIC) || !kasan_enabled())
-		kunit_skip(test, "needs generic KASAN");
+		kunit_skip(test, "needs generic kasan");
 	if (!IS_ENABLED(CONFIG_TRACEPOINTS))
 		kunit_skip(test, "needs tracepoints, to see the reports");
 	if (!strstr(saved_command_line, "kasan_multi_shot"))
-		kunit_skip(test, "needs kasan_multi_shot: KASAN reports once otherwise");
+		kunit_skip(test, "needs kasan_multi_shot: kasan reports once otherwise");
 }
 
 /* Past the size asked for, up to the end of the 512-byte slot: a redzone. */
@@ -282,6 +290,8 @@ static void kmemleak_lost_object(struct kunit *test)
 
 	if (!IS_ENABLED(CONFIG_DEBUG_KMEMLEAK))
 		kunit_skip(test, "needs kmemleak");
+	if (!lose_object_on_purpose)
+		kunit_skip(test, "needs caught_test.lose_object=1: any boot's scan would report it");
 	hidden = lose_object(300);
 	clobber_stack();
 	KUNIT_ASSERT_NE(test, hidden, ~0UL);

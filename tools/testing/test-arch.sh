@@ -64,7 +64,7 @@ boot suites "kunit.filter_glob=${UA_FILTER:-unmapped_alloc_[!c]*}" "$kmemleak_in
 # object it loses. A boot of its own: a KASAN report taints the kernel and
 # turns lockdep off.
 if [ -z "${UA_FILTER:-}" ]; then
-	boot caught "kunit.filter_glob=unmapped_alloc_caught kasan_multi_shot" \
+	boot caught "kunit.filter_glob=unmapped_alloc_caught kasan_multi_shot caught_test.lose_object=1" \
 		"$kmemleak_initrd" kmemleak-lost
 fi
 # The examples of the Rust API (kernel::unmapped_alloc), which
