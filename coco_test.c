@@ -214,13 +214,13 @@ static void host_reads_only_shared_memory(struct kunit *test)
 	 * allocation, as drivers do today, would have made one call and one
 	 * hypercall per object (a page each) and per page.
 	 */
-	kunit_info(test, "ua-coco: this test: %llu set_memory_decrypted() calls, %llu MEM_SHARE hypercalls for %zu objects and %zu pages (a call per allocation: %zu calls, %zu hypercalls)\n",
+	kunit_info(test, "ua-coco: this test: %llu set_memory_decrypted() calls, %llu MEM_SHARE hypercalls (derived: 4 KiB granules converted) for %zu objects and %zu pages (a call per allocation: %zu calls, %zu hypercalls)\n",
 		   after.decrypted_conversions - before.decrypted_conversions,
 		   (after.decrypted_pages_shared - before.decrypted_pages_shared) *
 		   (PAGE_SIZE / SZ_4K),
 		   ARRAY_SIZE(objs), ARRAY_SIZE(dec) + 4, ARRAY_SIZE(objs) + ARRAY_SIZE(dec) + 1,
 		   (ARRAY_SIZE(objs) + ARRAY_SIZE(dec) + 4) * (PAGE_SIZE / SZ_4K));
-	kunit_info(test, "ua-coco: since boot: %llu set_memory_decrypted() calls, %llu MEM_SHARE hypercalls; %llu set_memory_encrypted() calls, %llu MEM_UNSHARE hypercalls\n",
+	kunit_info(test, "ua-coco: since boot: %llu set_memory_decrypted() calls, %llu MEM_SHARE hypercalls (derived); %llu set_memory_encrypted() calls, %llu MEM_UNSHARE hypercalls (derived)\n",
 		   after.decrypted_conversions,
 		   after.decrypted_pages_shared * (PAGE_SIZE / SZ_4K),
 		   after.decrypted_reversions,
@@ -272,7 +272,7 @@ static void freed_shared_memory_is_private_again(struct kunit *test)
 	unmapped_alloc_read_counters(&before);
 	unmapped_alloc_drain();
 	unmapped_alloc_read_counters(&after);
-	kunit_info(test, "ua-coco: drain: %llu set_memory_encrypted() calls, %llu MEM_UNSHARE hypercalls\n",
+	kunit_info(test, "ua-coco: drain: %llu set_memory_encrypted() calls, %llu MEM_UNSHARE hypercalls (derived: 4 KiB granules converted back)\n",
 		   after.decrypted_reversions - before.decrypted_reversions,
 		   (after.decrypted_pages_unshared - before.decrypted_pages_unshared) *
 		   (PAGE_SIZE / SZ_4K));
