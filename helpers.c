@@ -489,12 +489,3 @@ void ua_memcg_uncharge(unsigned long pfn, unsigned int order)
 {
 	memcg_kmem_uncharge_page(pfn_to_page(pfn), order);
 }
-
-bool ua_memcg_charged(unsigned long pfn)
-{
-#ifdef CONFIG_MEMCG
-	return pfn_to_page(pfn)->memcg_data != 0;
-#else
-	return false;
-#endif
-}

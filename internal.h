@@ -76,7 +76,6 @@ void ua_assert_spin_locked(spinlock_t *lock);
 
 int ua_memcg_charge(unsigned long pfn, gfp_t gfp, unsigned int order);
 void ua_memcg_uncharge(unsigned long pfn, unsigned int order);
-bool ua_memcg_charged(unsigned long pfn);
 
 /* Tests only (CONFIG_UNMAPPED_ALLOC_KUNIT_TEST). */
 int ua_test_on_cpus(void (*fn)(void *info, unsigned int i), void *info,

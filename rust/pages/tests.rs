@@ -325,21 +325,6 @@ mod unmapped {
     }
 
     #[test]
-    fn accounted_pages_uncharged_on_free() -> Result {
-        let a = private(0)?;
-        let p = UnmappedPages::new_in(&a, NUMA_NO_NODE, bindings::GFP_KERNEL_ACCOUNT, 2, true)?;
-        // KUnit runs in a kernel thread of the root cgroup, which is never charged; the
-        // 'make run' guest checks charging from a child cgroup.
-        assert!(!p.first().memcg_charged());
-        let pfn = p.first();
-        drop(p);
-        assert!(!pfn.memcg_charged());
-        assert_eq!(a.stats.memcg_failures.get(), 0);
-        drain_and_check(&a);
-        Ok(())
-    }
-
-    #[test]
     fn slow_path_with_nothing_to_scrub_skips_maintenance() -> Result {
         let a = private(0)?;
         // Maintenance elsewhere (a refill, a shrink) holds its lock: a slow path with

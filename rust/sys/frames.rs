@@ -89,14 +89,6 @@ impl Pfn {
     }
 
     #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
-    /// Whether the page carries a memory cgroup charge (`false` for a frame without a
-    /// `struct page`).
-    pub(crate) fn memcg_charged(self) -> bool {
-        // SAFETY: Reads the memcg data of a frame that has a `struct page`.
-        self.is_valid() && unsafe { bindings::ua_memcg_charged(self.0) }
-    }
-
-    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
     /// The page's reference count (0 for a frame without a `struct page`).
     pub(crate) fn refs(self) -> i32 {
         if !self.is_valid() {
