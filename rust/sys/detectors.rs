@@ -19,6 +19,7 @@
 //! the memory it names: they change the detectors' view of it.
 
 use super::{Pfn, PAGE_SIZE};
+#[cfg(CONFIG_UNMAPPED_ALLOC_TORTURE)]
 use core::marker::PhantomData;
 use kernel::bindings;
 
@@ -131,8 +132,10 @@ pub(crate) fn object_widened(addr: usize, len: usize) {
 /// KASAN reports off for the current task while it lives: for accesses that are not a
 /// user's, such as the torture test's host writing free shared memory. Not `Send`: the
 /// count is the task's.
+#[cfg(CONFIG_UNMAPPED_ALLOC_TORTURE)]
 pub(crate) struct Quiet(PhantomData<*mut ()>);
 
+#[cfg(CONFIG_UNMAPPED_ALLOC_TORTURE)]
 impl Quiet {
     /// Turns the current task's KASAN reports off until the guard is dropped.
     pub(crate) fn new() -> Self {
@@ -142,6 +145,7 @@ impl Quiet {
     }
 }
 
+#[cfg(CONFIG_UNMAPPED_ALLOC_TORTURE)]
 impl Drop for Quiet {
     fn drop(&mut self) {
         // SAFETY: Undoes `new`.

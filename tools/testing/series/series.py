@@ -75,7 +75,7 @@ CONCEPTS = ['layer', 'pages', 'caches', 'observability', 'kunit', 'rust-api', 's
 FILES = {
     'layer': ['helpers.c', 'internal.h', 'include/linux/unmapped_alloc.h',
               'rust/unmapped_alloc.rs', 'rust/sys.rs', 'rust/sys/frames.rs',
-              'rust/sys/lock.rs'],
+              'rust/sys/lock.rs', 'detectors.c', 'rust/sys/detectors.rs'],
     'pages': ['register.c', 'rust/sys/register.rs', 'rust/backend.rs', 'rust/buddy.rs',
               'rust/pernode.rs', 'rust/sorted.rs', 'rust/stats.rs', 'rust/pages.rs',
               'rust/pages/pool.rs', 'rust/pages/convert.rs', 'rust/pages/reserve.rs',
@@ -84,7 +84,7 @@ FILES = {
                'rust/c_api/objects.rs'],
     'observability': ['trace.c', 'include/trace/events/unmapped_alloc.h',
                       'rust/sys/trace.rs', 'rust/debugfs.rs', 'rust/debugfs/text.rs'],
-    'kunit': ['coco_test.c', '.kunitconfig', 'tools/testing/coco/ua_coco.h',
+    'kunit': ['coco_test.c', 'caught_test.c', '.kunitconfig', 'tools/testing/coco/ua_coco.h',
               'rust/testutil.rs', 'rust/sys/testing.rs'],
     'testing': ['unmapped_alloc_torture.c'],
 }
@@ -141,7 +141,7 @@ long ua_torture_model_shared_pages(void);
     ('caches', 'rust/sys.rs', 'mod handle;\n', ''),
     ('caches', 'rust/sys.rs', 'mod percpu;\n', ''),
     ('caches', 'rust/sys.rs',
-     'pub(crate) use percpu::{on_this_cpu, CpuLocal, PerCpu, ThisCpu};\n', ''),
+     'pub(crate) use percpu::{on_this_cpu, CpuLocal, PerCpu, PreemptOff, ThisCpu};\n', ''),
     ('caches', 'rust/sys.rs',
      'pub(crate) use handle::{c_name, into_handle, take_cache, with_cache};\n', ''),
     ('caches', 'rust/unmapped_alloc.rs', 'mod slab;\n', ''),
