@@ -32,7 +32,8 @@ static bool report_found;
 static bool lose_object_on_purpose;
 module_param_named(lose_object, lose_object_on_purpose, bool, 0444);
 MODULE_PARM_DESC(lose_object, "let kmemleak_lost_object lose an object for kmemleak to report");
-static volatile char sink;
+
+static char sink;
 
 static void probe_console(void *ignore, const char *buf, size_t len)
 {
@@ -57,7 +58,7 @@ static int bad_access_thread(void *data)
 
 static void read_byte(const void *addr)
 {
-	sink = *(const volatile char *)addr;
+	WRITE_ONCE(sink, READ_ONCE(*(const char *)addr));
 }
 
 /* KASAN's verdict on one byte, without touching it (unmapped pages). */
@@ -291,7 +292,7 @@ static void kmemleak_lost_object(struct kunit *test)
 	if (!IS_ENABLED(CONFIG_DEBUG_KMEMLEAK))
 		kunit_skip(test, "needs kmemleak");
 	if (!lose_object_on_purpose)
-		kunit_skip(test, "needs caught_test.lose_object=1: any boot's scan would report it");
+		kunit_skip(test, "needs caught_test.lose_object=1: kmemleak would report it");
 	hidden = lose_object(300);
 	clobber_stack();
 	KUNIT_ASSERT_NE(test, hidden, ~0UL);
@@ -319,4 +320,5 @@ static struct kunit_suite caught_suite = {
 	.exit = caught_test_exit,
 	.test_cases = caught_cases,
 };
+
 kunit_test_suite(caught_suite);
