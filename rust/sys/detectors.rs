@@ -8,8 +8,9 @@
 //!   redzone. So a read past `kmalloc_decrypted(300)` is reported as slab-out-of-bounds and
 //!   a use after `kfree_decrypted()` as slab-use-after-free, as for kmalloc. The
 //!   component's own accesses come after the unpoisoning (zeroing on hand-out) or are
-//!   marked ([`Quiet`]). Reports carry no allocation or free stack: KASAN keeps those in
-//!   the metadata of slab caches, which the component's slabs are not.
+//!   marked (`Quiet`, with the torture test). Reports carry no allocation or free stack:
+//!   KASAN keeps those in the metadata of slab caches, which the component's slabs are
+//!   not.
 //! - **kmemleak**: objects of the system-wide caches are registered when handed out and
 //!   unregistered when freed, so that a lost one is reported with its allocation stack and
 //!   kmemleak scans their contents for pointers. Pages are not registered, as alloc_pages()
