@@ -28,7 +28,8 @@ use crate::{
     sorted::{self, Start},
     stats::{Counter, CpuCounter},
     sys::{
-        self, CpuLocal, IrqSpinLock, MappedBytes, PerCpu, Pfn, ThisCpu, NUMA_NO_NODE, PAGE_SIZE,
+        self, detectors::Redzone, CpuLocal, IrqSpinLock, MappedBytes, PerCpu, Pfn, ThisCpu,
+        NUMA_NO_NODE, PAGE_SIZE,
     },
 };
 use core::sync::atomic::{
@@ -295,9 +296,10 @@ struct CpuShared {
     seq: AtomicU32,
 }
 
-/// A slab's address as [`CpuShared::at`] keeps it: inverted, so that kmemleak does not
-/// take it for a reference to the slab's first object (see [`MappedBytes`]). 0, for no
-/// slab, reads back as an address no object has.
+/// A slab's address as [`CpuShared::at`] keeps it, and back (the inversion is its own
+/// inverse): inverted, so that kmemleak does not take it for a reference to the slab's
+/// first object (see [`MappedBytes`]). 0, for no slab, reads back as an address no
+/// object has.
 #[inline(always)]
 fn hint(addr: usize) -> usize {
     !addr
@@ -553,7 +555,7 @@ impl ObjCache {
         let offset = i.wrapping_mul(self.size);
         let addr = slab.bytes.sub(offset, self.size)?;
         if zero {
-            sys::detectors::object_claimed(addr, self.size);
+            sys::detectors::slot_usable(addr, self.size);
             if !slab.bytes.zero(offset, self.size) {
                 return None;
             }
@@ -650,10 +652,11 @@ impl ObjCache {
         let local = self.alloc_local(cpu.this(), nid, zero);
         drop(cpu);
         let addr = local.or_else(|| self.alloc_slow(nid, gfp))?;
-        sys::detectors::object_allocated(
+        sys::detectors::handed_out(
             addr,
             size.min(self.size),
             self.size,
+            Redzone::Slot,
             gfp,
             self.pages.registers_objects(),
         );
@@ -943,7 +946,7 @@ impl ObjCache {
         self.cpus.shared_of(this).is_some_and(|cpu| {
             cpu.at
                 .iter()
-                .any(|at| addr.wrapping_sub(!at.load(Relaxed)) < self.slab_bytes)
+                .any(|at| addr.wrapping_sub(hint(at.load(Relaxed))) < self.slab_bytes)
         })
     }
 
@@ -1202,10 +1205,11 @@ impl KmallocDecrypted {
         // Decrypted pages are always zero when handed out.
         let pfn = self.pages.alloc(nid, gfp, order, true)?;
         self.pages.set_tag(pfn, order, TAG_LARGE);
-        sys::detectors::large_object_allocated(
+        sys::detectors::handed_out(
             pfn.virt(),
             size,
             PAGE_SIZE << order,
+            Redzone::Pages,
             gfp,
             self.pages.registers_objects(),
         );
@@ -1269,10 +1273,11 @@ impl KmallocDecrypted {
             sys::detectors::large_object_freed(addr, registered);
             if let Err(e) = self.pages.free_tagged(head, order, TAG_LARGE) {
                 if registered && e == BadFree::Referenced {
-                    sys::detectors::large_object_allocated(
+                    sys::detectors::handed_out(
                         addr,
                         PAGE_SIZE << order,
                         PAGE_SIZE << order,
+                        Redzone::Pages,
                         bindings::GFP_ATOMIC,
                         true,
                     );

@@ -122,7 +122,7 @@ pub unsafe extern "C" fn ksize_decrypted(p: *const ffi::c_void) -> usize {
         .unwrap_or(0);
     // Like ksize(): the caller may use all of it, so the bug detectors must allow it.
     if usable != 0 {
-        sys::detectors::object_widened(p as usize, usable);
+        sys::detectors::slot_usable(p as usize, usable);
     }
     usable
 }

@@ -62,24 +62,39 @@ pub(crate) fn slab_created(addr: usize, len: usize) {
     poison(addr, len, bindings::UA_POISON_FREE_OBJECT);
 }
 
-/// The slot of `slot` bytes at `addr` is about to be written by the component (zeroed
-/// for its new owner).
+/// The whole slot of `len` bytes of the live object at `addr` may be accessed: by the
+/// component zeroing it for its new owner, or by the owner once `ksize_decrypted()`
+/// gave it the slot's size.
 #[inline]
-pub(crate) fn object_claimed(addr: usize, slot: usize) {
-    unpoison(addr, slot);
+pub(crate) fn slot_usable(addr: usize, len: usize) {
+    unpoison(addr, len);
 }
 
-/// The object at `addr` is handed out: `size` bytes of its slot of `slot` bytes are
-/// accessible, the rest is a redzone. Registered with kmemleak with `register`.
+/// What follows a live allocation in the bytes that are its own.
+pub(crate) enum Redzone {
+    /// The rest of an object's slot in a slab.
+    Slot,
+    /// The rest of a large object's pages.
+    Pages,
+}
+
+/// An object of `size` bytes at `addr`, in `len` bytes that are its own (its slot, or a
+/// large object's pages), is handed out: the `size` bytes are accessible, the rest is a
+/// `redzone`. Registered with kmemleak with `register`.
 #[inline]
-pub(crate) fn object_allocated(
+pub(crate) fn handed_out(
     addr: usize,
     size: usize,
-    slot: usize,
+    len: usize,
+    redzone: Redzone,
     gfp: bindings::gfp_t,
     register: bool,
 ) {
-    poison(addr, slot, bindings::UA_POISON_OBJECT_REDZONE);
+    let what = match redzone {
+        Redzone::Slot => bindings::UA_POISON_OBJECT_REDZONE,
+        Redzone::Pages => bindings::UA_POISON_PAGE_REDZONE,
+    };
+    poison(addr, len, what);
     unpoison(addr, size);
     if KMEMLEAK && register {
         // SAFETY: Registers the range with kmemleak, which reads it while scanning: the
@@ -88,35 +103,8 @@ pub(crate) fn object_allocated(
     }
 }
 
-/// The object at `addr`, whose slot is `slot` bytes, is freed (its free was checked):
-/// unregistered with `registered`, and any access becomes a use-after-free.
-#[inline]
-pub(crate) fn object_freed(addr: usize, slot: usize, registered: bool) {
-    large_object_freed(addr, registered);
-    poison(addr, slot, bindings::UA_POISON_FREE_OBJECT);
-}
-
-/// A large object of `size` bytes at `addr`, on pages of `len` bytes, is handed out.
-#[inline]
-pub(crate) fn large_object_allocated(
-    addr: usize,
-    size: usize,
-    len: usize,
-    gfp: bindings::gfp_t,
-    register: bool,
-) {
-    poison(addr, len, bindings::UA_POISON_PAGE_REDZONE);
-    unpoison(addr, size);
-    if KMEMLEAK && register {
-        // SAFETY: As in `object_allocated`.
-        unsafe { bindings::ua_kmemleak_alloc(addr, size, gfp) }
-    }
-}
-
-/// The large object at `addr` is being freed: unregistered with `registered` (its pages
-/// are poisoned when they reach the pool).
-#[inline]
-pub(crate) fn large_object_freed(addr: usize, registered: bool) {
+/// Unregisters the object at `addr` from kmemleak, with `registered`.
+fn unregister(addr: usize, registered: bool) {
     if KMEMLEAK && registered {
         // SAFETY: Unregisters the object at `addr`; kmemleak warns about an address
         // it does not know and changes nothing then.
@@ -124,10 +112,19 @@ pub(crate) fn large_object_freed(addr: usize, registered: bool) {
     }
 }
 
-/// The whole slot of the live object at `addr` may be used (`ksize_decrypted()`).
+/// The object at `addr`, whose slot is `slot` bytes, is freed (its free was checked):
+/// unregistered with `registered`, and any access becomes a use-after-free.
 #[inline]
-pub(crate) fn object_widened(addr: usize, len: usize) {
-    unpoison(addr, len);
+pub(crate) fn object_freed(addr: usize, slot: usize, registered: bool) {
+    unregister(addr, registered);
+    poison(addr, slot, bindings::UA_POISON_FREE_OBJECT);
+}
+
+/// The large object at `addr` is being freed: unregistered with `registered` (its pages
+/// are poisoned when they reach the pool).
+#[inline]
+pub(crate) fn large_object_freed(addr: usize, registered: bool) {
+    unregister(addr, registered);
 }
 
 /// KASAN reports off for the current task while it lives: for accesses that are not a
