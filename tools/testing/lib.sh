@@ -142,12 +142,18 @@ ua_kmemleak_initrd() {
 	echo "$root.cpio.gz"
 }
 
+# ua_kmemleak_verdict LOG: the last "kmemleak: N leaks" (or "... not available")
+# line kmemleak-init.sh printed in a console log; nothing if it never scanned.
+ua_kmemleak_verdict() {
+	grep -oE 'kmemleak: ([0-9]+ leaks|not available)' "$1" | tail -n 1 || true
+}
+
 # ua_kmemleak_result LOG: print the verdict of the kmemleak scan in a console
 # log ("kmemleak: N leaks", "... not available" or "... no scan"); on anything
 # but 0 leaks, show the reports on stderr and fail.
 ua_kmemleak_result() {
 	local leaks
-	leaks=$(grep -oE 'kmemleak: ([0-9]+ leaks|not available)' "$1" | tail -n 1 || true)
+	leaks=$(ua_kmemleak_verdict "$1")
 	echo "${leaks:-kmemleak: no scan}"
 	[ "$leaks" = "kmemleak: 0 leaks" ] && return 0
 	grep -A 12 '^unreferenced object' "$1" | head -60 >&2 || true
@@ -160,7 +166,7 @@ ua_kmemleak_result() {
 # from lose_object() (the report's stack). Prints the verdict; fails otherwise.
 ua_kmemleak_lost() {
 	local leaks report
-	leaks=$(grep -oE 'kmemleak: ([0-9]+ leaks|not available)' "$1" | tail -n 1 || true)
+	leaks=$(ua_kmemleak_verdict "$1")
 	report=$(grep -A 40 'unreferenced object' "$1" | tr -d '\r' || true)
 	if [ "$leaks" = "kmemleak: 1 leaks" ] &&
 		grep -qE '^unreferenced object 0x[0-9a-f]+ \(size 300\):' <<<"$report" &&

@@ -87,7 +87,7 @@ if [ -z "${UA_FILTER:-}" ]; then
 	boot doctests-kexec "kunit.filter_glob=rust_doctests_kernel.rust_doctest_kernel_unmapped_alloc_rs_* $kexec_cmdline" \
 		"$(ua_kexec_initrd)"
 	kexec_ok=1
-	ua_kexec_check "$LAST_LOG" || kexec_ok=0
+	ua_kexec_check "$LAST_LOG" || { kexec_ok=0; echo "the kexec boot's log: $LAST_LOG" >&2; }
 	ua_check kexec $kexec_ok
 fi
 if [ "$UA_ARCH" = arm64 ] && [ -z "${UA_FILTER:-}" ]; then
@@ -112,6 +112,7 @@ if [ "$UA_ARCH" = arm64 ] && [ -z "${UA_FILTER:-}" ]; then
 		ua_check its_devices 1
 	else
 		grep -E 'FAIL|error' "$its_log" | head -20 >&2 || true
+		echo "the ITS device boot's log: $its_log" >&2
 		ua_check its_devices 0
 	fi
 fi
