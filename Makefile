@@ -15,6 +15,8 @@
 #   make bench-coco the ITS-like and churn workloads in that protected VM
 #   make kcsan  the x86_64 part of 'make test' on a KCSAN kernel (instead of
 #               KASAN): the suites, the kexec and the torture run, no report
+#   make kmsan  the same on a KMSAN kernel: no report, and the caught suite's
+#               reads of memory nobody initialised reported
 #   make series the component as a patch series against the pinned 7.2 tree
 #               (git format-patch with a cover letter, in .cache/series/)
 #
@@ -25,7 +27,7 @@
 
 T := tools/testing
 
-.PHONY: all run test test-coco torture bench bench-coco kcsan series setup build check clean distclean
+.PHONY: all run test test-coco torture bench bench-coco kcsan kmsan series setup build check clean distclean
 
 all: run
 
@@ -61,6 +63,9 @@ torture:
 kcsan:
 	@UA_VARIANT=kcsan UA_ARCH=x86_64 ARCH= $(T)/test-arch.sh
 
+kmsan:
+	@UA_VARIANT=kmsan UA_ARCH=x86_64 ARCH= $(T)/test-arch.sh
+
 # Style checks: rustfmt with the tree's configuration, clippy, checkpatch.
 check:
 	@$(T)/check.sh
@@ -68,7 +73,7 @@ check:
 clean:
 	rm -rf .cache/build .cache/build-bench .cache/bench .cache/logs \
 		.cache/build-arm64 .cache/build-bench-arm64 .cache/bench-arm64 \
-		.cache/build-kcsan .cache/coco
+		.cache/build-kcsan .cache/build-kmsan .cache/coco
 
 distclean:
 	rm -rf .cache

@@ -6,9 +6,10 @@
  *
  * Each bad access runs in a kthread of its own, as a driver's would, and a
  * probe on the console tracepoint tells whether KASAN reported it: a report
- * in the test's own thread would fail the test whatever it expected. KASAN
- * reports once per boot unless booted with kasan_multi_shot, so the suite
- * skips without it; 'make test' gives it a boot of its own, since a report
+ * in the test's own thread would fail the test whatever it expected. The
+ * kasan_* tests need generic KASAN, the kmsan_* tests KMSAN ('make kmsan'):
+ * one of the two is built, the other's tests skip. KASAN reports once per
+ * boot unless booted with kasan_multi_shot, so its tests skip without it; 'make test' gives it a boot of its own, since a report
  * taints the kernel and turns lockdep off. The last test loses an object on
  * purpose when booted with caught_test.lose_object=1: the boot's /init has
  * kmemleak scan, and the test script checks that the report names that
@@ -23,6 +24,7 @@
 #include <linux/moduleparam.h>
 #include <linux/string.h>
 #include <linux/tracepoint.h>
+#include <linux/vmalloc.h>
 #include <linux/unmapped_alloc.h>
 #include <trace/events/printk.h>
 
@@ -37,7 +39,7 @@ static char sink;
 
 static void probe_console(void *ignore, const char *buf, size_t len)
 {
-	if (strnstr(buf, "BUG: KASAN: ", len))
+	if (strnstr(buf, "BUG: KASAN: ", len) || strnstr(buf, "BUG: KMSAN: ", len))
 		WRITE_ONCE(report_found, true);
 }
 
@@ -61,13 +63,24 @@ static void read_byte(const void *addr)
 	WRITE_ONCE(sink, READ_ONCE(*(const char *)addr));
 }
 
+/*
+ * A use of one byte's value that KMSAN checks: a branch to a call, which
+ * the compiler cannot turn into a select that would only carry the byte's
+ * shadow along.
+ */
+static void use_byte(const void *addr)
+{
+	if (READ_ONCE(*(const char *)addr) == 0x5a)
+		pr_info("unmapped_alloc_caught: 0x5a\n");
+}
+
 /* KASAN's verdict on one byte, without touching it (unmapped pages). */
 static void check_byte(const void *addr)
 {
 	kasan_check_byte(addr);
 }
 
-/* Whether @fn(@addr), run in a kthread, made KASAN report. */
+/* Whether @fn(@addr), run in a kthread, made KASAN or KMSAN report. */
 static bool reported(struct kunit *test, void (*fn)(const void *addr),
 		     const void *addr)
 {
@@ -75,7 +88,7 @@ static bool reported(struct kunit *test, void (*fn)(const void *addr),
 	struct task_struct *t;
 
 	KUNIT_EXPECT_FALSE_MSG(test, READ_ONCE(report_found),
-			       "a KASAN report nobody expected");
+			       "a report nobody expected");
 	WRITE_ONCE(report_found, false);
 	init_completion(&ba.done);
 	t = kthread_run(bad_access_thread, &ba, "ua_caught");
@@ -89,7 +102,7 @@ static bool reported(struct kunit *test, void (*fn)(const void *addr),
 
 static int caught_suite_init(struct kunit_suite *suite)
 {
-	/* The test script lets KASAN reports through between these lines. */
+	/* The test script lets KASAN and KMSAN reports through between these lines. */
 	pr_info("unmapped_alloc: expect kasan begin\n");
 	register_trace_console(probe_console, NULL);
 	return 0;
@@ -113,7 +126,7 @@ static int caught_test_init(struct kunit *test)
 static void caught_test_exit(struct kunit *test)
 {
 	KUNIT_EXPECT_FALSE_MSG(test, READ_ONCE(report_found),
-			       "a KASAN report nobody expected");
+			       "a report nobody expected");
 }
 
 static void needs_kasan(struct kunit *test)
@@ -253,6 +266,120 @@ static void kasan_unmapped_page_use_after_free(struct kunit *test)
 	KUNIT_EXPECT_TRUE(test, reported(test, check_byte, p));
 }
 
+static void needs_kmsan(struct kunit *test)
+{
+	/* In lower case, as in needs_kasan(). */
+	if (!IS_ENABLED(CONFIG_KMSAN))
+		kunit_skip(test, "needs kmsan");
+	if (!IS_ENABLED(CONFIG_TRACEPOINTS))
+		kunit_skip(test, "needs tracepoints, to see the reports");
+}
+
+/*
+ * Not asked for zeroed, an object is uninitialised to KMSAN until its user
+ * writes it, as kmalloc()'s are: whatever the component wrote into it (a
+ * decrypted slab is zeroed when it is made) does not count.
+ */
+static void kmsan_object_uninit(struct kunit *test)
+{
+	struct kmem_cache_decrypted *c;
+	char *p;
+
+	needs_kmsan(test);
+	p = kmalloc_decrypted(300, GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, p);
+	KUNIT_EXPECT_TRUE(test, reported(test, use_byte, p));
+	KUNIT_EXPECT_TRUE(test, reported(test, use_byte, p + 299));
+	memset(p, 1, 300);
+	KUNIT_EXPECT_FALSE(test, reported(test, use_byte, p));
+	KUNIT_EXPECT_FALSE(test, reported(test, use_byte, p + 299));
+	kfree_decrypted(p);
+
+	c = kmem_cache_create_decrypted("ua_caught_kmsan", 300, 0);
+	KUNIT_ASSERT_NOT_NULL(test, c);
+	p = kmem_cache_alloc_decrypted(c, GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, p);
+	KUNIT_EXPECT_TRUE(test, reported(test, use_byte, p + 100));
+	kmem_cache_free_decrypted(c, p);
+	p = kmem_cache_alloc_decrypted(c, GFP_KERNEL | __GFP_ZERO);
+	KUNIT_ASSERT_NOT_NULL(test, p);
+	KUNIT_EXPECT_FALSE(test, reported(test, use_byte, p + 100));
+	kmem_cache_free_decrypted(c, p);
+	kmem_cache_destroy_decrypted(c);
+}
+
+/* Zeroed on request: every byte of the slot initialised, and only then. */
+static void kmsan_zeroed_object_init(struct kunit *test)
+{
+	char *p;
+	size_t i;
+
+	needs_kmsan(test);
+	p = kzalloc_decrypted(300, GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, p);
+	KUNIT_EXPECT_FALSE(test, reported(test, use_byte, p));
+	KUNIT_EXPECT_FALSE(test, reported(test, use_byte, p + 299));
+	for (i = 0; i < 300; i++)
+		KUNIT_ASSERT_EQ(test, p[i], 0);
+	kfree_decrypted(p);
+	/* Freed, its bytes are uninitialised again (a use after free). */
+	KUNIT_EXPECT_TRUE(test, reported(test, use_byte, p));
+}
+
+/* Large objects and decrypted pages: the page allocator's rule. */
+static void kmsan_large_object_and_pages(struct kunit *test)
+{
+	size_t size = 2 * PAGE_SIZE + 100;
+	struct page *page;
+	char *p;
+
+	needs_kmsan(test);
+	p = kmalloc_decrypted(size, GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, p);
+	KUNIT_EXPECT_TRUE(test, reported(test, use_byte, p + size - 1));
+	kfree_decrypted(p);
+	p = kzalloc_decrypted(size, GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, p);
+	KUNIT_EXPECT_FALSE(test, reported(test, use_byte, p + size - 1));
+	kfree_decrypted(p);
+
+	page = alloc_decrypted_pages(GFP_KERNEL, 1);
+	KUNIT_ASSERT_NOT_NULL(test, page);
+	p = page_address(page);
+	KUNIT_EXPECT_TRUE(test, reported(test, use_byte, p + PAGE_SIZE));
+	free_decrypted_pages(page, 1);
+	page = alloc_decrypted_pages(GFP_KERNEL | __GFP_ZERO, 1);
+	KUNIT_ASSERT_NOT_NULL(test, page);
+	p = page_address(page);
+	KUNIT_EXPECT_FALSE(test, reported(test, use_byte, p + PAGE_SIZE));
+	free_decrypted_pages(page, 1);
+}
+
+/*
+ * An unmapped page read through a mapping of its own (vmap() gives KMSAN's
+ * view of the page there too): uninitialised unless asked for zeroed.
+ */
+static void kmsan_unmapped_page(struct kunit *test)
+{
+	gfp_t gfps[] = { GFP_KERNEL, GFP_KERNEL | __GFP_ZERO };
+	struct page *page;
+	unsigned int i;
+	char *p;
+
+	needs_kmsan(test);
+	for (i = 0; i < ARRAY_SIZE(gfps); i++) {
+		page = unmapped_alloc(gfps[i], 0);
+		if (!page)
+			kunit_skip(test, "no unmapped pages here");
+		p = vmap(&page, 1, VM_MAP, PAGE_KERNEL);
+		KUNIT_ASSERT_NOT_NULL(test, p);
+		KUNIT_EXPECT_EQ(test, reported(test, use_byte, p + 7),
+				!(gfps[i] & __GFP_ZERO));
+		vunmap(p);
+		unmapped_free(page, 0);
+	}
+}
+
 /* Overwrite the stack below the caller's frame: no copy of a lost pointer. */
 static noinline void clobber_deeper(void)
 {
@@ -308,6 +435,10 @@ static struct kunit_case caught_cases[] = {
 	KUNIT_CASE(kasan_large_object),
 	KUNIT_CASE(kasan_decrypted_page_use_after_free),
 	KUNIT_CASE(kasan_unmapped_page_use_after_free),
+	KUNIT_CASE(kmsan_object_uninit),
+	KUNIT_CASE(kmsan_zeroed_object_init),
+	KUNIT_CASE(kmsan_large_object_and_pages),
+	KUNIT_CASE(kmsan_unmapped_page),
 	KUNIT_CASE(kmemleak_lost_object),
 	{}
 };

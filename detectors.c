@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * What the kernel's memory bug detectors see of unmapped_alloc's memory,
- * for the Rust side (rust/sys/detectors.rs): KASAN's shadow and kmemleak's
- * object registry. Empty where the detector is not built in.
+ * for the Rust side (rust/sys/detectors.rs): KASAN's shadow, KMSAN's shadow
+ * and kmemleak's object registry. Empty where the detector is not built in.
  *
  * Only generic KASAN is served: its shadow values tell a freed page, a
  * freed object and a redzone apart, as for the page and slab allocators.
@@ -11,6 +11,7 @@
  */
 #include <linux/kasan.h>
 #include <linux/kmemleak.h>
+#include <linux/kmsan-checks.h>
 #include <linux/sched.h>
 
 #include "internal.h"
@@ -54,6 +55,20 @@ void ua_kasan_quiet_begin(void)
 void ua_kasan_quiet_end(void)
 {
 	kasan_enable_current();
+}
+
+/*
+ * KMSAN: rustc does not instrument the component, whose stores leave KMSAN's
+ * shadow as it was; these say what the memory it hands out holds.
+ */
+void ua_kmsan_uninit(unsigned long addr, size_t size, gfp_t gfp)
+{
+	kmsan_poison_memory((void *)addr, size, gfp);
+}
+
+void ua_kmsan_init(unsigned long addr, size_t size)
+{
+	kmsan_unpoison_memory((void *)addr, size);
 }
 
 void ua_kmemleak_alloc(unsigned long addr, size_t size, gfp_t gfp)

@@ -85,7 +85,10 @@ struct ua_test_timer *ua_test_timer_new(void (*fn)(void *info), void *info);
 void ua_test_timer_start(struct ua_test_timer *t, u64 ns);
 void ua_test_timer_free(struct ua_test_timer *t);
 
-/* In detectors.c: KASAN's shadow and kmemleak's registry (no-ops without them). */
+/*
+ * In detectors.c: KASAN's shadow, KMSAN's and kmemleak's registry (no-ops
+ * without them).
+ */
 #define UA_POISON_FREE_PAGES		0U	/* free pages of the pools */
 #define UA_POISON_FREE_OBJECT		1U	/* free slots of a slab */
 #define UA_POISON_OBJECT_REDZONE	2U	/* a live object's slot past its size */
@@ -94,6 +97,8 @@ void ua_kasan_poison(unsigned long addr, size_t size, unsigned int what);
 void ua_kasan_unpoison(unsigned long addr, size_t size);
 void ua_kasan_quiet_begin(void);
 void ua_kasan_quiet_end(void);
+void ua_kmsan_uninit(unsigned long addr, size_t size, gfp_t gfp);
+void ua_kmsan_init(unsigned long addr, size_t size);
 void ua_kmemleak_alloc(unsigned long addr, size_t size, gfp_t gfp);
 void ua_kmemleak_free(unsigned long addr);
 

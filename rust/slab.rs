@@ -1272,15 +1272,8 @@ impl KmallocDecrypted {
                 self.pages.registers_objects() && self.pages.range_of(head, order).is_some();
             sys::detectors::large_object_freed(addr, registered);
             if let Err(e) = self.pages.free_tagged(head, order, TAG_LARGE) {
-                if registered && e == BadFree::Referenced {
-                    sys::detectors::handed_out(
-                        addr,
-                        PAGE_SIZE << order,
-                        PAGE_SIZE << order,
-                        Redzone::Pages,
-                        bindings::GFP_ATOMIC,
-                        true,
-                    );
+                if e == BadFree::Referenced {
+                    sys::detectors::large_object_kept(addr, PAGE_SIZE << order, registered);
                 }
                 return Err(BadObjFree::DoubleFree);
             }

@@ -11,6 +11,11 @@
 //!   marked (`Quiet`, with the torture test). Reports carry no allocation or free stack:
 //!   KASAN keeps those in the metadata of slab caches, which the component's slabs are
 //!   not.
+//! - **KMSAN**: rustc does not instrument the component, so its stores (zeroing among them)
+//!   leave KMSAN's shadow as it was. Memory handed out is uninitialised to KMSAN unless the
+//!   caller asked for it zeroed (`__GFP_ZERO`), whatever the component wrote into it, as
+//!   the page and slab allocators mark theirs; freed memory becomes uninitialised again,
+//!   with the free as its origin. A C user reading what it never wrote is then reported.
 //! - **kmemleak**: objects of the system-wide caches are registered when handed out and
 //!   unregistered when freed, so that a lost one is reported with its allocation stack and
 //!   kmemleak scans their contents for pointers. Pages are not registered, as alloc_pages()
@@ -26,6 +31,8 @@ use kernel::bindings;
 
 /// Whether KASAN's shadow is kept (generic mode only, see `detectors.c`).
 const KASAN: bool = cfg!(CONFIG_KASAN_GENERIC);
+/// Whether KMSAN's shadow is kept.
+const KMSAN: bool = cfg!(CONFIG_KMSAN);
 /// Whether kmemleak registers objects.
 const KMEMLEAK: bool = cfg!(CONFIG_DEBUG_KMEMLEAK);
 
@@ -43,17 +50,42 @@ fn unpoison(addr: usize, len: usize) {
     }
 }
 
+/// KMSAN: the `len` bytes at `addr` hold nothing their owner may read; the current stack
+/// is their origin in a report.
+fn uninit(addr: usize, len: usize, gfp: bindings::gfp_t) {
+    if KMSAN {
+        // SAFETY: Only KMSAN's shadow and origins of the range change, never the memory;
+        // `gfp` only limits how the stack depot may allocate.
+        unsafe { bindings::ua_kmsan_uninit(addr, len, gfp) }
+    }
+}
+
+/// KMSAN: the new owner of the `len` bytes at `addr` asked for them zeroed (`gfp`), or
+/// not (see the module's documentation).
+fn fresh(addr: usize, len: usize, gfp: bindings::gfp_t) {
+    if !KMSAN {
+    } else if gfp & bindings::__GFP_ZERO != 0 {
+        // SAFETY: Only KMSAN's shadow of the range changes, never the memory.
+        unsafe { bindings::ua_kmsan_init(addr, len) }
+    } else {
+        uninit(addr, len, gfp);
+    }
+}
+
 /// `nr` pages at `pfn` go back to a pool: any access through the direct map is a
-/// use-after-free.
+/// use-after-free, and nothing in them is initialised for a next owner.
 #[inline]
 pub(crate) fn pages_freed(pfn: Pfn, nr: usize) {
     poison(pfn.virt(), nr * PAGE_SIZE, bindings::UA_POISON_FREE_PAGES);
+    uninit(pfn.virt(), nr * PAGE_SIZE, bindings::GFP_ATOMIC);
 }
 
-/// `nr` pages at `pfn` are handed out (or about to be zeroed for it).
+/// `nr` pages at `pfn` are handed out (or about to be zeroed for it) to a caller that
+/// asked with `gfp`.
 #[inline]
-pub(crate) fn pages_allocated(pfn: Pfn, nr: usize) {
+pub(crate) fn pages_allocated(pfn: Pfn, nr: usize, gfp: bindings::gfp_t) {
     unpoison(pfn.virt(), nr * PAGE_SIZE);
+    fresh(pfn.virt(), nr * PAGE_SIZE, gfp);
 }
 
 /// A new slab of `len` bytes at `addr`: every slot free.
@@ -79,8 +111,9 @@ pub(crate) enum Redzone {
 }
 
 /// An object of `size` bytes at `addr`, in `len` bytes that are its own (its slot, or a
-/// large object's pages), is handed out: the `size` bytes are accessible, the rest is a
-/// `redzone`. Registered with kmemleak with `register`.
+/// large object's pages), is handed out to a caller that asked with `gfp`: the `size`
+/// bytes are accessible, the rest is a `redzone`. Registered with kmemleak with
+/// `register`.
 #[inline]
 pub(crate) fn handed_out(
     addr: usize,
@@ -96,6 +129,7 @@ pub(crate) fn handed_out(
     };
     poison(addr, len, what);
     unpoison(addr, size);
+    fresh(addr, len, gfp);
     if KMEMLEAK && register {
         // SAFETY: Registers the range with kmemleak, which reads it while scanning: the
         // object is mapped (decrypted memory) until it is freed, which unregisters it.
@@ -118,6 +152,7 @@ fn unregister(addr: usize, registered: bool) {
 pub(crate) fn object_freed(addr: usize, slot: usize, registered: bool) {
     unregister(addr, registered);
     poison(addr, slot, bindings::UA_POISON_FREE_OBJECT);
+    uninit(addr, slot, bindings::GFP_ATOMIC);
 }
 
 /// The large object at `addr` is being freed: unregistered with `registered` (its pages
@@ -125,6 +160,15 @@ pub(crate) fn object_freed(addr: usize, slot: usize, registered: bool) {
 #[inline]
 pub(crate) fn large_object_freed(addr: usize, registered: bool) {
     unregister(addr, registered);
+}
+
+/// The free of the large object of `len` bytes at `addr` was refused after
+/// [`large_object_freed`]: its user keeps it, registered again with `registered`.
+pub(crate) fn large_object_kept(addr: usize, len: usize, registered: bool) {
+    if KMEMLEAK && registered {
+        // SAFETY: As in `handed_out`: the object is mapped until it is freed.
+        unsafe { bindings::ua_kmemleak_alloc(addr, len, bindings::GFP_ATOMIC) }
+    }
 }
 
 /// KASAN reports off for the current task while it lives: for accesses that are not a

@@ -18,8 +18,9 @@ case "$UA_ARCH" in
 	arm64|aarch64) UA_ARCH=arm64 UA_SUFFIX=-arm64 ;;
 	*) printf 'error: unsupported ARCH=%s (x86_64 or arm64)\n' "$UA_ARCH" >&2; exit 1 ;;
 esac
-# UA_VARIANT=kcsan: the test kernel with configs/kcsan.config on top (make
-# kcsan), in a build directory and logs of its own.
+# UA_VARIANT=kcsan or kmsan: the test kernel with configs/kcsan.config or
+# configs/kmsan.config in the place of configs/kasan.config (make kcsan, make
+# kmsan), in a build directory and logs of its own.
 [ -z "${UA_VARIANT:-}" ] || UA_SUFFIX=$UA_SUFFIX-$UA_VARIANT
 # ARCH is kbuild's variable too; the scripts pass UA_ARCH on instead.
 unset ARCH

@@ -171,9 +171,13 @@ place_component() {
 		patch -d "$UA_KSRC" -p1 --forward --quiet <"$p" || die "patch $name does not apply"
 		cp "$p" "$store/$name"
 	done
-	rsync -a --delete --exclude=.git --exclude=.cache --exclude=.ci \
+	# By content, and a changed file gets the time of the copy: with the
+	# repository's times kept, an edit made while a build ran (after the
+	# copy it started from) would look older than the object built from the
+	# file before it, and never be compiled.
+	rsync -rlpc --delete --exclude=.git --exclude=.cache --exclude=.ci \
 		"$UA_ROOT/" "$UA_KSRC/mm/unmapped_alloc/"
-	rsync -a "$UA_ROOT/include/" "$UA_KSRC/include/"
+	rsync -rlpc "$UA_ROOT/include/" "$UA_KSRC/include/"
 	# The guide, in the tree's memory management documentation (patch 0006).
 	cmp -s "$UA_ROOT/Documentation/unmapped_alloc.rst" "$UA_KSRC/Documentation/mm/unmapped_alloc.rst" ||
 		cp "$UA_ROOT/Documentation/unmapped_alloc.rst" "$UA_KSRC/Documentation/mm/unmapped_alloc.rst"
