@@ -235,6 +235,17 @@ void ua_page_set_refs(unsigned long pfn, int refs)
 	set_page_count(pfn_to_page(pfn), refs);
 }
 
+/*
+ * Take the reference count of the page at @pfn from @refs to 0 in one step,
+ * or fail: a speculative get_page_unless_zero() (a page cache lookup under
+ * RCU, GUP-fast) may raise it at any time, and must either come before and
+ * make the free fail, or find 0 and back off.
+ */
+bool ua_page_ref_freeze(unsigned long pfn, int refs)
+{
+	return page_ref_freeze(pfn_to_page(pfn), refs);
+}
+
 /* Whether the page at @pfn is mapped into a user address space. */
 bool ua_page_mapped(unsigned long pfn)
 {
@@ -487,5 +498,9 @@ int ua_memcg_charge(unsigned long pfn, gfp_t gfp, unsigned int order)
 /* Uncharge it; does nothing for pages that were not charged. */
 void ua_memcg_uncharge(unsigned long pfn, unsigned int order)
 {
-	memcg_kmem_uncharge_page(pfn_to_page(pfn), order);
+	struct page *page = pfn_to_page(pfn);
+
+	/* Only the component's own charge: a user's (a folio's) is the user's. */
+	if (PageMemcgKmem(page))
+		memcg_kmem_uncharge_page(page, order);
 }

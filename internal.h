@@ -44,6 +44,7 @@ bool ua_can_set_direct_map(void);
 bool ua_bad_free_ratelimit(void);
 int ua_page_refs(unsigned long pfn);
 void ua_page_set_refs(unsigned long pfn, int refs);
+bool ua_page_ref_freeze(unsigned long pfn, int refs);
 bool ua_page_mapped(unsigned long pfn);
 void ua_get_page(unsigned long pfn);
 void ua_put_page(unsigned long pfn);

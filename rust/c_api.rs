@@ -10,7 +10,11 @@
 
 pub mod objects;
 
-use crate::{decrypted, global, pages::Ownership, pages::PageAllocator, stats, sys, Arc};
+use crate::{
+    decrypted, global,
+    pages::{BadFree, Ownership, PageAllocator},
+    stats, sys, Arc,
+};
 use kernel::{bindings, ffi, prelude::*};
 use sys::Pfn;
 
@@ -119,6 +123,30 @@ pub unsafe extern "C" fn unmapped_alloc_noscrub(
 #[export]
 pub unsafe extern "C" fn unmapped_free(page: *mut bindings::page, order: ffi::c_uint) {
     c_free(global(), page, order)
+}
+
+/// C API: `unmapped_try_free()`, see `include/linux/unmapped_alloc.h`.
+///
+/// # Safety
+///
+/// Always safe to call: `page` is only compared with the component's own pages,
+/// never dereferenced, and anything else is refused.
+#[export]
+pub unsafe extern "C" fn unmapped_try_free(
+    page: *mut bindings::page,
+    order: ffi::c_uint,
+) -> ffi::c_int {
+    let Ok(a) = global() else {
+        return EINVAL.to_errno();
+    };
+    if page.is_null() {
+        return EINVAL.to_errno();
+    }
+    match a.try_free(Pfn::of_page(page), order) {
+        Ok(()) => 0,
+        Err(BadFree::Referenced) => EBUSY.to_errno(),
+        Err(_) => EINVAL.to_errno(),
+    }
 }
 
 /// C API: `alloc_decrypted_pages_node()`, see `include/linux/unmapped_alloc.h`.

@@ -534,6 +534,28 @@ impl PageAllocator {
         order: u32,
         tag: u16,
     ) -> core::result::Result<(), BadFree> {
+        self.free_checked(pfn, order, tag, false)
+    }
+
+    /// [`Self::free`] for a user whose pages may still hold references it does not
+    /// control, such as speculative page cache lookups: while they do, fails with
+    /// [`BadFree::Referenced`], changing nothing and reporting nothing, to be tried
+    /// again. Every other refusal is reported as by [`Self::free`].
+    pub(crate) fn try_free(
+        self: &Arc<Self>,
+        pfn: Pfn,
+        order: u32,
+    ) -> core::result::Result<(), BadFree> {
+        self.free_checked(pfn, order, 0, true)
+    }
+
+    fn free_checked(
+        self: &Arc<Self>,
+        pfn: Pfn,
+        order: u32,
+        tag: u16,
+        busy_is_fine: bool,
+    ) -> core::result::Result<(), BadFree> {
         let r = self.free_inner(pfn, order, tag);
         match r {
             Ok(()) => {
@@ -541,6 +563,7 @@ impl PageAllocator {
                 sys::trace::free_pages(self.kind.trace_id(), pfn.number(), order);
                 self.kick();
             }
+            Err(BadFree::Referenced) if busy_is_fine => {}
             Err(e) => {
                 self.stats.bad_frees.inc();
                 sys::report_bad_free(format_args!(

@@ -45,8 +45,10 @@ struct page;
  *   free while extra references remain, or while the pages are mapped into
  *   user space, is refused, reported and counted, and the pages stay
  *   allocated for good rather than being reused under their holders.
- *   Page-cache and user-mapping consumers therefore free only once their
- *   last mapping and reference are gone (->free_folio time).
+ * *   Page-cache consumers keep that reference while the folio is in a file
+ *   (so that no folio_put() can send the page to the page allocator) and
+ *   give it back after ->free_folio, with unmapped_try_free() (see
+ *   mm/secretmem.c).
  * - Frees of the wrong kind (pages of the other kind, a slab's page, an
  *   interior page, another order, a double free) are refused and reported.
  */
@@ -100,6 +102,22 @@ struct page *unmapped_alloc_noscrub(int nid, gfp_t gfp, unsigned int order);
  * limited) and changes nothing.
  */
 void unmapped_free(struct page *page, unsigned int order);
+
+/**
+ * unmapped_try_free() - free pages from unmapped_alloc() once nobody else holds them
+ * @page: first page, as returned by unmapped_alloc()
+ * @order: the order it was allocated with
+ *
+ * For pages that others may still reach for a moment, as page cache folios
+ * are reached by lookups under RCU: while a reference beyond the one
+ * unmapped_alloc() handed out remains (or a user space mapping), nothing
+ * changes and nothing is reported, and the caller tries again later. The
+ * check and the free are one atomic step on the reference count. Any other
+ * refusal is reported as by unmapped_free(). Any context but NMI.
+ *
+ * Return: 0 when freed, -EBUSY while referenced, -EINVAL when refused.
+ */
+int unmapped_try_free(struct page *page, unsigned int order);
 
 /**
  * alloc_decrypted_pages_node() - allocate pages shared with the host

@@ -581,6 +581,33 @@ mod unmapped {
     }
 
     #[test]
+    fn try_free_waits_for_other_references_quietly() -> Result {
+        let a = private(0)?;
+        let pfn = a.alloc(NUMA_NO_NODE, K, 0, true).ok_or(ENOMEM)?;
+        let range = a.range_of(pfn, 0).ok_or(EINVAL)?;
+        // A page cache lookup's reference: refused without a report, nothing changed.
+        range.get_page();
+        let (bad, frees) = (a.stats.bad_frees.get(), a.stats.frees.at(0).get());
+        assert_eq!(a.try_free(pfn, 0), Err(BadFree::Referenced));
+        assert_eq!(a.stats.bad_frees.get(), bad);
+        assert_eq!(a.stats.frees.at(0).get(), frees);
+        assert_eq!(pfn.refs(), 2);
+        assert_eq!(a.ownership(pfn), Ownership::Used);
+        // Once it is dropped the same call frees, and the reference count is 0.
+        range.put_page()?;
+        drop(range);
+        assert_eq!(a.try_free(pfn, 0), Ok(()));
+        assert_eq!(a.stats.frees.at(0).get(), frees + 1);
+        assert_eq!(pfn.refs(), 0);
+        // Any other refusal is reported as by free(): here a double free.
+        let _splats = crate::testutil::ExpectSplats::new();
+        assert!(matches!(a.try_free(pfn, 0), Err(BadFree::Block(_))));
+        assert_eq!(a.stats.bad_frees.get(), bad + 1);
+        drain_and_check(&a);
+        Ok(())
+    }
+
+    #[test]
     fn gfp_flags_honoured_or_refused() -> Result {
         let a = private(0)?;
         for flag in [

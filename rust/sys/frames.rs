@@ -271,11 +271,14 @@ impl Block {
     /// handed out or the pages are mapped into user space: they must not be reused.
     pub(crate) fn take_back(&self, first: usize, nr: usize) -> Result {
         self.check_range(first, nr)?;
-        if !self.refs_are(first, nr, 1) {
+        // The first page's reference is then dropped in one step that fails if it is
+        // no longer the only one: a page cache lookup may take one at any time.
+        // SAFETY: A page of the block; its count goes from 1 to 0 only if it is 1.
+        if !self.refs_are(first, nr, 1)
+            || !unsafe { bindings::ua_page_ref_freeze(self.pfn.add(first).0, 1) }
+        {
             return Err(EBUSY);
         }
-        // SAFETY: The only reference is the one handed out, now given back.
-        unsafe { bindings::ua_page_set_refs(self.pfn.add(first).0, 0) };
         Ok(())
     }
 

@@ -133,12 +133,92 @@ ua_checks_results() {
 	ua_kunit_results "$1" "$1.parsed"
 }
 
+# ua_guest_prog OUT SRC [LIBS...]: build a static program of the guests'
+# userspace for UA_ARCH from SRC into OUT (when SRC is newer); for arm64 with
+# the cross compiler and Debian's arm64 libcap-dev, unpacked (setup.sh).
+ua_guest_prog() {
+	local out=$1 src=$2 cc=(gcc) lib=()
+	shift 2
+	if [ "$UA_ARCH" = arm64 ]; then
+		local l=$UA_CACHE/libcap-arm64
+		cc=(aarch64-linux-gnu-gcc -I"$l/usr/include")
+		lib=(-L"$l/usr/lib/aarch64-linux-gnu")
+	fi
+	mkdir -p "$(dirname "$out")"
+	if [ ! -x "$out" ] || [ "$src" -nt "$out" ]; then
+		logged "$UA_CACHE/logs/$(basename "$out")$UA_SUFFIX-build.log" "${cc[@]}" -static -O2 -Wall \
+			-I"$UA_KSRC/tools/testing/selftests" -o "$out" "$src" "${lib[@]}" "$@"
+	fi
+}
+
+# ua_secret_progs DIR: the kernel's own memfd_secret selftest
+# (tools/testing/selftests/mm/memfd_secret.c of the tree, with libcap) and
+# secret-probe.c, built into DIR/bin.
+ua_secret_progs() {
+	local bin=$UA_CACHE/selftests$UA_SUFFIX
+	ua_guest_prog "$bin/memfd_secret" "$UA_KSRC/tools/testing/selftests/mm/memfd_secret.c" -lcap
+	ua_guest_prog "$bin/secret-probe" "$UA_ROOT/tools/testing/secret-probe.c"
+	cp "$bin/memfd_secret" "$bin/secret-probe" "$1/bin/"
+}
+
+# ua_memfd_secret_checks LOG: the selftest's results in the suites boot's
+# console log, each a check (ua_check): its five tests (a skip fails: the
+# syscall must work here), then whether secretmem's pages came from
+# unmapped_alloc() and all went back to it (kmemleak-init.sh's counts), what
+# secret-probe read through /proc/kcore, and whether ptdump could be read.
+ua_memfd_secret_checks() {
+	local log=$1 line name ok
+	local tap
+	tap=$(sed -n '/ua-init: memfd_secret selftest begin/,/ua-init: memfd_secret selftest end/p' "$log" |
+		tr -d '\r' | grep -E '^(not )?ok [0-9]+ ' || true)
+	if [ -z "$tap" ]; then
+		ua_check memfd_secret_selftest_ran 0
+	fi
+	while IFS= read -r line; do
+		[ -n "$line" ] || continue
+		name=$(sed -E 's/^(not )?ok [0-9]+ //; s/ # SKIP.*//; s/[^A-Za-z0-9]+/_/g; s/_$//' <<<"$line")
+		ok=1
+		case "$line" in
+		not*|*"# SKIP"*) ok=0 ;;
+		esac
+		ua_check "memfd_secret_$name" $ok
+	done <<<"$tap"
+	# "ua-init: memfd_secret pages: A allocated, F freed, B bad frees"
+	line=$(grep -oE 'memfd_secret pages: [0-9]+ allocated, [0-9]+ freed, [0-9]+ bad frees' "$log" | tail -n 1)
+	echo "${line:-memfd_secret pages: no counts}" >&2
+	ok=0
+	if [[ $line =~ ([0-9]+)\ allocated,\ ([0-9]+)\ freed,\ ([0-9]+)\ bad ]]; then
+		[ "${BASH_REMATCH[1]}" -gt 0 ] && [ "${BASH_REMATCH[1]}" = "${BASH_REMATCH[2]}" ] &&
+			[ "${BASH_REMATCH[3]}" = 0 ] && ok=1
+	fi
+	ua_check secretmem_pages_from_component_and_back $ok
+	# The same selftest on the per-page path (secretmem.unmapped_alloc=0).
+	tap=$(sed -n '/ua-init: memfd_secret stock selftest begin/,/ua-init: memfd_secret stock selftest end/p' "$log" |
+		tr -d '\r' | grep -E '^(not )?ok [0-9]+ ' || true)
+	ok=0
+	[ "$(grep -c '^ok [0-9]* [a-z]' <<<"$tap")" = 5 ] && ! grep -q 'SKIP' <<<"$tap" &&
+		grep -q 'memfd_secret stock pages: 0 from the component' "$log" && ok=1
+	ua_check memfd_secret_stock_path_with_the_switch_off $ok
+	# secret-probe: kcore shows an ordinary page and hides the secret one.
+	ok=0
+	grep -q 'secret-probe: ordinary page ok' "$log" &&
+		grep -q 'secret-probe: secret page hidden' "$log" &&
+		grep -q 'secret-probe: exit 0' "$log" && ok=1
+	grep -E 'secret-probe: (ordinary|secret) page' "$log" | tr -d '\r' >&2 || true
+	ua_check kcore_reveals_no_secret $ok
+	ok=0
+	grep -qE 'ptdump: [1-9][0-9]* lines' "$log" && ok=1
+	ua_check ptdump_reads_with_secrets_in_use $ok
+}
+
 # ua_kmemleak_initrd: build the initramfs whose /init (kmemleak-init.sh) waits
-# for the torture run if the kernel has one, scans with kmemleak and reboots;
-# print its path.
+# for the torture run if the kernel has one, runs the memfd_secret selftest
+# when the command line asks (ua_memfd_secret), scans with kmemleak and
+# reboots; print its path.
 ua_kmemleak_initrd() {
 	local root=$UA_CACHE/kmemleak-initramfs$UA_SUFFIX
 	ua_initramfs_root "$root" "$UA_ROOT/tools/testing/kmemleak-init.sh"
+	ua_secret_progs "$root"
 	ua_initramfs_pack "$root" "$root.cpio.gz"
 	echo "$root.cpio.gz"
 }

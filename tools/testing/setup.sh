@@ -10,7 +10,7 @@ set -euo pipefail
 APT_PKGS="clang-19 lld-19 llvm-19 libclang-19-dev bc flex bison libelf-dev
 	libssl-dev cpio make rsync python3 qemu-system-x86 qemu-system-arm
 	busybox-static xz-utils socat gcc-aarch64-linux-gnu libc6-dev-arm64-cross
-	device-tree-compiler"
+	device-tree-compiler libcap-dev"
 # For 'make check' only: the tree's Sphinx documentation build, and what
 # checkpatch's SPDX check (scripts/spdxcheck.py) imports.
 APT_DOC_PKGS="python3-sphinx python3-yaml python3-ply python3-git"
@@ -149,6 +149,21 @@ SRC
 	rm -rf "$dir" && mv "$dir.tmp" "$dir"
 }
 
+# libcap for arm64, which the kernel's memfd_secret selftest links with
+# (static): Debian's libcap-dev for arm64, unpacked, as busybox above.
+fetch_libcap_arm64() {
+	local dir=$UA_CACHE/libcap-arm64 apt=$UA_CACHE/apt-arm64
+	[ -f "$dir/usr/lib/aarch64-linux-gnu/libcap.a" ] && return
+	local mirror
+	mirror=$(debian_mirror)
+	apt_download "$apt" arm64 libcap-dev:arm64 arm64-libcap <<SRC ||
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror bookworm main
+SRC
+		die "could not download libcap-dev for arm64 from $mirror"
+	rm -rf "$dir.tmp" && dpkg -x "$(ls "$apt"/dl/libcap-dev_*_arm64.deb | tail -1)" "$dir.tmp"
+	rm -rf "$dir" && mv "$dir.tmp" "$dir"
+}
+
 # Apply the hook patches, then copy the component into mm/unmapped_alloc. A
 # copy of every applied patch is kept in the tree, so that a patch changed or
 # removed in the repository is reverse-applied before the new version goes in.
@@ -201,7 +216,9 @@ case "${1:-all}" in
 		fetch_kernel
 		wait $rust || die "installing the Rust toolchain or bindgen failed (logs in $UA_CACHE/logs)"
 		place_component
-		[ "$UA_ARCH" = arm64 ] && fetch_busybox_arm64
-		true ;;
+		if [ "$UA_ARCH" = arm64 ]; then
+			fetch_busybox_arm64
+			fetch_libcap_arm64
+		fi ;;
 	*) die "usage: $0 [deps|docs|kernel|place|all]" ;;
 esac

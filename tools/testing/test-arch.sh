@@ -58,7 +58,10 @@ kmemleak_initrd=$(ua_kmemleak_initrd)
 # Every suite of the component but unmapped_alloc_coco, which needs a pKVM
 # protected VM and its host (make test-coco) and would only skip here, and
 # unmapped_alloc_caught, next.
-boot suites "kunit.filter_glob=${UA_FILTER:-unmapped_alloc_[!c]*}" "$kmemleak_initrd" kmemleak
+# After them its /init runs the kernel's memfd_secret selftest against
+# secretmem on the component (patches/0007), each of its tests a check.
+boot suites "kunit.filter_glob=${UA_FILTER:-unmapped_alloc_[!c]*} ua_memfd_secret" "$kmemleak_initrd" kmemleak
+[ -n "${UA_FILTER:-}" ] || ua_memfd_secret_checks "$LAST_LOG"
 # The bug detectors on the component's memory: KASAN reports each bad access
 # the suite makes (once per boot without kasan_multi_shot), and kmemleak the
 # object it loses. A boot of its own: a KASAN report taints the kernel and

@@ -471,6 +471,9 @@ def main():
     apply('0004-irqchip-gic-v3-its-allocate-shared-memory-from-unmapped_alloc.patch')
     commit('08-its')
 
+    apply('0007-mm-secretmem-take-folios-from-unmapped_alloc.patch')
+    commit('08-secretmem')
+
     applied.append('samples')
     component(applied)
     commit('09-samples')

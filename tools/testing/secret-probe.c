@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * secret-probe: what a reader of /proc/kcore sees of a memfd_secret() page,
+ * run by the test guests' /init as root. A page of an ordinary mapping and
+ * a secret page are filled with words of their own; each is looked up
+ * through /proc/self/pagemap (its PFN) and read back through the kcore
+ * segment that covers that physical address. The ordinary page must read
+ * back as written (the probe does see memory), the secret page must read
+ * as anything but its word (zeros: kcore finds no mapping for it), and
+ * reading kcore must not crash the kernel. The secret word is never kept
+ * in ordinary memory: it is derived from two halves when it is used.
+ *
+ * Prints "secret-probe: ordinary page <ok|FAIL>" and "secret-probe: secret
+ * page <hidden|REVEALED|FAIL>", then "secret-probe: done"; exits non-zero
+ * on any failure.
+ */
+#define _GNU_SOURCE
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static long page_size;
+
+/* The PFN behind @addr, from /proc/self/pagemap (root sees PFNs). */
+static uint64_t pfn_of(void *addr)
+{
+	uint64_t entry = 0;
+	off_t off = (uintptr_t)addr / page_size * sizeof(entry);
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+
+	if (fd < 0 || pread(fd, &entry, sizeof(entry), off) != sizeof(entry)) {
+		perror("secret-probe: pagemap");
+		exit(2);
+	}
+	close(fd);
+	if (!(entry & (1ULL << 63)))
+		return 0;
+	return entry & ((1ULL << 55) - 1);
+}
+
+/* Read the page at physical address @phys through /proc/kcore into @buf. */
+static int kcore_read(int fd, uint64_t phys, void *buf)
+{
+	Elf64_Ehdr eh;
+	Elf64_Phdr ph;
+	int i;
+
+	if (pread(fd, &eh, sizeof(eh), 0) != sizeof(eh))
+		return -1;
+	for (i = 0; i < eh.e_phnum; i++) {
+		if (pread(fd, &ph, sizeof(ph), eh.e_phoff + i * eh.e_phentsize) != sizeof(ph))
+			return -1;
+		if (ph.p_type != PT_LOAD || ph.p_paddr == (Elf64_Addr)-1 ||
+		    phys < ph.p_paddr || phys - ph.p_paddr >= ph.p_memsz)
+			continue;
+		if (pread(fd, buf, page_size, ph.p_offset + (phys - ph.p_paddr)) != page_size)
+			return -1;
+		return 0;
+	}
+	errno = ENOENT;
+	return -1;
+}
+
+int main(void)
+{
+	/* The secret word's halves: their XOR is the word, made in registers. */
+	volatile uint64_t half_a = 0x5ec2e75ec2e75ec2ULL, half_b = 0x0123456789abcdefULL;
+	const uint64_t plain = 0x0b5e12ab1e0b5e12ULL;
+	uint64_t *ordinary, *secret, *buf;
+	size_t i, words, hits;
+	int fd, kcore, failed = 0;
+
+	page_size = sysconf(_SC_PAGESIZE);
+	words = page_size / sizeof(uint64_t);
+	buf = aligned_alloc(page_size, page_size);
+	ordinary = mmap(NULL, page_size, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_LOCKED, -1, 0);
+	fd = syscall(SYS_memfd_secret, 0);
+	if (!buf || ordinary == MAP_FAILED || fd < 0 || ftruncate(fd, page_size)) {
+		perror("secret-probe: setup");
+		return 2;
+	}
+	secret = mmap(NULL, page_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (secret == MAP_FAILED) {
+		perror("secret-probe: mmap secret");
+		return 2;
+	}
+	for (i = 0; i < words; i++) {
+		ordinary[i] = plain;
+		secret[i] = half_a ^ half_b;
+	}
+	kcore = open("/proc/kcore", O_RDONLY);
+	if (kcore < 0) {
+		perror("secret-probe: /proc/kcore");
+		return 2;
+	}
+
+	if (kcore_read(kcore, pfn_of(ordinary) * page_size, buf)) {
+		perror("secret-probe: kcore read of the ordinary page");
+		failed = 1;
+	} else {
+		for (hits = 0, i = 0; i < words; i++)
+			hits += buf[i] == plain;
+		printf("secret-probe: ordinary page %s (%zu of %zu words read back)\n",
+		       hits == words ? "ok" : "FAIL", hits, words);
+		failed |= hits != words;
+	}
+
+	if (!pfn_of(secret) || kcore_read(kcore, pfn_of(secret) * page_size, buf)) {
+		perror("secret-probe: kcore read of the secret page");
+		printf("secret-probe: secret page FAIL\n");
+		failed = 1;
+	} else {
+		for (hits = 0, i = 0; i < words; i++)
+			hits += buf[i] == (half_a ^ half_b);
+		printf("secret-probe: secret page %s (%zu of %zu words revealed)\n",
+		       hits ? "REVEALED" : "hidden", hits, words);
+		failed |= hits != 0;
+	}
+	/* The secret is still there for its owner. */
+	for (hits = 0, i = 0; i < words; i++)
+		hits += secret[i] == (half_a ^ half_b);
+	if (hits != words) {
+		printf("secret-probe: the secret page lost its contents\n");
+		failed = 1;
+	}
+	printf("secret-probe: done\n");
+	return failed;
+}
