@@ -16,6 +16,8 @@ export UA_BUILD=$UA_CACHE/build-bench$UA_SUFFIX UA_CONFIG=bench
 stage "making the bench initramfs"
 root=$UA_CACHE/bench-initramfs$UA_SUFFIX
 ua_initramfs_root "$root" "$UA_ROOT/tools/testing/bench-init.sh"
+ua_guest_prog "$UA_CACHE/selftests$UA_SUFFIX/secret-load" "$UA_ROOT/tools/testing/secret-load.c"
+cp "$UA_CACHE/selftests$UA_SUFFIX/secret-load" "$root/bin/"
 ua_initramfs_pack "$root" "$UA_CACHE/bench-initramfs$UA_SUFFIX.cpio.gz"
 
 out=$UA_CACHE/bench$UA_SUFFIX
@@ -32,6 +34,22 @@ export UA_QEMU_NODE_GIB=2
 # that page (the component's fresh 2 MiB blocks, most often), which is QEMU's
 # lazy allocation, not the allocator's cost.
 export UA_QEMU_PREALLOC=1
+# secretmem on the component against the per-page path of 7.2, one boot
+# (bench-init.sh, secret-load.c): the table and ratios, in
+# .cache/bench/secretmem.md. UA_BENCH=secretmem runs only this boot.
+secretmem_boot() {
+	local slog=$out/console-secretmem.log
+	stage "secretmem workloads (console: $slog)"
+	UA_QEMU_TIMEOUT=${UA_QEMU_TIMEOUT:-900} "$UA_ROOT/tools/testing/qemu.sh" "$slog" \
+		"kunit.enable=0 debug_pagealloc=off quiet ua_bench=secretmem" \
+		"$UA_CACHE/bench-initramfs$UA_SUFFIX.cpio.gz"
+	grep -q 'ua-bench-guest: ok' "$slog" || die "the secretmem run did not complete (see $slog)"
+	python3 "$UA_ROOT/tools/testing/secretmem_report.py" "$slog" "$UA_ARCH" "$out/secretmem.md"
+}
+if [ "${UA_BENCH:-}" = secretmem ]; then
+	secretmem_boot
+	exit 0
+fi
 # QUICK=1: the single-CPU object workloads only, raw lines, no tables.
 quick=${QUICK:+ua_bench=quick}
 UA_QEMU_TIMEOUT=${UA_QEMU_TIMEOUT:-1800} "$UA_ROOT/tools/testing/qemu.sh" "$log" \
@@ -56,3 +74,4 @@ for cpus in 1 4; do
 	logs+=("$slog")
 done
 python3 "$UA_ROOT/tools/testing/bench_report.py" "$out" "$UA_ARCH" "${logs[@]}"
+secretmem_boot

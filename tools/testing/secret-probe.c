@@ -45,11 +45,17 @@ static uint64_t pfn_of(void *addr)
 	return entry & ((1ULL << 55) - 1);
 }
 
-/* Read the page at physical address @phys through /proc/kcore into @buf. */
+/*
+ * Read the page at physical address @phys through /proc/kcore into @buf:
+ * through the direct map's segment that covers it. The kernel text's segment
+ * has a physical address too, and covers the init memory freed after boot,
+ * whose kernel-image alias is unmapped: of the segments that cover @phys the
+ * largest is the direct map's (one per range of RAM).
+ */
 static int kcore_read(int fd, uint64_t phys, void *buf)
 {
+	Elf64_Phdr ph, best = { .p_memsz = 0 };
 	Elf64_Ehdr eh;
-	Elf64_Phdr ph;
 	int i;
 
 	if (pread(fd, &eh, sizeof(eh), 0) != sizeof(eh))
@@ -60,12 +66,19 @@ static int kcore_read(int fd, uint64_t phys, void *buf)
 		if (ph.p_type != PT_LOAD || ph.p_paddr == (Elf64_Addr)-1 ||
 		    phys < ph.p_paddr || phys - ph.p_paddr >= ph.p_memsz)
 			continue;
-		if (pread(fd, buf, page_size, ph.p_offset + (phys - ph.p_paddr)) != page_size)
-			return -1;
-		return 0;
+		if (ph.p_memsz > best.p_memsz)
+			best = ph;
 	}
-	errno = ENOENT;
-	return -1;
+	if (!best.p_memsz) {
+		errno = ENOENT;
+		return -1;
+	}
+	printf("secret-probe: phys %#llx in segment paddr %#llx vaddr %#llx size %#llx\n",
+	       (unsigned long long)phys, (unsigned long long)best.p_paddr,
+	       (unsigned long long)best.p_vaddr, (unsigned long long)best.p_memsz);
+	if (pread(fd, buf, page_size, best.p_offset + (phys - best.p_paddr)) != page_size)
+		return -1;
+	return 0;
 }
 
 int main(void)
