@@ -32,7 +32,7 @@ snap() {
 		# (arm64: "0x...-0x...  2M PMD ... BLK ..."; x86: "... 2M ... pmd".)
 		awk '/Linear Mapping start|Low Kernel Mapping/ { on = 1 }
 			/Linear Mapping end|vmalloc\(\) Area/ { on = 0 }
-			on && $1 ~ /^0x/ {
+			on && $1 ~ /^0x/ && / (RW|ro) / {
 				n = $2; u = substr(n, length(n)); v = substr(n, 1, length(n) - 1) + 0
 				kb = u == "K" ? v : u == "M" ? v * 1024 : u == "G" ? v * 1048576 : 0
 				lvl = $3 ~ /^(PTE|PMD|PUD|P4D|PGD)$/ ? $3 : $NF

@@ -11,9 +11,10 @@
  * fault: the time each process took to write the first byte of each of its
  * pages (the faults), summed over the processes, per page; release: munmap()
  * and close() (the last reference: truncation frees the folios), the same
- * way. The processes run one after another while faulting (a token passes
- * between them), so that the times are not those of a contended CPU. The
- * direct map figures are read by the caller around the run.
+ * way. The processes fault, and later release, one after another (a token
+ * passes between them), so that the times are not those of a contended CPU.
+ * The direct map figures are read by the caller around the run: with
+ * SECRET_LOAD_WAIT set, a line on stdin starts the release.
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -50,9 +51,9 @@ static void xwrite(int fd, const void *buf, size_t len)
 	}
 }
 
-/* One user: fault in, report, wait for the release token, release, report. */
+/* One user: fault in and pass the token on; with it again, release. */
 static void user(long pages, long page_size, int token_in, int token_out,
-		 int result, int release)
+		 int result)
 {
 	uint64_t t0, times[2];
 	size_t len = pages * page_size;
@@ -77,12 +78,13 @@ static void user(long pages, long page_size, int token_in, int token_out,
 	times[0] = now_ns() - t0;
 	xwrite(token_out, &c, 1);
 
-	xread(release, &c, 1);
+	xread(token_in, &c, 1);
 	t0 = now_ns();
 	munmap(p, len);
 	close(fd);
 	times[1] = now_ns() - t0;
 	xwrite(result, times, sizeof(times));
+	xwrite(token_out, &c, 1);
 	exit(0);
 }
 
@@ -91,7 +93,7 @@ int main(int argc, char **argv)
 	struct rlimit unlimited = { RLIM_INFINITY, RLIM_INFINITY };
 	long procs, pages, page_size = sysconf(_SC_PAGESIZE), i;
 	uint64_t fault = 0, release = 0, times[2];
-	int (*token)[2], result[2], go[2];
+	int (*token)[2], result[2];
 	int status, failed = 0;
 	char c = 0;
 
@@ -103,7 +105,7 @@ int main(int argc, char **argv)
 	if (setrlimit(RLIMIT_MEMLOCK, &unlimited))
 		perror("secret-load: RLIMIT_MEMLOCK");
 	token = calloc(procs + 1, sizeof(*token));
-	if (!token || pipe(result) || pipe(go)) {
+	if (!token || pipe(result)) {
 		perror("secret-load: setup");
 		return 2;
 	}
@@ -121,7 +123,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		if (!pid)
-			user(pages, page_size, token[i][0], token[i + 1][1], result[1], go[0]);
+			user(pages, page_size, token[i][0], token[i + 1][1], result[1]);
 	}
 	/* The token goes round once: every user has faulted in when it is back. */
 	xwrite(token[0][1], &c, 1);
@@ -131,8 +133,9 @@ int main(int argc, char **argv)
 	/* The caller reads the direct map figures now; a line on stdin says go. */
 	if (getenv("SECRET_LOAD_WAIT"))
 		xread(0, &c, 1);
-	for (i = 0; i < procs; i++)
-		xwrite(go[1], &c, 1);
+	/* Round two: each releases in turn. */
+	xwrite(token[0][1], &c, 1);
+	xread(token[procs][0], &c, 1);
 	for (i = 0; i < procs; i++) {
 		xread(result[0], times, sizeof(times));
 		fault += times[0];

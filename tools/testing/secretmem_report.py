@@ -47,7 +47,7 @@ def main():
     runs = parse(log)
     workloads = sorted({(p, n) for (_, p, n) in runs}, key=lambda w: (-w[0], w[1]))
     rows = ['| secrets | path | fault ns/page | munmap+close ns/page | level-2 splits | '
-            'level-3 splits | DirectMap4k held (kB) | linear map in pages held (kB) | '
+            'level-3 splits | DirectMap4k / 2M held (kB) | direct map in pages held (kB) | '
             'call IPIs per MiB |',
             '|---|---|---|---|---|---|---|---|---|']
     ratios = []
@@ -69,7 +69,8 @@ def main():
                 f'{fmt(fault)} | {fmt(rel)} | '
                 f'{fmt(delta(r, "direct_map_level2_splits"))} | '
                 f'{fmt(delta(r, "direct_map_level3_splits"))} | '
-                f'{fmt(num(r.get("held", {}), "DirectMap4k_kB"))} | {fmt(pte)} | '
+                f'{fmt(num(r.get("held", {}), "DirectMap4k_kB"))} / '
+                f'{fmt(num(r.get("held", {}), "DirectMap2M_kB"))} | {fmt(pte)} | '
                 f'{"-" if ipis is None else f"{ipis / mib:.0f}"} |')
         if 'component' in times and 'stock' in times and all(times['component']) \
                 and all(times['stock']):
