@@ -200,6 +200,8 @@ pub(crate) fn render(view: &dyn core::fmt::Display) -> Result<KVec<u8>> {
     }
     let mut sink = Sink(KVec::new());
     fmt::write(&mut sink, format_args!("{view}")).map_err(|_| ENOMEM)?;
+    // Searched by the tests with the C library's memcmp().
+    crate::sys::detectors::written(sink.0.as_ptr() as usize, sink.0.len());
     Ok(sink.0)
 }
 

@@ -60,13 +60,20 @@ fn uninit(addr: usize, len: usize, gfp: bindings::gfp_t) {
     }
 }
 
+/// KMSAN: the `len` bytes at `addr` hold what the component's Rust wrote into them, and C
+/// code may read them: a caller, or a `memcmp()` the compiler emitted for Rust.
+pub(crate) fn written(addr: usize, len: usize) {
+    if KMSAN {
+        // SAFETY: Only KMSAN's shadow of the range changes, never the memory.
+        unsafe { bindings::ua_kmsan_init(addr, len) }
+    }
+}
+
 /// KMSAN: the new owner of the `len` bytes at `addr` asked for them zeroed (`gfp`), or
 /// not (see the module's documentation).
 fn fresh(addr: usize, len: usize, gfp: bindings::gfp_t) {
-    if !KMSAN {
-    } else if gfp & bindings::__GFP_ZERO != 0 {
-        // SAFETY: Only KMSAN's shadow of the range changes, never the memory.
-        unsafe { bindings::ua_kmsan_init(addr, len) }
+    if gfp & bindings::__GFP_ZERO != 0 {
+        written(addr, len);
     } else {
         uninit(addr, len, gfp);
     }

@@ -46,6 +46,8 @@ pub(crate) unsafe fn write_out<T>(dst: *mut T, value: T) {
     if !dst.is_null() {
         // SAFETY: Not NULL, so valid for writing a `T` (the caller's contract).
         unsafe { dst.write(value) };
+        // The C caller reads it: initialised to KMSAN, which does not see Rust's stores.
+        super::detectors::written(dst as usize, core::mem::size_of::<T>());
     }
 }
 

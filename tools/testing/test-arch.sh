@@ -55,12 +55,15 @@ boot() {
 }
 
 kmemleak_initrd=$(ua_kmemleak_initrd)
+# The KMSAN kernel has no kmemleak (configs/kmsan.config): no leak checks.
+leakcheck=kmemleak lostcheck=kmemleak-lost
+[ "${UA_VARIANT:-}" = kmsan ] && leakcheck= lostcheck=
 # Every suite of the component but unmapped_alloc_coco, which needs a pKVM
 # protected VM and its host (make test-coco) and would only skip here, and
 # unmapped_alloc_caught, next.
 # After them its /init runs the kernel's memfd_secret selftest against
 # secretmem on the component (patches/0007), each of its tests a check.
-boot suites "kunit.filter_glob=${UA_FILTER:-unmapped_alloc_[!c]*} ua_memfd_secret" "$kmemleak_initrd" kmemleak
+boot suites "kunit.filter_glob=${UA_FILTER:-unmapped_alloc_[!c]*} ua_memfd_secret" "$kmemleak_initrd" $leakcheck
 [ -n "${UA_FILTER:-}" ] || ua_memfd_secret_checks "$LAST_LOG"
 # The bug detectors on the component's memory: KASAN reports each bad access
 # the suite makes (once per boot without kasan_multi_shot), and kmemleak the
@@ -68,7 +71,7 @@ boot suites "kunit.filter_glob=${UA_FILTER:-unmapped_alloc_[!c]*} ua_memfd_secre
 # turns lockdep off.
 if [ -z "${UA_FILTER:-}" ]; then
 	boot caught "kunit.filter_glob=unmapped_alloc_caught kasan_multi_shot caught_test.lose_object=1" \
-		"$kmemleak_initrd" kmemleak-lost
+		"$kmemleak_initrd" $lostcheck
 fi
 # The examples of the Rust API (kernel::unmapped_alloc), which
 # CONFIG_RUST_KERNEL_DOCTESTS turns into KUnit cases; the other kernel

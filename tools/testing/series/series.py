@@ -448,6 +448,9 @@ def main():
     apply('0005-rust-helpers-add-preempt_disable-and-preempt_enable.patch')
     commit('01-preempt-helpers')
 
+    apply('0008-rust-print-tell-KMSAN-what-pA-wrote.patch')
+    commit('01-kmsan-print')
+
     applied = ['layer']
     apply('0001-mm-hook-in-unmapped_alloc.patch')
     apply('0002-rust-bindings-add-unmapped_alloc-headers.patch')
