@@ -326,7 +326,10 @@ static void kmsan_zeroed_object_init(struct kunit *test)
 	KUNIT_EXPECT_TRUE(test, reported(test, use_byte, p));
 }
 
-/* Large objects and decrypted pages: the page allocator's rule. */
+/*
+ * Large objects follow kmalloc()'s rule. Decrypted pages are always zeroed
+ * (the API's promise, since the host may have written them): initialised.
+ */
 static void kmsan_large_object_and_pages(struct kunit *test)
 {
 	size_t size = 2 * PAGE_SIZE + 100;
@@ -346,8 +349,10 @@ static void kmsan_large_object_and_pages(struct kunit *test)
 	page = alloc_decrypted_pages(GFP_KERNEL, 1);
 	KUNIT_ASSERT_NOT_NULL(test, page);
 	p = page_address(page);
-	KUNIT_EXPECT_TRUE(test, reported(test, use_byte, p + PAGE_SIZE));
+	KUNIT_EXPECT_FALSE(test, reported(test, use_byte, p + PAGE_SIZE));
 	free_decrypted_pages(page, 1);
+	/* Freed, the pages are uninitialised again. */
+	KUNIT_EXPECT_TRUE(test, reported(test, use_byte, p + PAGE_SIZE));
 	page = alloc_decrypted_pages(GFP_KERNEL | __GFP_ZERO, 1);
 	KUNIT_ASSERT_NOT_NULL(test, page);
 	p = page_address(page);
@@ -357,24 +362,34 @@ static void kmsan_large_object_and_pages(struct kunit *test)
 
 /*
  * An unmapped page read through a mapping of its own (vmap() gives KMSAN's
- * view of the page there too): uninitialised unless asked for zeroed.
+ * view of the page there too): unmapped_alloc() promises zeroed pages;
+ * unmapped_alloc_noscrub() only with __GFP_ZERO.
  */
 static void kmsan_unmapped_page(struct kunit *test)
 {
-	gfp_t gfps[] = { GFP_KERNEL, GFP_KERNEL | __GFP_ZERO };
+	struct {
+		bool scrub;
+		gfp_t gfp;
+		bool uninit;
+	} cases[] = {
+		{ true, GFP_KERNEL, false },
+		{ false, GFP_KERNEL | __GFP_ZERO, false },
+		{ false, GFP_KERNEL, true },
+	};
 	struct page *page;
 	unsigned int i;
 	char *p;
 
 	needs_kmsan(test);
-	for (i = 0; i < ARRAY_SIZE(gfps); i++) {
-		page = unmapped_alloc(gfps[i], 0);
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
+		page = cases[i].scrub ? unmapped_alloc(cases[i].gfp, 0) :
+			unmapped_alloc_noscrub(NUMA_NO_NODE, cases[i].gfp, 0);
 		if (!page)
 			kunit_skip(test, "no unmapped pages here");
 		p = vmap(&page, 1, VM_MAP, PAGE_KERNEL);
 		KUNIT_ASSERT_NOT_NULL(test, p);
-		KUNIT_EXPECT_EQ(test, reported(test, use_byte, p + 7),
-				!(gfps[i] & __GFP_ZERO));
+		KUNIT_EXPECT_EQ_MSG(test, reported(test, use_byte, p + 7),
+				    cases[i].uninit, "case %u", i);
 		vunmap(p);
 		unmapped_free(page, 0);
 	}

@@ -386,7 +386,7 @@ impl PageAllocator {
             reserve_low = self.reserve_low_on(nid);
         }
         let pfn = pfn
-            .inspect(|&pfn| sys::detectors::pages_allocated(pfn, 1 << order, gfp))
+            .inspect(|&pfn| sys::detectors::pages_allocated(pfn, 1 << order, !take_dirty, gfp))
             .and_then(|pfn| self.zero_decrypted(pfn, gfp, order, scrub))
             .and_then(|pfn| self.charge(pfn, gfp, order));
         if reserve_low {

@@ -13,9 +13,11 @@
 //!   not.
 //! - **KMSAN**: rustc does not instrument the component, so its stores (zeroing among them)
 //!   leave KMSAN's shadow as it was. Memory handed out is uninitialised to KMSAN unless the
-//!   caller asked for it zeroed (`__GFP_ZERO`), whatever the component wrote into it, as
-//!   the page and slab allocators mark theirs; freed memory becomes uninitialised again,
-//!   with the free as its origin. A C user reading what it never wrote is then reported.
+//!   API promises it zeroed: objects asked for with `__GFP_ZERO`, pages always but from
+//!   `unmapped_alloc_noscrub()` without it; whatever the component wrote into it does not
+//!   count, as with the page and slab allocators. Freed memory becomes uninitialised
+//!   again, with the free as its origin. A C user reading what it never wrote is then
+//!   reported.
 //! - **kmemleak**: objects of the system-wide caches are registered when handed out and
 //!   unregistered when freed, so that a lost one is reported with its allocation stack and
 //!   kmemleak scans their contents for pointers. Pages are not registered, as alloc_pages()
@@ -88,11 +90,16 @@ pub(crate) fn pages_freed(pfn: Pfn, nr: usize) {
 }
 
 /// `nr` pages at `pfn` are handed out (or about to be zeroed for it) to a caller that
-/// asked with `gfp`.
+/// asked with `gfp`; `zeroed` if they are zero by the API's promise (every page API
+/// but `unmapped_alloc_noscrub()` without `__GFP_ZERO`).
 #[inline]
-pub(crate) fn pages_allocated(pfn: Pfn, nr: usize, gfp: bindings::gfp_t) {
+pub(crate) fn pages_allocated(pfn: Pfn, nr: usize, zeroed: bool, gfp: bindings::gfp_t) {
     unpoison(pfn.virt(), nr * PAGE_SIZE);
-    fresh(pfn.virt(), nr * PAGE_SIZE, gfp);
+    if zeroed {
+        written(pfn.virt(), nr * PAGE_SIZE);
+    } else {
+        uninit(pfn.virt(), nr * PAGE_SIZE, gfp);
+    }
 }
 
 /// A new slab of `len` bytes at `addr`: every slot free.
