@@ -113,7 +113,7 @@ stage "checkpatch --strict on every patch"
 # MAINTAINERS and kernel-parameters.txt. Explained exceptions:
 # - EXPORT_SYMBOL: the C API is defined in Rust, so its EXPORT_SYMBOL_GPL()s
 #   in helpers.c cannot follow the definitions;
-# - FILE_PATH_CHANGES: patch 2 adds the MAINTAINERS entry that covers the
+# - FILE_PATH_CHANGES: patch 3 adds the MAINTAINERS entry that covers the
 #   files the later patches add (rust/helpers/ is the RUST entry's);
 # - OPEN_ENDED_LINE and PARENTHESIS_ALIGNMENT in the trace event header: the
 #   layout of TRACE_EVENT(), as in every header under include/trace/events/.
