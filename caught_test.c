@@ -9,8 +9,9 @@
  * in the test's own thread would fail the test whatever it expected. The
  * kasan_* tests need generic KASAN, the kmsan_* tests KMSAN ('make kmsan'):
  * one of the two is built, the other's tests skip. KASAN reports once per
- * boot unless booted with kasan_multi_shot, so its tests skip without it; 'make test' gives it a boot of its own, since a report
- * taints the kernel and turns lockdep off. The last test loses an object on
+ * boot unless booted with kasan_multi_shot, so its tests skip without it;
+ * 'make test' gives the suite a boot of its own, since a report taints the
+ * kernel and turns lockdep off. The last test loses an object on
  * purpose when booted with caught_test.lose_object=1: the boot's /init has
  * kmemleak scan, and the test script checks that the report names that
  * object, its size and its allocation stack.
@@ -382,8 +383,10 @@ static void kmsan_unmapped_page(struct kunit *test)
 
 	needs_kmsan(test);
 	for (i = 0; i < ARRAY_SIZE(cases); i++) {
-		page = cases[i].scrub ? unmapped_alloc(cases[i].gfp, 0) :
-			unmapped_alloc_noscrub(NUMA_NO_NODE, cases[i].gfp, 0);
+		if (cases[i].scrub)
+			page = unmapped_alloc(cases[i].gfp, 0);
+		else
+			page = unmapped_alloc_noscrub(NUMA_NO_NODE, cases[i].gfp, 0);
 		if (!page)
 			kunit_skip(test, "no unmapped pages here");
 		p = vmap(&page, 1, VM_MAP, PAGE_KERNEL);

@@ -271,12 +271,13 @@ impl Block {
     /// handed out or the pages are mapped into user space: they must not be reused.
     pub(crate) fn take_back(&self, first: usize, nr: usize) -> Result {
         self.check_range(first, nr)?;
-        // The first page's reference is then dropped in one step that fails if it is
-        // no longer the only one: a page cache lookup may take one at any time.
+        if !self.refs_are(first, nr, 1) {
+            return Err(EBUSY);
+        }
+        // The first page's reference is dropped in one step that fails if it is no
+        // longer the only one: a page cache lookup may take one at any time.
         // SAFETY: A page of the block; its count goes from 1 to 0 only if it is 1.
-        if !self.refs_are(first, nr, 1)
-            || !unsafe { bindings::ua_page_ref_freeze(self.pfn.add(first).0, 1) }
-        {
+        if !unsafe { bindings::ua_page_ref_freeze(self.pfn.add(first).0, 1) } {
             return Err(EBUSY);
         }
         Ok(())
