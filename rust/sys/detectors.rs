@@ -71,10 +71,10 @@ pub(crate) fn written(addr: usize, len: usize) {
     }
 }
 
-/// KMSAN: the new owner of the `len` bytes at `addr` asked for them zeroed (`gfp`), or
-/// not (see the module's documentation).
-fn fresh(addr: usize, len: usize, gfp: bindings::gfp_t) {
-    if gfp & bindings::__GFP_ZERO != 0 {
+/// KMSAN: the `len` bytes at `addr` go to a new owner, `zeroed` by the API's promise or
+/// not (see the module's documentation); `gfp` is the allocation's.
+fn fresh(addr: usize, len: usize, zeroed: bool, gfp: bindings::gfp_t) {
+    if zeroed {
         written(addr, len);
     } else {
         uninit(addr, len, gfp);
@@ -95,11 +95,7 @@ pub(crate) fn pages_freed(pfn: Pfn, nr: usize) {
 #[inline]
 pub(crate) fn pages_allocated(pfn: Pfn, nr: usize, zeroed: bool, gfp: bindings::gfp_t) {
     unpoison(pfn.virt(), nr * PAGE_SIZE);
-    if zeroed {
-        written(pfn.virt(), nr * PAGE_SIZE);
-    } else {
-        uninit(pfn.virt(), nr * PAGE_SIZE, gfp);
-    }
+    fresh(pfn.virt(), nr * PAGE_SIZE, zeroed, gfp);
 }
 
 /// A new slab of `len` bytes at `addr`: every slot free.
@@ -143,7 +139,12 @@ pub(crate) fn handed_out(
     };
     poison(addr, len, what);
     unpoison(addr, size);
-    fresh(addr, len, gfp);
+    fresh(addr, len, gfp & bindings::__GFP_ZERO != 0, gfp);
+    self::register(addr, size, gfp, register);
+}
+
+/// Registers the object of `size` bytes at `addr` with kmemleak, with `register`.
+fn register(addr: usize, size: usize, gfp: bindings::gfp_t, register: bool) {
     if KMEMLEAK && register {
         // SAFETY: Registers the range with kmemleak, which reads it while scanning: the
         // object is mapped (decrypted memory) until it is freed, which unregisters it.
@@ -179,10 +180,7 @@ pub(crate) fn large_object_freed(addr: usize, registered: bool) {
 /// The free of the large object of `len` bytes at `addr` was refused after
 /// [`large_object_freed`]: its user keeps it, registered again with `registered`.
 pub(crate) fn large_object_kept(addr: usize, len: usize, registered: bool) {
-    if KMEMLEAK && registered {
-        // SAFETY: As in `handed_out`: the object is mapped until it is freed.
-        unsafe { bindings::ua_kmemleak_alloc(addr, len, bindings::GFP_ATOMIC) }
-    }
+    register(addr, len, bindings::GFP_ATOMIC, registered);
 }
 
 /// KASAN reports off for the current task while it lives: for accesses that are not a
