@@ -31,6 +31,15 @@
 
 static bool report_found;
 
+/*
+ * The stacks a KASAN report about the component's memory ends with: which
+ * of them named the function in stack_fn (set by the test, its __func__).
+ */
+enum { STACK_NONE, STACK_ALLOC, STACK_FREE };
+static int stack_section;
+static const char *stack_fn;
+static bool alloc_stack_seen, free_stack_seen;
+
 /* Only the boot that checks kmemleak's report loses an object on purpose. */
 static bool lose_object_on_purpose;
 module_param_named(lose_object, lose_object_on_purpose, bool, 0444);
@@ -40,8 +49,39 @@ static char sink;
 
 static void probe_console(void *ignore, const char *buf, size_t len)
 {
-	if (strnstr(buf, "BUG: KASAN: ", len) || strnstr(buf, "BUG: KMSAN: ", len))
+	const char *fn = READ_ONCE(stack_fn);
+
+	if (strnstr(buf, "BUG: KASAN: ", len) || strnstr(buf, "BUG: KMSAN: ", len)) {
 		WRITE_ONCE(report_found, true);
+		stack_section = STACK_NONE;
+	} else if (strnstr(buf, "unmapped_alloc: allocated by task ", len)) {
+		stack_section = STACK_ALLOC;
+	} else if (strnstr(buf, "unmapped_alloc: freed by task ", len)) {
+		stack_section = STACK_FREE;
+	} else if (fn && strnstr(buf, fn, len)) {
+		if (stack_section == STACK_ALLOC)
+			WRITE_ONCE(alloc_stack_seen, true);
+		else if (stack_section == STACK_FREE)
+			WRITE_ONCE(free_stack_seen, true);
+	}
+}
+
+/* The next reports' stacks are checked for @fn, the calling test's name. */
+static void watch_stacks(const char *fn)
+{
+	WRITE_ONCE(stack_fn, fn);
+}
+
+/*
+ * Whether the last report ended with an allocation stack (@alloc) and a free
+ * stack (@freed) naming the test, and with no other.
+ */
+static void expect_stacks(struct kunit *test, bool alloc, bool freed)
+{
+	KUNIT_EXPECT_EQ_MSG(test, READ_ONCE(alloc_stack_seen), alloc,
+			    "allocation stack naming %s in the report", stack_fn);
+	KUNIT_EXPECT_EQ_MSG(test, READ_ONCE(free_stack_seen), freed,
+			    "free stack naming %s in the report", stack_fn);
 }
 
 struct bad_access {
@@ -91,6 +131,8 @@ static bool reported(struct kunit *test, void (*fn)(const void *addr),
 	KUNIT_EXPECT_FALSE_MSG(test, READ_ONCE(report_found),
 			       "a report nobody expected");
 	WRITE_ONCE(report_found, false);
+	WRITE_ONCE(alloc_stack_seen, false);
+	WRITE_ONCE(free_stack_seen, false);
 	init_completion(&ba.done);
 	t = kthread_run(bad_access_thread, &ba, "ua_caught");
 	if (IS_ERR(t)) {
@@ -147,6 +189,7 @@ static void kasan_object_out_of_bounds(struct kunit *test)
 	char *p;
 
 	needs_kasan(test);
+	watch_stacks(__func__);
 	p = kmalloc_decrypted(300, GFP_KERNEL);
 	KUNIT_ASSERT_NOT_NULL(test, p);
 	KUNIT_EXPECT_EQ(test, (unsigned long)p % 256, 0);
@@ -154,6 +197,7 @@ static void kasan_object_out_of_bounds(struct kunit *test)
 	KUNIT_EXPECT_FALSE(test, reported(test, read_byte, p + 299));
 	/* In the granule of the last byte, and in the next ones. */
 	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p + 300));
+	expect_stacks(test, true, false);
 	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p + 304));
 	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p + 511));
 	kfree_decrypted(p);
@@ -164,11 +208,13 @@ static void kasan_object_use_after_free(struct kunit *test)
 	char *p;
 
 	needs_kasan(test);
+	watch_stacks(__func__);
 	p = kmalloc_decrypted(256, GFP_KERNEL);
 	KUNIT_ASSERT_NOT_NULL(test, p);
 	KUNIT_EXPECT_FALSE(test, reported(test, read_byte, p + 255));
 	kfree_decrypted(p);
 	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p));
+	expect_stacks(test, true, true);
 	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p + 255));
 }
 
@@ -210,12 +256,15 @@ static void kasan_cache_object(struct kunit *test)
 	needs_kasan(test);
 	c = kmem_cache_create_decrypted("ua_caught_300", 300, 0);
 	KUNIT_ASSERT_NOT_NULL(test, c);
+	watch_stacks(__func__);
 	p = kmem_cache_alloc_decrypted(c, GFP_KERNEL);
 	KUNIT_ASSERT_NOT_NULL(test, p);
 	KUNIT_EXPECT_FALSE(test, reported(test, read_byte, p + 299));
 	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p + 300));
+	expect_stacks(test, true, false);
 	kmem_cache_free_decrypted(c, p);
 	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p));
+	expect_stacks(test, true, true);
 	kmem_cache_destroy_decrypted(c);
 }
 
@@ -226,13 +275,16 @@ static void kasan_large_object(struct kunit *test)
 	char *p;
 
 	needs_kasan(test);
+	watch_stacks(__func__);
 	p = kmalloc_decrypted(size, GFP_KERNEL);
 	KUNIT_ASSERT_NOT_NULL(test, p);
 	KUNIT_EXPECT_FALSE(test, reported(test, read_byte, p + size - 1));
 	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p + size));
+	expect_stacks(test, true, false);
 	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p + 4 * PAGE_SIZE - 1));
 	kfree_decrypted(p);
 	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p));
+	expect_stacks(test, true, true);
 }
 
 static void kasan_decrypted_page_use_after_free(struct kunit *test)
@@ -241,6 +293,7 @@ static void kasan_decrypted_page_use_after_free(struct kunit *test)
 	char *p;
 
 	needs_kasan(test);
+	watch_stacks(__func__);
 	page = alloc_decrypted_pages(GFP_KERNEL, 1);
 	KUNIT_ASSERT_NOT_NULL(test, page);
 	p = page_address(page);
@@ -248,6 +301,7 @@ static void kasan_decrypted_page_use_after_free(struct kunit *test)
 	KUNIT_EXPECT_FALSE(test, reported(test, read_byte, p + 2 * PAGE_SIZE - 1));
 	free_decrypted_pages(page, 1);
 	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p));
+	expect_stacks(test, true, true);
 	KUNIT_EXPECT_TRUE(test, reported(test, read_byte, p + 2 * PAGE_SIZE - 1));
 }
 
@@ -258,6 +312,7 @@ static void kasan_unmapped_page_use_after_free(struct kunit *test)
 	char *p;
 
 	needs_kasan(test);
+	watch_stacks(__func__);
 	page = unmapped_alloc(GFP_KERNEL, 0);
 	if (!page)
 		kunit_skip(test, "no unmapped pages here");
@@ -265,6 +320,7 @@ static void kasan_unmapped_page_use_after_free(struct kunit *test)
 	KUNIT_EXPECT_FALSE(test, reported(test, check_byte, p));
 	unmapped_free(page, 0);
 	KUNIT_EXPECT_TRUE(test, reported(test, check_byte, p));
+	expect_stacks(test, true, true);
 }
 
 static void needs_kmsan(struct kunit *test)

@@ -96,10 +96,13 @@ void ua_test_timer_free(struct ua_test_timer *t);
 #define UA_POISON_PAGE_REDZONE		3U	/* a large object's pages past its size */
 void ua_kasan_poison(unsigned long addr, size_t size, unsigned int what);
 void ua_kasan_unpoison(unsigned long addr, size_t size);
+void ua_kasan_track(unsigned long addr, size_t size, bool alloc);
+void ua_kasan_forget(unsigned long addr, size_t size);
 void ua_kasan_quiet_begin(void);
 void ua_kasan_quiet_end(void);
 void ua_kmsan_uninit(unsigned long addr, size_t size, gfp_t gfp);
 void ua_kmsan_init(unsigned long addr, size_t size);
+void ua_kmsan_returning(void);
 void ua_kmemleak_alloc(unsigned long addr, size_t size, gfp_t gfp);
 void ua_kmemleak_free(unsigned long addr);
 

@@ -30,9 +30,11 @@ static SHRINKER_SCANS: stats::Counter = stats::Counter::new();
 #[cfg(CONFIG_UNMAPPED_ALLOC_TORTURE)]
 #[export]
 pub unsafe extern "C" fn ua_torture_host_write(seed: u64) -> ffi::c_long {
-    crate::MODEL
-        .get()
-        .map_or(-1, |m| m.host_write(seed) as ffi::c_long)
+    sys::detectors::to_c(|| {
+        crate::MODEL
+            .get()
+            .map_or(-1, |m| m.host_write(seed) as ffi::c_long)
+    })
 }
 
 /// Torture test: pages the model backend records as shared, or -1 without it.
@@ -43,9 +45,11 @@ pub unsafe extern "C" fn ua_torture_host_write(seed: u64) -> ffi::c_long {
 #[cfg(CONFIG_UNMAPPED_ALLOC_TORTURE)]
 #[export]
 pub unsafe extern "C" fn ua_torture_model_shared_pages() -> ffi::c_long {
-    crate::MODEL
-        .get()
-        .map_or(-1, |m| m.shared_pages() as ffi::c_long)
+    sys::detectors::to_c(|| {
+        crate::MODEL
+            .get()
+            .map_or(-1, |m| m.shared_pages() as ffi::c_long)
+    })
 }
 
 /// Page allocation of the C API from `instance`.
@@ -84,7 +88,7 @@ pub unsafe extern "C" fn unmapped_alloc_node(
     gfp: bindings::gfp_t,
     order: ffi::c_uint,
 ) -> *mut bindings::page {
-    c_alloc(global(), nid, gfp, order, true)
+    sys::detectors::to_c(|| c_alloc(global(), nid, gfp, order, true))
 }
 
 /// C API: `unmapped_alloc()`, see `include/linux/unmapped_alloc.h`.
@@ -97,7 +101,7 @@ pub unsafe extern "C" fn unmapped_alloc(
     gfp: bindings::gfp_t,
     order: ffi::c_uint,
 ) -> *mut bindings::page {
-    c_alloc(global(), sys::NUMA_NO_NODE, gfp, order, true)
+    sys::detectors::to_c(|| c_alloc(global(), sys::NUMA_NO_NODE, gfp, order, true))
 }
 
 /// C API: `unmapped_alloc_noscrub()`, see `include/linux/unmapped_alloc.h`.
@@ -111,7 +115,7 @@ pub unsafe extern "C" fn unmapped_alloc_noscrub(
     gfp: bindings::gfp_t,
     order: ffi::c_uint,
 ) -> *mut bindings::page {
-    c_alloc(global(), nid, gfp, order, false)
+    sys::detectors::to_c(|| c_alloc(global(), nid, gfp, order, false))
 }
 
 /// C API: `unmapped_free()`, see `include/linux/unmapped_alloc.h`.
@@ -136,17 +140,19 @@ pub unsafe extern "C" fn unmapped_try_free(
     page: *mut bindings::page,
     order: ffi::c_uint,
 ) -> ffi::c_int {
-    let Ok(a) = global() else {
-        return EINVAL.to_errno();
-    };
-    if page.is_null() {
-        return EINVAL.to_errno();
-    }
-    match a.try_free(Pfn::of_page(page), order) {
-        Ok(()) => 0,
-        Err(BadFree::Referenced) => EBUSY.to_errno(),
-        Err(_) => EINVAL.to_errno(),
-    }
+    sys::detectors::to_c(|| {
+        let Ok(a) = global() else {
+            return EINVAL.to_errno();
+        };
+        if page.is_null() {
+            return EINVAL.to_errno();
+        }
+        match a.try_free(Pfn::of_page(page), order) {
+            Ok(()) => 0,
+            Err(BadFree::Referenced) => EBUSY.to_errno(),
+            Err(_) => EINVAL.to_errno(),
+        }
+    })
 }
 
 /// C API: `alloc_decrypted_pages_node()`, see `include/linux/unmapped_alloc.h`.
@@ -160,7 +166,7 @@ pub unsafe extern "C" fn alloc_decrypted_pages_node(
     gfp: bindings::gfp_t,
     order: ffi::c_uint,
 ) -> *mut bindings::page {
-    c_alloc(decrypted(), nid, gfp, order, true)
+    sys::detectors::to_c(|| c_alloc(decrypted(), nid, gfp, order, true))
 }
 
 /// C API: `alloc_decrypted_pages()`, see `include/linux/unmapped_alloc.h`.
@@ -173,7 +179,7 @@ pub unsafe extern "C" fn alloc_decrypted_pages(
     gfp: bindings::gfp_t,
     order: ffi::c_uint,
 ) -> *mut bindings::page {
-    c_alloc(decrypted(), sys::NUMA_NO_NODE, gfp, order, true)
+    sys::detectors::to_c(|| c_alloc(decrypted(), sys::NUMA_NO_NODE, gfp, order, true))
 }
 
 /// C API: `free_decrypted_pages()`, see `include/linux/unmapped_alloc.h`.
@@ -197,21 +203,23 @@ pub unsafe extern "C" fn free_decrypted_pages(page: *mut bindings::page, order: 
 pub unsafe extern "C" fn unmapped_alloc_page_state(
     page: *const bindings::page,
 ) -> bindings::unmapped_page_state {
-    let pfn = Pfn::of_page(page);
-    let state = |a: Result<&'static Arc<PageAllocator>>| {
-        a.map_or(Ownership::NotOwned, |a| a.ownership(pfn))
-    };
-    match (state(global()), state(decrypted())) {
-        (Ownership::Leaked, _) | (_, Ownership::Leaked) => {
-            bindings::unmapped_page_state_UNMAPPED_ALLOC_PAGE_LEAKED
+    sys::detectors::to_c(|| {
+        let pfn = Pfn::of_page(page);
+        let state = |a: Result<&'static Arc<PageAllocator>>| {
+            a.map_or(Ownership::NotOwned, |a| a.ownership(pfn))
+        };
+        match (state(global()), state(decrypted())) {
+            (Ownership::Leaked, _) | (_, Ownership::Leaked) => {
+                bindings::unmapped_page_state_UNMAPPED_ALLOC_PAGE_LEAKED
+            }
+            (Ownership::Free, _) => bindings::unmapped_page_state_UNMAPPED_PAGE_FREE,
+            (Ownership::Used, _) => bindings::unmapped_page_state_UNMAPPED_PAGE_USED,
+            (_, Ownership::Free) => bindings::unmapped_page_state_SHARED_PAGE_FREE,
+            (_, Ownership::Used) => bindings::unmapped_page_state_SHARED_PAGE_USED,
+            (_, Ownership::Objects) => bindings::unmapped_page_state_SHARED_PAGE_OBJECTS,
+            _ => bindings::unmapped_page_state_UNMAPPED_PAGE_NOT_OWNED,
         }
-        (Ownership::Free, _) => bindings::unmapped_page_state_UNMAPPED_PAGE_FREE,
-        (Ownership::Used, _) => bindings::unmapped_page_state_UNMAPPED_PAGE_USED,
-        (_, Ownership::Free) => bindings::unmapped_page_state_SHARED_PAGE_FREE,
-        (_, Ownership::Used) => bindings::unmapped_page_state_SHARED_PAGE_USED,
-        (_, Ownership::Objects) => bindings::unmapped_page_state_SHARED_PAGE_OBJECTS,
-        _ => bindings::unmapped_page_state_UNMAPPED_PAGE_NOT_OWNED,
-    }
+    })
 }
 
 /// Shutdown hook: convert everything back before the next kernel takes over.
@@ -296,10 +304,12 @@ pub unsafe extern "C" fn unmapped_alloc_set_reserve(
     low: ffi::c_ulong,
     high: ffi::c_ulong,
 ) -> ffi::c_int {
-    match decrypted().and_then(|d| d.set_watermarks(low, high)) {
-        Ok(()) => 0,
-        Err(e) => e.to_errno(),
-    }
+    sys::detectors::to_c(
+        || match decrypted().and_then(|d| d.set_watermarks(low, high)) {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        },
+    )
 }
 
 /// C API: `unmapped_alloc_get_reserve()`, see `include/linux/unmapped_alloc.h`.
@@ -342,7 +352,9 @@ fn instances() -> impl Iterator<Item = &'static Arc<PageAllocator>> {
 /// Always safe to call: `unsafe` only because `#[export]` matches bindgen's declaration.
 #[export]
 pub unsafe extern "C" fn unmapped_alloc_reclaimable() -> ffi::c_ulong {
-    instances().map(|a| a.reclaimable_pages()).sum::<usize>() as ffi::c_ulong
+    sys::detectors::to_c(|| {
+        instances().map(|a| a.reclaimable_pages()).sum::<usize>() as ffi::c_ulong
+    })
 }
 
 /// Shrinker callback: give every fully free block back; returns the pages freed.
@@ -352,15 +364,17 @@ pub unsafe extern "C" fn unmapped_alloc_reclaimable() -> ffi::c_ulong {
 /// Always safe to call: `unsafe` only because `#[export]` matches bindgen's declaration.
 #[export]
 pub unsafe extern "C" fn unmapped_alloc_shrink(_nr_to_scan: ffi::c_ulong) -> ffi::c_ulong {
-    SHRINKER_SCANS.inc();
-    instances()
-        .map(|a| {
-            let before = a.total_pages().held;
-            // Memory pressure may take the cache, not the atomic reserve's low part.
-            // Only try: this may run in reclaim entered by the component's own
-            // maintenance work, which holds the lock.
-            a.try_shrink_to(0, a.watermarks().0);
-            before.saturating_sub(a.total_pages().held)
-        })
-        .sum::<usize>() as ffi::c_ulong
+    sys::detectors::to_c(|| {
+        SHRINKER_SCANS.inc();
+        instances()
+            .map(|a| {
+                let before = a.total_pages().held;
+                // Memory pressure may take the cache, not the atomic reserve's low part.
+                // Only try: this may run in reclaim entered by the component's own
+                // maintenance work, which holds the lock.
+                a.try_shrink_to(0, a.watermarks().0);
+                before.saturating_sub(a.total_pages().held)
+            })
+            .sum::<usize>() as ffi::c_ulong
+    })
 }

@@ -606,7 +606,7 @@ impl PageAllocator {
                 .map_err(|_| BadFree::Referenced)?;
             // Uncharge before the chunk can be scrubbed and handed to someone else.
             b.block.memcg_uncharge(off, order);
-            sys::detectors::pages_freed(pfn, 1 << order);
+            sys::detectors::pages_returned(pfn, 1 << order);
             if scrub {
                 b.buddy.free(off, order).map_err(BadFree::Block)
             } else {

@@ -55,7 +55,7 @@ pub(super) fn shrink() {
 /// Always safe to call: `unsafe` only because `#[export]` matches bindgen's declaration.
 #[export]
 pub unsafe extern "C" fn kmalloc_decrypted(size: usize, gfp: bindings::gfp_t) -> *mut ffi::c_void {
-    c_kmalloc(size, gfp, sys::NUMA_NO_NODE)
+    sys::detectors::to_c(|| c_kmalloc(size, gfp, sys::NUMA_NO_NODE))
 }
 
 /// C API: `kmalloc_decrypted_node()`, see `include/linux/unmapped_alloc.h`.
@@ -69,7 +69,7 @@ pub unsafe extern "C" fn kmalloc_decrypted_node(
     gfp: bindings::gfp_t,
     nid: ffi::c_int,
 ) -> *mut ffi::c_void {
-    c_kmalloc(size, gfp, nid)
+    sys::detectors::to_c(|| c_kmalloc(size, gfp, nid))
 }
 
 /// Object allocation of the C API.
@@ -105,7 +105,7 @@ pub unsafe extern "C" fn kfree_decrypted(p: *const ffi::c_void) {
 /// Always safe to call: `unsafe` only because `#[export]` matches bindgen's declaration.
 #[export]
 pub unsafe extern "C" fn decrypted_alloc_ready() -> bool {
-    kmalloc().is_ok()
+    sys::detectors::to_c(|| kmalloc().is_ok())
 }
 
 /// C API: `ksize_decrypted()`, see `include/linux/unmapped_alloc.h`.
@@ -116,15 +116,17 @@ pub unsafe extern "C" fn decrypted_alloc_ready() -> bool {
 /// never dereferenced.
 #[export]
 pub unsafe extern "C" fn ksize_decrypted(p: *const ffi::c_void) -> usize {
-    let usable = kmalloc()
-        .ok()
-        .and_then(|k| k.usable_size(p as usize))
-        .unwrap_or(0);
-    // Like ksize(): the caller may use all of it, so the bug detectors must allow it.
-    if usable != 0 {
-        sys::detectors::slot_usable(p as usize, usable);
-    }
-    usable
+    sys::detectors::to_c(|| {
+        let usable = kmalloc()
+            .ok()
+            .and_then(|k| k.usable_size(p as usize))
+            .unwrap_or(0);
+        // Like ksize(): the caller may use all of it, so the bug detectors must allow it.
+        if usable != 0 {
+            sys::detectors::slot_usable(p as usize, usable);
+        }
+        usable
+    })
 }
 
 /// The first tag of a dedicated cache: the kmalloc caches' come before.
@@ -181,34 +183,36 @@ pub unsafe extern "C" fn kmem_cache_create_decrypted(
     size: ffi::c_uint,
     align: ffi::c_uint,
 ) -> *mut bindings::kmem_cache_decrypted {
-    let create = || -> Result<*mut bindings::kmem_cache_decrypted> {
-        // SAFETY: `name` is NULL or a string valid for the call (this function's
-        // contract); `ObjCache::new` copies it.
-        let name = unsafe { sys::c_name(name) }?;
-        let d = decrypted()?;
-        let tag = take_cache_tag()?;
-        let cache = ObjCache::new(name, size as usize, align as usize, tag, d)
-            .and_then(|cache| KBox::new(cache, GFP_KERNEL).map_err(Error::from));
-        match cache {
-            Ok(cache) => {
-                let handle = sys::into_handle(cache);
-                // Listed for a shut-down to close; on failure nobody saw the handle.
-                if let Err(e) = d.dedicated().push(handle as usize, GFP_KERNEL) {
-                    // SAFETY: `handle` was just made and given to nobody.
-                    drop(unsafe { sys::take_cache::<ObjCache>(handle) });
-                    put_cache_tag(tag);
-                    return Err(e.into());
+    sys::detectors::to_c(|| {
+        let create = || -> Result<*mut bindings::kmem_cache_decrypted> {
+            // SAFETY: `name` is NULL or a string valid for the call (this function's
+            // contract); `ObjCache::new` copies it.
+            let name = unsafe { sys::c_name(name) }?;
+            let d = decrypted()?;
+            let tag = take_cache_tag()?;
+            let cache = ObjCache::new(name, size as usize, align as usize, tag, d)
+                .and_then(|cache| KBox::new(cache, GFP_KERNEL).map_err(Error::from));
+            match cache {
+                Ok(cache) => {
+                    let handle = sys::into_handle(cache);
+                    // Listed for a shut-down to close; on failure nobody saw the handle.
+                    if let Err(e) = d.dedicated().push(handle as usize, GFP_KERNEL) {
+                        // SAFETY: `handle` was just made and given to nobody.
+                        drop(unsafe { sys::take_cache::<ObjCache>(handle) });
+                        put_cache_tag(tag);
+                        return Err(e.into());
+                    }
+                    Ok(handle)
                 }
-                Ok(handle)
+                Err(e) => {
+                    // Nothing was allocated with the tag.
+                    put_cache_tag(tag);
+                    Err(e)
+                }
             }
-            Err(e) => {
-                // Nothing was allocated with the tag.
-                put_cache_tag(tag);
-                Err(e)
-            }
-        }
-    };
-    create().unwrap_or(core::ptr::null_mut())
+        };
+        create().unwrap_or(core::ptr::null_mut())
+    })
 }
 
 /// C API: `kmem_cache_alloc_decrypted()`, see `include/linux/unmapped_alloc.h`.
@@ -222,10 +226,12 @@ pub unsafe extern "C" fn kmem_cache_alloc_decrypted(
     cache: *mut bindings::kmem_cache_decrypted,
     gfp: bindings::gfp_t,
 ) -> *mut ffi::c_void {
-    // SAFETY: `cache` is NULL or a live handle of an `ObjCache` (this function's contract).
-    unsafe { sys::with_cache(cache, |c: &ObjCache| c.alloc(sys::NUMA_NO_NODE, gfp)) }
-        .flatten()
-        .map_or(core::ptr::null_mut(), |a| a as *mut ffi::c_void)
+    sys::detectors::to_c(|| {
+        // SAFETY: `cache` is NULL or a live handle of an `ObjCache` (this function's contract).
+        unsafe { sys::with_cache(cache, |c: &ObjCache| c.alloc(sys::NUMA_NO_NODE, gfp)) }
+            .flatten()
+            .map_or(core::ptr::null_mut(), |a| a as *mut ffi::c_void)
+    })
 }
 
 /// C API: `kmem_cache_free_decrypted()`, see `include/linux/unmapped_alloc.h`.

@@ -8,9 +8,9 @@
 //!   redzone. So a read past `kmalloc_decrypted(300)` is reported as slab-out-of-bounds and
 //!   a use after `kfree_decrypted()` as slab-use-after-free, as for kmalloc. The
 //!   component's own accesses come after the unpoisoning (zeroing on hand-out) or are
-//!   marked (`Quiet`, with the torture test). Reports carry no allocation or free stack:
-//!   KASAN keeps those in the metadata of slab caches, which the component's slabs are
-//!   not.
+//!   marked (`Quiet`, with the torture test). A report about an object or pages the
+//!   component handed out ends with the stacks of their last allocation and free, which
+//!   `detectors.c` keeps in a side table (SLUB keeps them in its caches' metadata).
 //! - **KMSAN**: rustc does not instrument the component, so its stores (zeroing among them)
 //!   leave KMSAN's shadow as it was. Memory handed out is uninitialised to KMSAN unless the
 //!   API promises it zeroed: objects asked for with `__GFP_ZERO`, pages always but from
@@ -52,6 +52,16 @@ fn unpoison(addr: usize, len: usize) {
     }
 }
 
+/// KASAN: the `len` bytes at `addr` were just allocated (`alloc`) or freed by the current
+/// task; its stack is printed with a report about them (see `detectors.c`).
+fn track(addr: usize, len: usize, alloc: bool) {
+    if KASAN {
+        // SAFETY: Records the current stack for the range in the component's own side
+        // table; the memory is not touched.
+        unsafe { bindings::ua_kasan_track(addr, len, alloc) }
+    }
+}
+
 /// KMSAN: the `len` bytes at `addr` hold nothing their owner may read; the current stack
 /// is their origin in a report.
 fn uninit(addr: usize, len: usize, gfp: bindings::gfp_t) {
@@ -69,6 +79,23 @@ pub(crate) fn written(addr: usize, len: usize) {
         // SAFETY: Only KMSAN's shadow of the range changes, never the memory.
         unsafe { bindings::ua_kmsan_init(addr, len) }
     }
+}
+
+/// Runs `body`, the body of a function of the C API, and tells KMSAN that the value it
+/// returns to its C caller is initialised. The caller takes that value's shadow from
+/// KMSAN's per-task context, where uninstrumented Rust leaves none: without this it would
+/// find the shadow of whatever the last instrumented C function returned (often a C
+/// helper the component called on memory KMSAN never saw it write) and report the
+/// component's pointers as uninitialised. Marked after `body`'s temporaries are dropped,
+/// so that no C call comes between the mark and the return.
+#[inline(always)]
+pub(crate) fn to_c<T>(body: impl FnOnce() -> T) -> T {
+    let value = body();
+    if KMSAN {
+        // SAFETY: Only KMSAN's shadow of the current context's return value changes.
+        unsafe { bindings::ua_kmsan_returning() }
+    }
+    value
 }
 
 /// KMSAN: the `len` bytes at `addr` go to a new owner, `zeroed` by the API's promise or
@@ -96,6 +123,24 @@ pub(crate) fn pages_freed(pfn: Pfn, nr: usize) {
 pub(crate) fn pages_allocated(pfn: Pfn, nr: usize, zeroed: bool, gfp: bindings::gfp_t) {
     unpoison(pfn.virt(), nr * PAGE_SIZE);
     fresh(pfn.virt(), nr * PAGE_SIZE, zeroed, gfp);
+    track(pfn.virt(), nr * PAGE_SIZE, true);
+}
+
+/// `nr` pages at `pfn`, handed out before, are freed by their user: as
+/// [`pages_freed`], and the free's stack is kept for reports.
+#[inline]
+pub(crate) fn pages_returned(pfn: Pfn, nr: usize) {
+    pages_freed(pfn, nr);
+    track(pfn.virt(), nr * PAGE_SIZE, false);
+}
+
+/// The `nr` pages at `pfn` go back to the page allocator: their stacks are forgotten.
+#[inline]
+pub(crate) fn block_released(pfn: Pfn, nr: usize) {
+    if KASAN {
+        // SAFETY: Drops the range from the component's own side table.
+        unsafe { bindings::ua_kasan_forget(pfn.virt(), nr * PAGE_SIZE) }
+    }
 }
 
 /// A new slab of `len` bytes at `addr`: every slot free.
@@ -140,6 +185,7 @@ pub(crate) fn handed_out(
     poison(addr, len, what);
     unpoison(addr, size);
     fresh(addr, len, gfp & bindings::__GFP_ZERO != 0, gfp);
+    track(addr, len, true);
     self::register(addr, size, gfp, register);
 }
 
@@ -168,6 +214,7 @@ pub(crate) fn object_freed(addr: usize, slot: usize, registered: bool) {
     unregister(addr, registered);
     poison(addr, slot, bindings::UA_POISON_FREE_OBJECT);
     uninit(addr, slot, bindings::GFP_ATOMIC);
+    track(addr, slot, false);
 }
 
 /// The large object at `addr` is being freed: unregistered with `registered` (its pages

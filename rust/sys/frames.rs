@@ -332,6 +332,7 @@ impl Block {
         if !block.refs_are(0, block.nr_pages(), 0) {
             return Err(EBUSY);
         }
+        detectors::block_released(block.pfn, block.nr_pages());
         // SAFETY: By the type invariant this is an owned allocation of `order` pages,
         // and this is its only reference, dropped right after: nothing names the pages
         // any more, and none of them has a reference. The head page gets back the one

@@ -27,6 +27,16 @@ cmdline="kunit.enable=0 unmapped_alloc.decrypted_model=1 sysctl.vm.watermark_sca
 unmapped_alloc_torture.duration=$duration
 unmapped_alloc_torture.inject_percent=1 unmapped_alloc_torture.inject_sites=3
 ${UA_TORTURE_ARGS:-}"
+# Under KMSAN every instrumented C access costs tens of times more: at the
+# default rate the hard-IRQ allocations (each zero-checked) take all of TCG's
+# time and the workers starve; and a CPU hotplug takes so long that one is
+# nearly always in progress, and whatever needs the hotplug lock waits. And
+# the KMSAN kernel has no kmemleak.
+leakcheck=1
+if [ "${UA_VARIANT:-}" = kmsan ]; then
+	cmdline="$cmdline unmapped_alloc_torture.irq_interval_us=5000 unmapped_alloc_torture.onoff_interval=3000"
+	leakcheck=0
+fi
 stage "torture for $duration s under QEMU/TCG (console: $log)"
 start=$(date +%s)
 qrc=0
@@ -43,7 +53,9 @@ elif ! [[ $line =~ ,\ 0\ errors$ ]]; then
 	grep -E 'torture: ERROR' "$log" | head -20 >&2 || true
 	ok=0
 fi
-if ! leaks=$(ua_kmemleak_result "$log"); then
+if [ $leakcheck = 0 ]; then
+	leaks="kmemleak: not in this kernel"
+elif ! leaks=$(ua_kmemleak_result "$log"); then
 	echo "error: $leaks" >&2
 	ok=0
 fi
