@@ -14,10 +14,15 @@
  */
 #include <kunit/test.h>
 #include <linux/delay.h>
+#include <linux/device/faux.h>
+#include <linux/dma-direct.h>
+#include <linux/dma-mapping.h>
 #include <linux/gfp.h>
 #include <linux/jiffies.h>
 #include <linux/mm.h>
+#include <linux/moduleparam.h>
 #include <linux/set_memory.h>
+#include <linux/spinlock.h>
 #include <linux/unmapped_alloc.h>
 #include <linux/vmalloc.h>
 #if IS_ENABLED(CONFIG_ARM_PKVM_GUEST)
@@ -291,9 +296,156 @@ static void freed_shared_memory_is_private_again(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, unmapped_alloc_set_reserve(low, high), 0);
 }
 
+/* Sets dma_direct.unmapped_alloc (patches/0009) as writing its file would. */
+static int set_dma_unmapped_alloc(bool on)
+{
+	const struct kernel_param *kp;
+	int err = -ENOENT;
+
+	kernel_param_lock(NULL);
+	for (kp = __start___param; kp < __stop___param; kp++) {
+		if (!strcmp(kp->name, "dma_direct.unmapped_alloc")) {
+			err = kp->ops->set(on ? "1" : "0", kp);
+			break;
+		}
+	}
+	kernel_param_unlock(NULL);
+	return err;
+}
+
+#define DMA_CYCLES	16
+
+/* One cycle of a driver's coherent buffers: a ring-sized and a larger one. */
+static const size_t dma_sizes[] = { SZ_4K, SZ_64K };
+
+struct dma_cycle_result {
+	unsigned int from_component;	/* buffers in the component's pages */
+	unsigned int coherent_ok;	/* dma handle = the buffer's address */
+	unsigned int buffers;
+};
+
+/*
+ * @cycles rounds of dma_alloc_coherent() and dma_free_coherent() of every
+ * size, and with @atomic one GFP_ATOMIC buffer under a spinlock with
+ * interrupts off, as a driver's interrupt path would take it. The last
+ * round's buffers are listed for the host to read, with a pattern, before
+ * they are freed.
+ */
+static DEFINE_SPINLOCK(dma_test_lock);
+
+static void dma_cycles(struct kunit *test, struct device *dev, unsigned int cycles,
+		       bool atomic, u64 tag, struct dma_cycle_result *res)
+{
+	unsigned int nr = ARRAY_SIZE(dma_sizes) + atomic;
+	void *buf[ARRAY_SIZE(dma_sizes) + 1];
+	dma_addr_t handle[ARRAY_SIZE(buf)];
+	size_t size[ARRAY_SIZE(buf)];
+	unsigned long flags;
+	unsigned int c, i;
+
+	memset(res, 0, sizeof(*res));
+	((struct coco_ctx *)test->priv)->mb->nr = 0;
+	for (c = 0; c < cycles; c++) {
+		for (i = 0; i < ARRAY_SIZE(dma_sizes); i++) {
+			size[i] = dma_sizes[i];
+			buf[i] = dma_alloc_coherent(dev, size[i], &handle[i], GFP_KERNEL);
+			KUNIT_ASSERT_NOT_NULL(test, buf[i]);
+		}
+		if (atomic) {
+			size[i] = SZ_4K;
+			spin_lock_irqsave(&dma_test_lock, flags);
+			buf[i] = dma_alloc_coherent(dev, size[i], &handle[i], GFP_ATOMIC);
+			spin_unlock_irqrestore(&dma_test_lock, flags);
+			KUNIT_ASSERT_NOT_NULL(test, buf[i]);
+		}
+		for (i = 0; i < nr; i++) {
+			/* The atomic pool's buffers are remapped: vmalloc addresses. */
+			phys_addr_t phys = dma_to_phys(dev, handle[i]);
+			struct page *page = pfn_to_page(PHYS_PFN(phys));
+
+			res->buffers++;
+			res->from_component += unmapped_alloc_page_state(page) ==
+					       SHARED_PAGE_USED;
+			res->coherent_ok += is_vmalloc_addr(buf[i]) ?
+					    vmalloc_to_page(buf[i]) == page :
+					    virt_to_phys(buf[i]) == phys;
+			if (c + 1 == cycles) {
+				fill(buf[i], size[i], tag | i);
+				coco_add(test, phys, size[i], tag | i,
+					 UA_COCO_EXPECT_SHARED, UA_COCO_DMA_COHERENT);
+			}
+		}
+		if (c + 1 == cycles)
+			ask_host(test);
+		for (i = 0; i < nr; i++)
+			dma_free_coherent(dev, size[i], buf[i], handle[i]);
+	}
+}
+
+/*
+ * dma-direct's coherent allocations for a device that needs unencrypted DMA
+ * (patches/0009, and patches/0010 for pKVM): from the component, shared
+ * with the host (which reads them), atomic ones too, and after a warm-up no
+ * conversion for any number of cycles. Then the same with
+ * dma_direct.unmapped_alloc=0, 7.2's path: the buffers are shared as well,
+ * and none is the component's.
+ */
+static void dma_coherent_shared_from_the_component(struct kunit *test)
+{
+	struct unmapped_alloc_counters before, after;
+	struct dma_cycle_result res;
+	struct faux_device *fdev;
+	struct device *dev;
+
+	if (!IS_ENABLED(CONFIG_DMA_DECRYPTED_UNMAPPED_ALLOC))
+		kunit_skip(test, "needs CONFIG_DMA_DECRYPTED_UNMAPPED_ALLOC");
+	fdev = faux_device_create("ua-coco-dma", NULL, NULL);
+	KUNIT_ASSERT_NOT_NULL(test, fdev);
+	dev = &fdev->dev;
+	dev->coherent_dma_mask = DMA_BIT_MASK(64);
+	dev->dma_mask = &dev->coherent_dma_mask;
+	/* As virtio's devices on this machine: no cache maintenance, no remap. */
+	dev_set_dma_coherent(dev);
+	KUNIT_EXPECT_TRUE_MSG(test, force_dma_unencrypted(dev),
+			      "a protected guest's DMA must be unencrypted (patches/0010)");
+
+	KUNIT_ASSERT_EQ(test, set_dma_unmapped_alloc(true), 0);
+	dma_cycles(test, dev, 1, true, 0xd3a0000000000000ULL, &res);	/* warm-up */
+	unmapped_alloc_read_counters(&before);
+	dma_cycles(test, dev, DMA_CYCLES, true, 0xd3a1000000000000ULL, &res);
+	unmapped_alloc_read_counters(&after);
+	expect_results(test);
+	KUNIT_EXPECT_EQ(test, res.from_component, res.buffers);
+	KUNIT_EXPECT_EQ(test, res.coherent_ok, res.buffers);
+	KUNIT_EXPECT_EQ(test, after.decrypted_conversions, before.decrypted_conversions);
+	KUNIT_EXPECT_EQ(test, after.decrypted_reversions, before.decrypted_reversions);
+	kunit_info(test, "ua-coco: dma component: %u buffers in %u cycles (%u atomic), %llu set_memory_decrypted() calls, %llu set_memory_encrypted() calls (the component's conversions)\n",
+		   res.buffers, DMA_CYCLES, DMA_CYCLES,
+		   after.decrypted_conversions - before.decrypted_conversions,
+		   after.decrypted_reversions - before.decrypted_reversions);
+
+	/*
+	 * 7.2's atomic buffers come from the atomic pool, shared at boot and
+	 * never made private again: one the guest wrote would still be shared
+	 * when the kexec test sweeps guest memory (a real 7.2 leak, not the
+	 * component's). The blocking ones only.
+	 */
+	KUNIT_ASSERT_EQ(test, set_dma_unmapped_alloc(false), 0);
+	dma_cycles(test, dev, DMA_CYCLES, false, 0xd3a2000000000000ULL, &res);
+	KUNIT_EXPECT_EQ(test, set_dma_unmapped_alloc(true), 0);
+	expect_results(test);
+	KUNIT_EXPECT_EQ(test, res.from_component, 0);
+	KUNIT_EXPECT_EQ(test, res.coherent_ok, res.buffers);
+	/* The blocking ones each convert and convert back; the atomic pool's do not. */
+	kunit_info(test, "ua-coco: dma 7.2 path: %u buffers in %u cycles: %u set_memory_decrypted() and as many set_memory_encrypted() calls (derived: one each per buffer)\n",
+		   res.buffers, DMA_CYCLES, res.buffers);
+	faux_device_destroy(fdev);
+}
+
 static struct kunit_case coco_cases[] = {
 	KUNIT_CASE(host_reads_only_shared_memory),
 	KUNIT_CASE(freed_shared_memory_is_private_again),
+	KUNIT_CASE_SLOW(dma_coherent_shared_from_the_component),
 	{}
 };
 

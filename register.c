@@ -112,6 +112,7 @@ EXPORT_SYMBOL_GPL(unmapped_free);
 EXPORT_SYMBOL_GPL(alloc_decrypted_pages);
 EXPORT_SYMBOL_GPL(alloc_decrypted_pages_node);
 EXPORT_SYMBOL_GPL(free_decrypted_pages);
+EXPORT_SYMBOL_GPL(try_free_decrypted_pages);
 EXPORT_SYMBOL_GPL(unmapped_alloc_page_state);
 EXPORT_SYMBOL_GPL(unmapped_alloc_read_counters);
 EXPORT_SYMBOL_GPL(unmapped_alloc_drain);

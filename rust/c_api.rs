@@ -193,6 +193,26 @@ pub unsafe extern "C" fn free_decrypted_pages(page: *mut bindings::page, order: 
     c_free(decrypted(), page, order)
 }
 
+/// C API: `try_free_decrypted_pages()`, see `include/linux/unmapped_alloc.h`.
+///
+/// # Safety
+///
+/// Always safe to call: `page` is only compared with the component's own pages,
+/// never dereferenced, and anything else is left alone.
+#[export]
+pub unsafe extern "C" fn try_free_decrypted_pages(
+    page: *mut bindings::page,
+    order: ffi::c_uint,
+) -> bool {
+    sys::detectors::to_c(|| match decrypted() {
+        Ok(d) if !page.is_null() => !matches!(
+            d.free_if_owned(Pfn::of_page(page), order),
+            Err(BadFree::NotOwned)
+        ),
+        _ => false,
+    })
+}
+
 /// C API: `unmapped_alloc_page_state()`, see `include/linux/unmapped_alloc.h`.
 ///
 /// # Safety

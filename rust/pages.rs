@@ -95,6 +95,18 @@ pub(crate) enum BadFree {
     Leaked,
 }
 
+/// The one refusal of a free that its caller expects, and that is therefore neither
+/// reported nor counted as a bad free.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Quiet {
+    /// Every refusal is reported.
+    Nothing,
+    /// [`BadFree::Referenced`]: see [`PageAllocator::try_free`].
+    Referenced,
+    /// [`BadFree::NotOwned`]: see [`PageAllocator::free_if_owned`].
+    NotOwned,
+}
+
 /// The direct map state of the memory an allocator serves.
 pub(crate) enum Kind {
     /// Removed from the kernel direct map.
@@ -534,7 +546,7 @@ impl PageAllocator {
         order: u32,
         tag: u16,
     ) -> core::result::Result<(), BadFree> {
-        self.free_checked(pfn, order, tag, false)
+        self.free_checked(pfn, order, tag, Quiet::Nothing)
     }
 
     /// [`Self::free`] for a user whose pages may still hold references it does not
@@ -546,7 +558,18 @@ impl PageAllocator {
         pfn: Pfn,
         order: u32,
     ) -> core::result::Result<(), BadFree> {
-        self.free_checked(pfn, order, 0, true)
+        self.free_checked(pfn, order, 0, Quiet::Referenced)
+    }
+
+    /// [`Self::free`] for a user that does not know whether the pages are this
+    /// allocator's: if they are not, fails with [`BadFree::NotOwned`], changing nothing
+    /// and reporting nothing. Every other refusal is reported as by [`Self::free`].
+    pub(crate) fn free_if_owned(
+        self: &Arc<Self>,
+        pfn: Pfn,
+        order: u32,
+    ) -> core::result::Result<(), BadFree> {
+        self.free_checked(pfn, order, 0, Quiet::NotOwned)
     }
 
     fn free_checked(
@@ -554,7 +577,7 @@ impl PageAllocator {
         pfn: Pfn,
         order: u32,
         tag: u16,
-        busy_is_fine: bool,
+        quiet: Quiet,
     ) -> core::result::Result<(), BadFree> {
         let r = self.free_inner(pfn, order, tag);
         match r {
@@ -563,7 +586,8 @@ impl PageAllocator {
                 sys::trace::free_pages(self.kind.trace_id(), pfn.number(), order);
                 self.kick();
             }
-            Err(BadFree::Referenced) if busy_is_fine => {}
+            Err(BadFree::Referenced) if quiet == Quiet::Referenced => {}
+            Err(BadFree::NotOwned) if quiet == Quiet::NotOwned => {}
             Err(e) => {
                 self.stats.bad_frees.inc();
                 sys::report_bad_free(format_args!(

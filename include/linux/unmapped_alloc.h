@@ -156,6 +156,22 @@ struct page *alloc_decrypted_pages(gfp_t gfp, unsigned int order);
 void free_decrypted_pages(struct page *page, unsigned int order);
 
 /**
+ * try_free_decrypted_pages() - free pages if they came from alloc_decrypted_pages()
+ * @page: first page
+ * @order: the order it was allocated with
+ *
+ * For a user that takes decrypted pages from the component when it can and
+ * from elsewhere when it cannot (the DMA layer, whose devices' masks the
+ * component may not meet): frees @page like free_decrypted_pages() if it
+ * is in the component's decrypted memory, and otherwise changes and reports
+ * nothing. Any context but NMI.
+ *
+ * Return: %true if the pages were the component's (freed, or refused and
+ * reported as by free_decrypted_pages()), %false if they were not.
+ */
+bool try_free_decrypted_pages(struct page *page, unsigned int order);
+
+/**
  * enum unmapped_page_state - what unmapped_alloc knows of a page
  * @UNMAPPED_PAGE_NOT_OWNED: not a page of the component
  * @UNMAPPED_PAGE_FREE: unmapped from the direct map, free in a cached block

@@ -608,6 +608,28 @@ mod unmapped {
     }
 
     #[test]
+    fn free_if_owned_leaves_foreign_pages_quietly() -> Result {
+        let a = private(0)?;
+        let pfn = a.alloc(NUMA_NO_NODE, K, 1, true).ok_or(ENOMEM)?;
+        let bad = a.stats.bad_frees.get();
+        // Pages from the page allocator: not ours, nothing reported or changed.
+        let foreign = Block::alloc(NUMA_NO_NODE, K, 0).ok_or(ENOMEM)?;
+        assert_eq!(a.free_if_owned(foreign.pfn(), 0), Err(BadFree::NotOwned));
+        Block::release(foreign)?;
+        assert_eq!(a.stats.bad_frees.get(), bad);
+        assert_eq!(a.ownership(pfn), Ownership::Used);
+        // Ours: freed as by free().
+        assert_eq!(a.free_if_owned(pfn, 1), Ok(()));
+        assert_eq!(a.ownership(pfn), Ownership::Free);
+        // Any other refusal is reported as by free(): here a double free.
+        let _splats = crate::testutil::ExpectSplats::new();
+        assert!(matches!(a.free_if_owned(pfn, 1), Err(BadFree::Block(_))));
+        assert_eq!(a.stats.bad_frees.get(), bad + 1);
+        drain_and_check(&a);
+        Ok(())
+    }
+
+    #[test]
     fn gfp_flags_honoured_or_refused() -> Result {
         let a = private(0)?;
         for flag in [

@@ -38,6 +38,7 @@ enum ua_coco_kind {
 	UA_COCO_UNMAPPED_PAGE = 2,	/* a page of unmapped_alloc() */
 	UA_COCO_PLAIN_PAGE = 3,		/* a page of alloc_pages(), for contrast */
 	UA_COCO_FREED_PAGE = 4,		/* once shared, then freed and drained */
+	UA_COCO_DMA_COHERENT = 5,	/* dma_alloc_coherent() memory */
 	UA_COCO_NR_KINDS
 };
 

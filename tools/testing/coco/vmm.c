@@ -161,6 +161,7 @@ static const char *const kind_names[UA_COCO_NR_KINDS] = {
 	[UA_COCO_UNMAPPED_PAGE] = "unmapped_alloc pages",
 	[UA_COCO_PLAIN_PAGE] = "alloc_pages pages",
 	[UA_COCO_FREED_PAGE] = "formerly shared pages, freed and drained",
+	[UA_COCO_DMA_COHERENT] = "dma_alloc_coherent buffers",
 };
 
 /* A 4 KiB page of guest memory in a check, and whether it behaved as expected. */

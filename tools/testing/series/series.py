@@ -477,6 +477,9 @@ def main():
     apply('0007-mm-secretmem-take-folios-from-unmapped_alloc.patch')
     commit('08-secretmem')
 
+    apply('0009-dma-direct-take-memory-shared-with-the-host-from-unmapped_alloc.patch')
+    commit('08-dma')
+
     applied.append('samples')
     component(applied)
     commit('09-samples')
