@@ -17,6 +17,9 @@
 #               KASAN): the suites, the kexec and the torture run, no report
 #   make kmsan  the same on a KMSAN kernel: no report, and the caught suite's
 #               reads of memory nobody initialised reported
+#   make mutants the test of the tests (x86_64): boot the suites with each
+#               deliberate bug of rust/mutant.rs, list what each made fail
+#               and the tests none made fail (.cache/logs/mutants.md)
 #   make series the component as a patch series against the pinned 7.2 tree
 #               (git format-patch with a cover letter, in .cache/series/)
 #
@@ -27,7 +30,7 @@
 
 T := tools/testing
 
-.PHONY: all run test test-coco torture bench bench-coco kcsan kmsan series setup build check clean distclean
+.PHONY: all run test test-coco torture bench bench-coco kcsan kmsan mutants series setup build check clean distclean
 
 all: run
 
@@ -65,6 +68,9 @@ kcsan:
 
 kmsan:
 	@UA_VARIANT=kmsan UA_ARCH=x86_64 ARCH= $(T)/test-arch.sh
+
+mutants:
+	@UA_ARCH=x86_64 ARCH= $(T)/mutants.sh
 
 # Style checks: rustfmt with the tree's configuration, clippy, checkpatch.
 check:

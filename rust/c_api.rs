@@ -225,8 +225,9 @@ pub unsafe extern "C" fn unmapped_alloc_page_state(
 ) -> bindings::unmapped_page_state {
     sys::detectors::to_c(|| {
         let pfn = Pfn::of_page(page);
-        let state = |a: Result<&'static Arc<PageAllocator>>| {
-            a.map_or(Ownership::NotOwned, |a| a.ownership(pfn))
+        let state = |a: Result<&'static Arc<PageAllocator>>| match a {
+            _ if crate::mutant::is(crate::mutant::Mutant::StateUnknown) => Ownership::NotOwned,
+            a => a.map_or(Ownership::NotOwned, |a| a.ownership(pfn)),
         };
         match (state(global()), state(decrypted())) {
             (Ownership::Leaked, _) | (_, Ownership::Leaked) => {

@@ -41,6 +41,7 @@ pub(crate) use reserve::MAX_RESERVE_PAGES;
 use crate::{
     backend::Backend,
     buddy::{FreeError, PageState},
+    mutant::{self, Mutant},
     pernode::{new_per_node, PerNode},
     stats::{PageStats, MAX_ORDER},
     sys::{self, new_irq_spinlock, Block, IrqSpinLock, MappedBytes, Pfn, NUMA_NO_NODE},
@@ -351,6 +352,11 @@ impl PageAllocator {
         order: u32,
         scrub: bool,
     ) -> Option<Pfn> {
+        let nid = if mutant::is(Mutant::IgnoreNode) {
+            sys::NUMA_NO_NODE
+        } else {
+            nid
+        };
         if let Some(why) = self.refused {
             self.stats.refused_allocs.inc();
             pr_warn_once!("{} pages refused: {}\n", self.kind.prefix(), why);
@@ -430,7 +436,7 @@ impl PageAllocator {
         }
         if self
             .range_of(pfn, order)
-            .is_some_and(|r| r.zero_on_handout())
+            .is_some_and(|r| mutant::is(Mutant::SkipPageZero) || r.zero_on_handout())
         {
             return Some(pfn);
         }

@@ -644,6 +644,11 @@ impl ObjCache {
     /// the bug detectors see the rest of the object as a redzone.
     #[inline(always)]
     pub(crate) fn alloc_sized(&self, nid: i32, gfp: bindings::gfp_t, size: usize) -> Option<usize> {
+        let gfp = if crate::mutant::is(crate::mutant::Mutant::SkipObjectZero) {
+            gfp & !bindings::__GFP_ZERO
+        } else {
+            gfp
+        };
         if gfp & (REFUSED_GFP | bindings::__GFP_COMP) != 0 {
             return self.alloc_odd_gfp(nid, gfp, size);
         }

@@ -19,6 +19,7 @@ mod backend;
 mod buddy;
 pub mod c_api;
 mod debugfs;
+mod mutant;
 mod pages;
 mod pernode;
 mod slab;
@@ -62,6 +63,10 @@ module! {
             default: 0,
             description: "Torture kernels only: 1 puts kmalloc-decrypted on the model backend",
         },
+        mutant: u32 {
+            default: 0,
+            description: "Test kernels only: N breaks the component on purpose (make mutants)",
+        },
     },
 }
 
@@ -100,6 +105,7 @@ struct UnmappedAllocModule {
 
 impl kernel::Module for UnmappedAllocModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
+        mutant::set(*module_parameters::mutant.value());
         let mut unmapped_config = Config::default_global(Kind::Unmapped);
         unmapped_config.cache_blocks = *module_parameters::unmapped_cache_blocks.value() as usize;
         let mut decrypted_config = Config::default_global(Kind::Decrypted(decrypted_backend()?));

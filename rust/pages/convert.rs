@@ -9,6 +9,7 @@
 use super::{Kind, PageAllocator, PoolBlock};
 use crate::{
     buddy::Buddy,
+    mutant::{self, Mutant},
     stats,
     sys::{self, Block, Pfn},
 };
@@ -101,7 +102,9 @@ impl PageAllocator {
             }
         };
         let converted = match &self.kind {
+            Kind::Unmapped if mutant::is(Mutant::KeepMapped) => Ok(()),
             Kind::Unmapped => block.set_direct_map(0, block.nr_pages(), false),
+            Kind::Decrypted(_) if mutant::is(Mutant::SkipDecrypt) => Ok(()),
             Kind::Decrypted(backend) => Block::whole(&block).and_then(|r| backend.decrypt(&r)),
         };
         sys::trace::block_convert(
@@ -115,6 +118,7 @@ impl PageAllocator {
             match &self.kind {
                 // Nothing was unmapped, or it can be mapped back and checked.
                 Kind::Unmapped => self.restore_and_release(block),
+                Kind::Decrypted(_) if mutant::is(Mutant::ReleaseUnknown) => self.free_block(block),
                 // The state of the pages is unknown: they must never be reused.
                 Kind::Decrypted(_) => self.leak(block),
             }
@@ -124,7 +128,9 @@ impl PageAllocator {
         self.stats.converted_pages.add(block.nr_pages() as u64);
         match &self.kind {
             Kind::Unmapped => {
-                block.flush_tlb();
+                if !mutant::is(Mutant::SkipFlush) {
+                    block.flush_tlb();
+                }
                 self.stats.tlb_flushes.inc();
             }
             Kind::Decrypted(_) => {
@@ -201,6 +207,7 @@ impl PageAllocator {
                 block.set_direct_map(0, block.nr_pages(), true).is_ok()
                     && (0..block.nr_pages()).all(|i| block.pfn().add(i).is_present())
             }
+            Kind::Decrypted(_) if mutant::is(Mutant::SkipReencrypt) => true,
             Kind::Decrypted(backend) => Block::whole(&block)
                 .is_ok_and(|r| backend.encrypt(&r).is_ok() && !backend.any_shared(&r)),
         };

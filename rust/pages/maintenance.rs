@@ -94,6 +94,9 @@ impl PageAllocator {
         floor: usize,
     ) -> usize {
         self.stats.shrink_calls.inc();
+        if crate::mutant::is(crate::mutant::Mutant::NoShrink) {
+            return 0;
+        }
         let mut released = 0;
         for pool in self.nodes.iter() {
             loop {

@@ -62,6 +62,9 @@ impl PageAllocator {
     /// Converts blocks until node `nid` has `high` free pages or no block can be had.
     /// Sleeps. Returns the number of blocks added.
     pub(crate) fn refill(&self, nid: i32, high: usize) -> usize {
+        if crate::mutant::is(crate::mutant::Mutant::NoRefill) {
+            return 0;
+        }
         let before = self.pool_pages(nid).free;
         let mut added = 0;
         while self.pool_pages(nid).free < high {

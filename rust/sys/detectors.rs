@@ -39,14 +39,14 @@ const KMSAN: bool = cfg!(CONFIG_KMSAN);
 const KMEMLEAK: bool = cfg!(CONFIG_DEBUG_KMEMLEAK);
 
 fn poison(addr: usize, len: usize, what: u32) {
-    if KASAN {
+    if KASAN && !crate::mutant::is(crate::mutant::Mutant::NoKasan) {
         // SAFETY: Only KASAN's shadow of the range changes, never the memory.
         unsafe { bindings::ua_kasan_poison(addr, len, what) }
     }
 }
 
 fn unpoison(addr: usize, len: usize) {
-    if KASAN {
+    if KASAN && !crate::mutant::is(crate::mutant::Mutant::NoKasan) {
         // SAFETY: Only KASAN's shadow of the range changes, never the memory.
         unsafe { bindings::ua_kasan_unpoison(addr, len) }
     }
@@ -191,7 +191,7 @@ pub(crate) fn handed_out(
 
 /// Registers the object of `size` bytes at `addr` with kmemleak, with `register`.
 fn register(addr: usize, size: usize, gfp: bindings::gfp_t, register: bool) {
-    if KMEMLEAK && register {
+    if KMEMLEAK && register && !crate::mutant::is(crate::mutant::Mutant::NoKmemleak) {
         // SAFETY: Registers the range with kmemleak, which reads it while scanning: the
         // object is mapped (decrypted memory) until it is freed, which unregisters it.
         unsafe { bindings::ua_kmemleak_alloc(addr, size, gfp) }

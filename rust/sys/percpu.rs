@@ -226,6 +226,11 @@ impl<L, S> PerCpu<L, S> {
             // SAFETY: `info` is the `Call` below, alive until `ua_each_cpu()` returns.
             let call = unsafe { &*(info as *const Call<'_, L, S, F, G>) };
             let cpu = cpu as usize;
+            if crate::mutant::is(crate::mutant::Mutant::SkipLastCpu)
+                && cpu + 1 == kernel::cpu::nr_cpu_ids() as usize
+            {
+                return;
+            }
             let take = |this: &ThisCpu| call.values.local(this).map(|mut v| (call.take)(&mut v));
             let taken = if online {
                 // In a kworker bound to `cpu`.

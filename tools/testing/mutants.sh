@@ -1,0 +1,122 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# make mutants: the test of the tests. The test kernel takes
+# unmapped_alloc.mutant=N and then has one deliberate bug (rust/mutant.rs);
+# for N = 0 (none, the baseline, which must pass) and every mutant, boot the
+# suites and the caught suite (with its kmemleak check) and record which tests
+# fail. A mutant no test catches, or a test no mutant makes fail, is printed:
+# the first is a gap in the suites, the second a test not yet shown able to
+# fail. The tables go to $UA_CACHE/logs/mutants$UA_SUFFIX.md.
+#
+# MUTANTS="3 5" runs only those (and the baseline).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+"$UA_ROOT/tools/testing/build.sh"
+dir=$UA_CACHE/logs/mutants$UA_SUFFIX
+mkdir -p "$dir"
+kmemleak_initrd=$(ua_kmemleak_initrd)
+
+# results/N: one line per test, "PASSED name" / "FAILED name" / "SKIPPED name".
+boot_mutant() {
+	local n=$1 out=$dir/results-$n log qrc
+	: >"$out"
+	log=$dir/suites-$n.log
+	qrc=0
+	"$UA_ROOT/tools/testing/qemu.sh" "$log" \
+		"kunit_shutdown=reboot kunit.filter_glob=unmapped_alloc_[!c]* unmapped_alloc.mutant=$n" ||
+		qrc=$?
+	ua_mutant_results "$log" "$qrc" >>"$out"
+	log=$dir/caught-$n.log
+	qrc=0
+	"$UA_ROOT/tools/testing/qemu.sh" "$log" \
+		"kunit.filter_glob=unmapped_alloc_caught kasan_multi_shot caught_test.lose_object=1 unmapped_alloc.mutant=$n" \
+		"$kmemleak_initrd" || qrc=$?
+	ua_mutant_results "$log" "$qrc" >>"$out"
+	if ua_kmemleak_lost "$log" >/dev/null 2>&1; then
+		echo "PASSED kmemleak_reports_lost_object" >>"$out"
+	else
+		echo "FAILED kmemleak_reports_lost_object" >>"$out"
+	fi
+}
+
+# ua_mutant_results LOG QEMU_EXIT: the boot's tests as kunit.py parsed them,
+# and pseudo-tests for what make test also fails on: a crash or timeout, and
+# a kernel splat outside the caught suite's expected reports.
+ua_mutant_results() {
+	local log=$1 qrc=$2 parsed=$1.parsed
+	python3 "$UA_KSRC/tools/testing/kunit/kunit.py" parse "$log" >"$parsed" 2>&1 || true
+	sed -nE 's/^\[[0-9:]+\] \[(PASSED|FAILED|SKIPPED|CRASHED)\] ([A-Za-z0-9_]+).*/\1 \2/p' "$parsed" |
+		sed -E 's/^CRASHED/FAILED/'
+	local boot
+	boot=$(basename "$log" .log)
+	boot=${boot%-*}
+	if [ "$qrc" != 0 ] || ! grep -q 'reboot: Restarting system' "$log"; then
+		echo "FAILED ${boot}_boot_completes"
+	else
+		echo "PASSED ${boot}_boot_completes"
+	fi
+	if "$UA_ROOT/tools/testing/splats.sh" "$log" >"$log.splats"; then
+		echo "PASSED ${boot}_no_splat"
+	else
+		echo "FAILED ${boot}_no_splat"
+	fi
+}
+
+names=$(sed -nE 's/^ *\(Mutant::[A-Za-z]+, "([a-z_]+)"\),$/\1/p' "$UA_ROOT/rust/mutant.rs")
+count=$(wc -w <<<"$names")
+[ "$count" -gt 0 ] || die "no mutants found in rust/mutant.rs"
+list=${MUTANTS:-$(seq 1 "$count")}
+for n in 0 $list; do
+	name=baseline
+	[ "$n" = 0 ] || name=$(cut -d' ' -f"$n" <<<"$(echo $names)")
+	stage "mutant $n ($name): suites and caught boots"
+	start=$(date +%s)
+	boot_mutant "$n"
+	if [ "$n" != 0 ] && ! grep -q "MUTANT $n ($name)" "$dir/suites-$n.log"; then
+		die "the kernel did not take mutant $n ($name)"
+	fi
+	stage "mutant $n: $(grep -c '^FAILED' "$dir/results-$n" || true) failed, $(($(date +%s) - start)) s"
+done
+
+UA_MUTANT_NAMES=$names python3 - "$dir" "$UA_CACHE/logs/mutants$UA_SUFFIX.md" "$UA_ARCH" 0 $list <<'PY'
+import os, sys
+d, out, arch, ns = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+names = ['baseline'] + os.environ['UA_MUTANT_NAMES'].split()
+res = {}
+for n in ns:
+    r = {}
+    for line in open(f'{d}/results-{n}'):
+        verdict, test = line.split()
+        r[test] = verdict
+    res[n] = r
+base = res['0']
+bad = sorted(t for t, v in base.items() if v == 'FAILED')
+lines = [f'# make mutants, {arch}', '']
+if bad:
+    lines += ['The baseline (no mutant) failed: ' + ', '.join(bad), '']
+lines += ['| mutant | tests failed | which |', '|---|---:|---|']
+killed_by = {t: [] for t in base}
+uncaught = []
+for n in ns[1:]:
+    failed = sorted(t for t, v in res[n].items() if v == 'FAILED' and base.get(t) != 'FAILED')
+    for t in failed:
+        killed_by.setdefault(t, []).append(names[int(n)])
+    if not failed:
+        uncaught.append(names[int(n)])
+    shown = ', '.join(failed[:8]) + (f' and {len(failed) - 8} more' if len(failed) > 8 else '')
+    lines.append(f'| {n} {names[int(n)]} | {len(failed)} | {shown or "NONE: not caught"} |')
+counted = [t for t, v in base.items() if v == 'PASSED']
+never = sorted(t for t in counted if not killed_by.get(t))
+lines += ['', f'{len(counted) - len(never)} of the {len(counted)} tests that pass in the baseline '
+          f'failed under at least one mutant; {len(ns) - 1 - len(uncaught)} of {len(ns) - 1} mutants caught.']
+if uncaught:
+    lines += ['', 'Mutants no test caught: ' + ', '.join(uncaught)]
+lines += ['', 'Tests no mutant made fail (not yet shown able to fail):', '']
+lines += [f'- {t}' for t in never] or ['- none']
+open(out, 'w').write('\n'.join(lines) + '\n')
+print('\n'.join(lines[:len(ns) + 6]))
+print(f'{len(never)} tests not shown able to fail; the full table: {out}')
+sys.exit(1 if bad or uncaught else 0)
+PY
