@@ -19,7 +19,9 @@
 
 #ifdef CONFIG_KASAN_GENERIC
 #include <linux/maple_tree.h>
+#include <linux/spinlock.h>
 #include <linux/stackdepot.h>
+#include <linux/workqueue.h>
 #include <trace/events/error_report.h>
 
 #include "../kasan/kasan.h"
@@ -50,25 +52,78 @@ void ua_kasan_unpoison(unsigned long addr, size_t size)
  * chunk of pages) to the task and stack depot handle of its last allocation
  * and of its last free. A report about an address in such a range prints
  * them from the error_report_end tracepoint, which KASAN fires before its
- * report's closing line. The trees' lock is taken with interrupts off (the
- * component is called in hard-IRQ context) and their nodes are allocated
- * without sleeping: under memory pressure a range may keep an older stack.
- * A block given back to the page allocator is forgotten.
+ * report's closing line.
+ *
+ * The component is called in hard-IRQ context, where a maple tree can
+ * neither allocate its nodes nor take its lock. So every record goes first
+ * into a fixed queue (a raw spinlock, interrupts off, no allocation), in
+ * order, and a work item moves them into the trees in that order, in process
+ * context. A report looks in the queue, newest first, before the trees. A
+ * full queue drops the record and counts it; the report then says that a
+ * stack it prints may be older. A block given back to the page allocator is
+ * forgotten the same way.
  */
-static DEFINE_MTREE(ua_alloc_stacks);
-static DEFINE_MTREE(ua_free_stacks);
+enum ua_stacks_tree { UA_ALLOC_STACKS, UA_FREE_STACKS };
+
+struct ua_stacks_rec {
+	unsigned long first, last;
+	void *entry;		/* xa_mk_value(pid << 32 | handle), or NULL */
+	enum ua_stacks_tree tree;
+};
+
+#define UA_STACKS_QUEUE	8192
+
+static struct maple_tree ua_stacks[] = {
+	[UA_ALLOC_STACKS] = MTREE_INIT(ua_alloc_stacks, 0),
+	[UA_FREE_STACKS] = MTREE_INIT(ua_free_stacks, 0),
+};
+
+static struct ua_stacks_rec ua_stacks_queue[UA_STACKS_QUEUE];
+static unsigned int ua_stacks_head, ua_stacks_len;
+static DEFINE_RAW_SPINLOCK(ua_stacks_lock);
 static atomic_long_t ua_stacks_lost;
 
-static void ua_stacks_store(struct maple_tree *mt, unsigned long first,
-			    unsigned long last, void *entry)
+static void ua_stacks_drain(struct work_struct *work)
+{
+	struct ua_stacks_rec rec;
+	unsigned long flags;
+
+	for (;;) {
+		raw_spin_lock_irqsave(&ua_stacks_lock, flags);
+		if (!ua_stacks_len) {
+			raw_spin_unlock_irqrestore(&ua_stacks_lock, flags);
+			return;
+		}
+		rec = ua_stacks_queue[ua_stacks_head];
+		ua_stacks_head = (ua_stacks_head + 1) % UA_STACKS_QUEUE;
+		ua_stacks_len--;
+		raw_spin_unlock_irqrestore(&ua_stacks_lock, flags);
+		if (mtree_store_range(&ua_stacks[rec.tree], rec.first, rec.last,
+				      rec.entry, GFP_KERNEL | __GFP_NOWARN))
+			atomic_long_inc(&ua_stacks_lost);
+		cond_resched();
+	}
+}
+
+static DECLARE_WORK(ua_stacks_work, ua_stacks_drain);
+
+static void ua_stacks_queue_rec(enum ua_stacks_tree tree, unsigned long first,
+				unsigned long last, void *entry)
 {
 	unsigned long flags;
-	int err;
+	bool queued = false;
 
-	local_irq_save(flags);
-	err = mtree_store_range(mt, first, last, entry, GFP_NOWAIT | __GFP_NOWARN);
-	local_irq_restore(flags);
-	if (err)
+	raw_spin_lock_irqsave(&ua_stacks_lock, flags);
+	if (ua_stacks_len < UA_STACKS_QUEUE) {
+		ua_stacks_queue[(ua_stacks_head + ua_stacks_len) % UA_STACKS_QUEUE] =
+			(struct ua_stacks_rec){ first, last, entry, tree };
+		ua_stacks_len++;
+		queued = true;
+	}
+	raw_spin_unlock_irqrestore(&ua_stacks_lock, flags);
+	if (queued)
+		queue_work(system_dfl_wq, &ua_stacks_work);
+	else
 		atomic_long_inc(&ua_stacks_lost);
 }
 
@@ -87,10 +142,10 @@ void ua_kasan_track(unsigned long addr, size_t size, bool alloc)
 	if (!size)
 		return;
 	if (alloc) {
-		ua_stacks_store(&ua_alloc_stacks, addr, last, ua_stack_entry());
-		ua_stacks_store(&ua_free_stacks, addr, last, NULL);
+		ua_stacks_queue_rec(UA_ALLOC_STACKS, addr, last, ua_stack_entry());
+		ua_stacks_queue_rec(UA_FREE_STACKS, addr, last, NULL);
 	} else {
-		ua_stacks_store(&ua_free_stacks, addr, last, ua_stack_entry());
+		ua_stacks_queue_rec(UA_FREE_STACKS, addr, last, ua_stack_entry());
 	}
 }
 
@@ -98,8 +153,30 @@ void ua_kasan_forget(unsigned long addr, size_t size)
 {
 	if (!size)
 		return;
-	ua_stacks_store(&ua_alloc_stacks, addr, addr + size - 1, NULL);
-	ua_stacks_store(&ua_free_stacks, addr, addr + size - 1, NULL);
+	ua_stacks_queue_rec(UA_ALLOC_STACKS, addr, addr + size - 1, NULL);
+	ua_stacks_queue_rec(UA_FREE_STACKS, addr, addr + size - 1, NULL);
+}
+
+/* The newest record of @tree for @addr: still queued, or in the tree. */
+static void *ua_stacks_find(enum ua_stacks_tree tree, unsigned long addr)
+{
+	unsigned long flags;
+	unsigned int i;
+
+	raw_spin_lock_irqsave(&ua_stacks_lock, flags);
+	for (i = ua_stacks_len; i-- > 0;) {
+		struct ua_stacks_rec *r =
+			&ua_stacks_queue[(ua_stacks_head + i) % UA_STACKS_QUEUE];
+
+		if (r->tree == tree && r->first <= addr && addr <= r->last) {
+			void *entry = r->entry;
+
+			raw_spin_unlock_irqrestore(&ua_stacks_lock, flags);
+			return entry;
+		}
+	}
+	raw_spin_unlock_irqrestore(&ua_stacks_lock, flags);
+	return mtree_load(&ua_stacks[tree], addr);
 }
 
 static void ua_print_stack(const char *what, void *entry)
@@ -120,10 +197,10 @@ static void ua_report_probe(void *ignore, enum error_detector detector,
 
 	if (detector != ERROR_DETECTOR_KASAN)
 		return;
-	ua_print_stack("allocated", mtree_load(&ua_alloc_stacks, addr));
-	ua_print_stack("freed", mtree_load(&ua_free_stacks, addr));
+	ua_print_stack("allocated", ua_stacks_find(UA_ALLOC_STACKS, addr));
+	ua_print_stack("freed", ua_stacks_find(UA_FREE_STACKS, addr));
 	if (lost)
-		pr_err("unmapped_alloc: %ld stack records failed (no memory): a stack above may be older\n",
+		pr_err("unmapped_alloc: %ld stack records dropped: a stack above may be older\n",
 		       lost);
 }
 
