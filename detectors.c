@@ -66,7 +66,7 @@ void ua_kasan_unpoison(unsigned long addr, size_t size)
 enum ua_stacks_tree { UA_ALLOC_STACKS, UA_FREE_STACKS };
 
 struct ua_stacks_rec {
-	unsigned long first, last;
+	unsigned long first, last;	/* ua_stacks_key()s */
 	void *entry;		/* xa_mk_value(pid << 32 | handle), or NULL */
 	enum ua_stacks_tree tree;
 };
@@ -127,6 +127,17 @@ static void ua_stacks_queue_rec(enum ua_stacks_tree tree, unsigned long first,
 		atomic_long_inc(&ua_stacks_lost);
 }
 
+/*
+ * The records' keys are addresses in KASAN granules, not addresses: kmemleak
+ * scans the queue and the trees' nodes, and would take an object's address
+ * (or one inside it) kept there for a reference to it: a lost object would
+ * never be reported.
+ */
+static unsigned long ua_stacks_key(unsigned long addr)
+{
+	return addr >> KASAN_SHADOW_SCALE_SHIFT;
+}
+
 static void *ua_stack_entry(void)
 {
 	depot_stack_handle_t h = kasan_save_stack(GFP_NOWAIT | __GFP_NOWARN,
@@ -137,29 +148,34 @@ static void *ua_stack_entry(void)
 
 void ua_kasan_track(unsigned long addr, size_t size, bool alloc)
 {
-	unsigned long last = addr + size - 1;
+	unsigned long first = ua_stacks_key(addr);
+	unsigned long last = ua_stacks_key(addr + size - 1);
 
 	if (!size)
 		return;
 	if (alloc) {
-		ua_stacks_queue_rec(UA_ALLOC_STACKS, addr, last, ua_stack_entry());
-		ua_stacks_queue_rec(UA_FREE_STACKS, addr, last, NULL);
+		ua_stacks_queue_rec(UA_ALLOC_STACKS, first, last, ua_stack_entry());
+		ua_stacks_queue_rec(UA_FREE_STACKS, first, last, NULL);
 	} else {
-		ua_stacks_queue_rec(UA_FREE_STACKS, addr, last, ua_stack_entry());
+		ua_stacks_queue_rec(UA_FREE_STACKS, first, last, ua_stack_entry());
 	}
 }
 
 void ua_kasan_forget(unsigned long addr, size_t size)
 {
+	unsigned long first = ua_stacks_key(addr);
+	unsigned long last = ua_stacks_key(addr + size - 1);
+
 	if (!size)
 		return;
-	ua_stacks_queue_rec(UA_ALLOC_STACKS, addr, addr + size - 1, NULL);
-	ua_stacks_queue_rec(UA_FREE_STACKS, addr, addr + size - 1, NULL);
+	ua_stacks_queue_rec(UA_ALLOC_STACKS, first, last, NULL);
+	ua_stacks_queue_rec(UA_FREE_STACKS, first, last, NULL);
 }
 
 /* The newest record of @tree for @addr: still queued, or in the tree. */
 static void *ua_stacks_find(enum ua_stacks_tree tree, unsigned long addr)
 {
+	unsigned long key = ua_stacks_key(addr);
 	unsigned long flags;
 	unsigned int i;
 
@@ -168,7 +184,7 @@ static void *ua_stacks_find(enum ua_stacks_tree tree, unsigned long addr)
 		struct ua_stacks_rec *r =
 			&ua_stacks_queue[(ua_stacks_head + i) % UA_STACKS_QUEUE];
 
-		if (r->tree == tree && r->first <= addr && addr <= r->last) {
+		if (r->tree == tree && r->first <= key && key <= r->last) {
 			void *entry = r->entry;
 
 			raw_spin_unlock_irqrestore(&ua_stacks_lock, flags);
@@ -176,7 +192,7 @@ static void *ua_stacks_find(enum ua_stacks_tree tree, unsigned long addr)
 		}
 	}
 	raw_spin_unlock_irqrestore(&ua_stacks_lock, flags);
-	return mtree_load(&ua_stacks[tree], addr);
+	return mtree_load(&ua_stacks[tree], key);
 }
 
 static void ua_print_stack(const char *what, void *entry)

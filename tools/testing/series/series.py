@@ -75,7 +75,7 @@ CONCEPTS = ['layer', 'pages', 'caches', 'observability', 'kunit', 'rust-api', 's
 FILES = {
     'layer': ['helpers.c', 'internal.h', 'include/linux/unmapped_alloc.h',
               'rust/unmapped_alloc.rs', 'rust/sys.rs', 'rust/sys/frames.rs',
-              'rust/sys/lock.rs', 'detectors.c', 'rust/sys/detectors.rs'],
+              'rust/sys/lock.rs', 'detectors.c', 'rust/sys/detectors.rs', 'rust/mutant.rs'],
     'pages': ['register.c', 'rust/sys/register.rs', 'rust/backend.rs', 'rust/buddy.rs',
               'rust/pernode.rs', 'rust/sorted.rs', 'rust/stats.rs', 'rust/pages.rs',
               'rust/pages/pool.rs', 'rust/pages/convert.rs', 'rust/pages/reserve.rs',
