@@ -52,6 +52,9 @@ impl PageState {
 /// while a chunk is out of the free lists.
 pub(crate) fn transition_allowed(from: PageState, to: PageState) -> bool {
     use PageState::*;
+    if crate::mutant::is(crate::mutant::Mutant::AnyTransition) {
+        return true;
+    }
     let same_order = match (from.order(), to.order()) {
         (Some(a), Some(b)) => a == b,
         _ => true,
@@ -243,6 +246,9 @@ impl Buddy {
             j -= 1;
             i *= 2;
             self.set_free(j, i + 1, true);
+            if j == k && crate::mutant::is(crate::mutant::Mutant::SplitOverlap) {
+                self.set_free(j, i, true);
+            }
         }
         let off = i << k;
         // Free chunk heads are `None`: allowed by construction.
@@ -297,10 +303,22 @@ impl Buddy {
 
     /// Frees the chunk at `off` of order `k`: it becomes dirty, waiting to be scrubbed.
     pub(crate) fn free(&mut self, off: usize, k: u32) -> core::result::Result<(), FreeError> {
-        self.check_used(off, k)?;
+        let unchecked = crate::mutant::is(crate::mutant::Mutant::BuddyUncheckedFree);
+        if !unchecked {
+            self.check_used(off, k)?;
+        }
         self.tags[off..off + (1 << k)].fill(0);
-        self.set_state(off, PageState::Dirty(k as u8))
-            .map_err(|_| FreeError::NotAllocated)?;
+        if crate::mutant::is(crate::mutant::Mutant::FreeSkipsDirty) {
+            // Used -> Scrubbing -> free: skips the dirty state and the scrub.
+            self.state[off] = PageState::Scrubbing(k as u8);
+            self.nr_dirty += 1 << k;
+            self.scrubbed(off, k);
+            return Ok(());
+        }
+        let r = self.set_state(off, PageState::Dirty(k as u8));
+        if !unchecked {
+            r.map_err(|_| FreeError::NotAllocated)?;
+        }
         self.nr_dirty += 1 << k;
         Ok(())
     }
@@ -339,7 +357,8 @@ impl Buddy {
         self.nr_dirty -= 1 << k;
         self.nr_free += 1 << k;
         let (mut k, mut i) = (k, off >> k);
-        while k < self.order && self.is_free(k, i ^ 1) {
+        let merge = !crate::mutant::is(crate::mutant::Mutant::BuddyNoMerge);
+        while merge && k < self.order && self.is_free(k, i ^ 1) {
             self.set_free(k, i ^ 1, false);
             i >>= 1;
             k += 1;
@@ -394,17 +413,18 @@ impl Buddy {
     /// Number of free chunks of order `k`, counted in the bitmap; checks that the
     /// running counts agree with the bitmaps and the page states.
     #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
-    pub(crate) fn count_free_chunks(&self, k: u32) -> usize {
+    pub(crate) fn count_free_chunks(&self, k: u32) -> Result<usize> {
+        use crate::testutil::ensure_eq;
         let n = (0..1usize << (self.order - k))
             .filter(|&i| self.is_free(k, i))
             .count();
-        assert_eq!(n, usize::from(self.free_chunks[k as usize]));
+        ensure_eq!(n, usize::from(self.free_chunks[k as usize]));
         let dirty = self
             .state
             .iter()
             .filter(|&&s| s == PageState::Dirty(k as u8))
             .count();
-        assert_eq!(dirty, usize::from(self.dirty_chunks[k as usize]));
-        n
+        ensure_eq!(dirty, usize::from(self.dirty_chunks[k as usize]));
+        Ok(n)
     }
 }

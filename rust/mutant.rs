@@ -46,6 +46,32 @@ pub(crate) enum Mutant {
     NoKasan,
     /// Objects are not registered with kmemleak.
     NoKmemleak,
+    /// A scrubbed chunk is not merged with its free buddy.
+    BuddyNoMerge,
+    /// A split hands out the lower half and lists it free as well.
+    SplitOverlap,
+    /// The buddy allocator frees a chunk without checking that it is in use.
+    BuddyUncheckedFree,
+    /// The page state machine allows every transition.
+    AnyTransition,
+    /// Freed chunks are allocatable again at once, not scrubbed first.
+    FreeSkipsDirty,
+    /// Scrubbing marks chunks clean without zeroing them.
+    ScrubNoZero,
+    /// Pages of another kind (another cache's slabs, say) are accepted by a free.
+    WrongKindAccepted,
+    /// A free to this CPU's slab does not look for a double free.
+    LocalDoubleFree,
+    /// A free to another CPU's slab does not look for a double free.
+    RemoteDoubleFree,
+    /// A CPU takes its slab's remote frees with a load and a store, not a swap.
+    RefillRace,
+    /// The allocation tracepoint is never emitted.
+    NoTracepoint,
+    /// The tunables written to debugfs are not range-checked.
+    TunablesUnchecked,
+    /// Test reads of a page go through the direct map, not a temporary mapping.
+    ReadViaDirectMap,
 }
 
 /// Every mutant, in order of their numbers, with the name `make mutants` prints.
@@ -64,6 +90,19 @@ pub(crate) const MUTANTS: &[(Mutant, &str)] = &[
     (Mutant::StateUnknown, "state_unknown"),
     (Mutant::NoKasan, "no_kasan"),
     (Mutant::NoKmemleak, "no_kmemleak"),
+    (Mutant::BuddyNoMerge, "buddy_no_merge"),
+    (Mutant::SplitOverlap, "split_overlap"),
+    (Mutant::BuddyUncheckedFree, "buddy_unchecked_free"),
+    (Mutant::AnyTransition, "any_transition"),
+    (Mutant::FreeSkipsDirty, "free_skips_dirty"),
+    (Mutant::ScrubNoZero, "scrub_no_zero"),
+    (Mutant::WrongKindAccepted, "wrong_kind_accepted"),
+    (Mutant::LocalDoubleFree, "local_double_free"),
+    (Mutant::RemoteDoubleFree, "remote_double_free"),
+    (Mutant::RefillRace, "refill_race"),
+    (Mutant::NoTracepoint, "no_tracepoint"),
+    (Mutant::TunablesUnchecked, "tunables_unchecked"),
+    (Mutant::ReadViaDirectMap, "read_via_direct_map"),
 ];
 
 /// The number of the active mutant, 0 for none; set once at boot.

@@ -321,10 +321,11 @@ impl PageAllocator {
 
     /// Checks every pool's running counts and bitmaps against a recount.
     #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
-    fn check_pools(&self) {
+    fn check_pools(&self) -> Result {
         for pool in self.nodes.iter() {
-            pool.lock().check();
+            pool.lock().check()?;
         }
+        Ok(())
     }
 
     /// Page counts of all pools together.
@@ -413,7 +414,9 @@ impl PageAllocator {
         match pfn {
             Some(pfn) => {
                 self.stats.allocs.at(order).inc();
-                sys::trace::pages(self.kind.trace_id(), pfn.number(), order, gfp);
+                if !crate::mutant::is(crate::mutant::Mutant::NoTracepoint) {
+                    sys::trace::pages(self.kind.trace_id(), pfn.number(), order, gfp);
+                }
             }
             None => self.stats.alloc_failures.inc(),
         }
@@ -626,7 +629,9 @@ impl PageAllocator {
             }
             b.buddy.check_used(off, order).map_err(BadFree::Block)?;
             match b.buddy.tag(off) {
-                Some(t) if t != tag => return Err(BadFree::WrongKind { tag: t }),
+                Some(t) if t != tag && !crate::mutant::is(crate::mutant::Mutant::WrongKindAccepted) => {
+                    return Err(BadFree::WrongKind { tag: t })
+                }
                 _ => {}
             }
             // The last reference comes back with the free; an extra one keeps the

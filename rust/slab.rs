@@ -725,7 +725,18 @@ impl ObjCache {
             if own != 0 {
                 return own;
             }
-            own = slab.free.swap(0, Acquire);
+            own = if crate::mutant::is(crate::mutant::Mutant::RefillRace) {
+                // A free on another CPU between the two is lost; the delay widens
+                // the window so that the concurrency tests hit it.
+                let own = slab.free.load(Acquire);
+                for _ in 0..1000 {
+                    core::hint::spin_loop();
+                }
+                slab.free.store(0, Relaxed);
+                own
+            } else {
+                slab.free.swap(0, Acquire)
+            };
             if own == 0 {
                 return 0;
             }
@@ -885,7 +896,9 @@ impl ObjCache {
                 // To the private set: not there, and not freed elsewhere either.
                 let bit = 1u64 << i;
                 let own = shared.own.load(Relaxed);
-                if (own | slab.free.load(Relaxed)) & bit != 0 {
+                if (own | slab.free.load(Relaxed)) & bit != 0
+                    && !crate::mutant::is(crate::mutant::Mutant::LocalDoubleFree)
+                {
                     return Err(BadObjFree::DoubleFree);
                 }
                 sys::detectors::object_freed(addr, self.size, self.pages.registers_objects());
@@ -913,7 +926,9 @@ impl ObjCache {
         let mut old = slab.free.load(Relaxed);
         let mut seen = false;
         loop {
-            if old & bit != 0 || self.owner_holds(slab, bit) {
+            if (old & bit != 0 || self.owner_holds(slab, bit))
+                && !crate::mutant::is(crate::mutant::Mutant::RemoteDoubleFree)
+            {
                 return Err(BadObjFree::DoubleFree);
             }
             // Before the object can be taken again, once.
@@ -1067,16 +1082,18 @@ impl ObjCache {
 
     /// Checks every node's bitmaps against the slabs' states.
     #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
-    fn check_nodes(&self) {
+    fn check_nodes(&self) -> Result {
+        use crate::testutil::ensure_eq;
         for node in self.nodes.iter() {
             let node = node.lock();
             for (i, s) in node.slabs.iter().enumerate() {
                 let bit = |bits: &KVec<u64>| bits[i / 64] >> (i % 64) & 1 != 0;
                 let free = s.free.load(Relaxed);
-                assert_eq!(bit(&node.avail), (!s.pinned() && free != 0));
-                assert_eq!(bit(&node.empty), (!s.pinned() && free == self.all_free));
+                ensure_eq!(bit(&node.avail), (!s.pinned() && free != 0));
+                ensure_eq!(bit(&node.empty), (!s.pinned() && free == self.all_free));
             }
         }
+        Ok(())
     }
 
     /// Active and total objects, and slabs, over all nodes.

@@ -200,3 +200,34 @@ impl Drop for ExpectSplats {
         kernel::pr_info!("expect splat end\n");
     }
 }
+
+/// `assert_eq!` for the helpers of the tests and the test-only consistency checks: says
+/// what differed, where, and returns `EINVAL` from the enclosing function.
+///
+/// In a test function, the `kunit_tests` macro turns `assert_eq!` into a KUnit failure
+/// of that test; anywhere else `assert_eq!` panics and takes the kernel down, so one
+/// broken property (a `make mutants` bug, say) would hide every test after it. The
+/// helpers return a [`Result`] instead, which the test propagates with `?` and KUnit
+/// reports as the test's failure.
+macro_rules! ensure_eq {
+    ($left:expr, $right:expr $(,)?) => {
+        match (&$left, &$right) {
+            (left, right) => {
+                if *left != *right {
+                    ::kernel::pr_err!(
+                        "{}:{}: check failed: {} == {}\n  left: {:?}\n right: {:?}\n",
+                        file!(),
+                        line!(),
+                        stringify!($left),
+                        stringify!($right),
+                        left,
+                        right
+                    );
+                    return Err(::kernel::error::code::EINVAL);
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use ensure_eq;

@@ -7,13 +7,14 @@
 #[kernel::macros::kunit_tests(unmapped_alloc_buddy)]
 mod buddy {
     use crate::buddy::*;
-    use crate::testutil::Rng;
+    use crate::testutil::{ensure_eq, Rng};
 
     /// Frees and scrubs a chunk, as the allocator does.
-    fn release(b: &mut Buddy, off: usize, k: u32) {
-        assert_eq!(b.free(off, k), Ok(()));
-        assert_eq!(b.claim_dirty(), Some((off, k)));
+    fn release(b: &mut Buddy, off: usize, k: u32) -> Result {
+        ensure_eq!(b.free(off, k), Ok(()));
+        ensure_eq!(b.claim_dirty(), Some((off, k)));
         b.scrubbed(off, k);
+        Ok(())
     }
 
     #[test]
@@ -33,12 +34,12 @@ mod buddy {
         }
         Rng::new(42).shuffle(&mut offs);
         for &off in offs.iter() {
-            release(&mut b, off, 0);
+            release(&mut b, off, 0)?;
         }
         assert!(b.is_empty());
-        assert_eq!(b.count_free_chunks(9), 1);
+        assert_eq!(b.count_free_chunks(9)?, 1);
         for k in 0..9 {
-            assert_eq!(b.count_free_chunks(k), 0);
+            assert_eq!(b.count_free_chunks(k)?, 0);
         }
         Ok(())
     }
@@ -50,7 +51,7 @@ mod buddy {
             let off = b.alloc(k).ok_or(ENOMEM)?;
             assert_eq!(off % (1 << k), 0);
             assert_eq!(b.nr_free(), 512 - (1 << k));
-            release(&mut b, off, k);
+            release(&mut b, off, k)?;
             assert!(b.is_empty());
         }
         assert_eq!(b.alloc(10), None);
@@ -78,19 +79,19 @@ mod buddy {
                 for p in off..off + (1 << k) {
                     owner[p] = false;
                 }
-                release(&mut b, off, k);
+                release(&mut b, off, k)?;
             }
             // The running counts behind the O(1) checks agree with the bitmaps.
             for k in 0..=9 {
-                let n = b.count_free_chunks(k);
+                let n = b.count_free_chunks(k)?;
                 assert_eq!((b.free_orders() & (1 << k) != 0), (n > 0));
             }
         }
         while let Some((off, k)) = live.pop() {
-            release(&mut b, off, k);
+            release(&mut b, off, k)?;
         }
         assert!(b.is_empty());
-        assert_eq!(b.count_free_chunks(9), 1);
+        assert_eq!(b.count_free_chunks(9)?, 1);
         Ok(())
     }
 
@@ -155,7 +156,7 @@ mod buddy {
         );
         assert_eq!(b.free_now(c, 3), Ok(()));
         assert!(b.is_empty());
-        assert_eq!(b.count_free_chunks(9), 1);
+        assert_eq!(b.count_free_chunks(9)?, 1);
         Ok(())
     }
 
@@ -170,8 +171,8 @@ mod buddy {
         // A user that initialises memory itself may take the dirty chunk.
         assert_eq!(b.alloc_dirty(0), Some(a0));
         assert_eq!(b.nr_dirty(), 0);
-        release(&mut b, a0, 0);
-        release(&mut b, a1, 0);
+        release(&mut b, a0, 0)?;
+        release(&mut b, a1, 0)?;
         assert!(b.is_empty());
         Ok(())
     }

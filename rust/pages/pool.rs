@@ -233,16 +233,18 @@ impl NodePool {
 
     /// Checks the running counts and the bitmaps against a recount of every block.
     #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
-    pub(super) fn check(&self) {
-        assert_eq!(self.recount(), self.pages);
+    pub(super) fn check(&self) -> Result {
+        use crate::testutil::ensure_eq;
+        ensure_eq!(self.recount(), self.pages);
         for (i, b) in self.blocks.iter().enumerate() {
             let s = Summary::of(b);
             for k in 0..POOL_ORDERS {
                 let bit = |bits: &KVec<u64>| bits[k * self.words + i / 64] >> (i % 64) & 1 != 0;
-                assert_eq!(bit(&self.avail), (s.free_orders & (1 << k) != 0));
-                assert_eq!(bit(&self.dirty), (s.dirty_orders & (1 << k) != 0));
+                ensure_eq!(bit(&self.avail), (s.free_orders & (1 << k) != 0));
+                ensure_eq!(bit(&self.dirty), (s.dirty_orders & (1 << k) != 0));
             }
         }
+        Ok(())
     }
 }
 

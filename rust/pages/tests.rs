@@ -11,7 +11,7 @@ mod unmapped {
     use crate::sys::Block;
     use crate::{
         buddy::FreeError,
-        testutil::{run_concurrently, LiveRanges, Rng},
+        testutil::{ensure_eq, run_concurrently, LiveRanges, Rng},
     };
     use kernel::{
         bindings::{GFP_ATOMIC, GFP_KERNEL as K},
@@ -86,16 +86,17 @@ mod unmapped {
     }
 
     /// Scrubs, shrinks to nothing, and checks that every block went back mapped.
-    fn drain_and_check(a: &PageAllocator) {
-        a.check_pools();
+    fn drain_and_check(a: &PageAllocator) -> Result {
+        a.check_pools()?;
         a.scrub_pending();
-        a.check_pools();
+        a.check_pools()?;
         a.shrink(0);
-        assert_eq!(a.total_pages(), PoolPages::default());
-        assert_eq!(a.stats.blocks_released.get(), a.stats.blocks_taken.get());
-        assert_eq!(a.stats.reversions.get(), a.stats.blocks_taken.get());
+        ensure_eq!(a.total_pages(), PoolPages::default());
+        ensure_eq!(a.stats.blocks_released.get(), a.stats.blocks_taken.get());
+        ensure_eq!(a.stats.reversions.get(), a.stats.blocks_taken.get());
         // Release verifies that every page is present again before freeing it.
-        assert_eq!(a.stats.leaked_blocks.get(), 0);
+        ensure_eq!(a.stats.leaked_blocks.get(), 0);
+        Ok(())
     }
 
     #[test]
@@ -130,7 +131,7 @@ mod unmapped {
             assert_eq!(a.stats.allocs.at(order).get(), 1);
             assert_eq!(a.stats.frees.at(order).get(), 1);
         }
-        drain_and_check(&a);
+        drain_and_check(&a)?;
         Ok(())
     }
 
@@ -168,7 +169,7 @@ mod unmapped {
         let p = alloc(&b, 0)?;
         assert!(absent_from_direct_map(&p));
         drop(p);
-        drain_and_check(&b);
+        drain_and_check(&b)?;
         Ok(())
     }
 
@@ -180,7 +181,7 @@ mod unmapped {
         assert!(probe.hits() >= 3);
         drop(probe);
         drop(pages);
-        drain_and_check(&a);
+        drain_and_check(&a)?;
         Ok(())
     }
 
@@ -208,7 +209,7 @@ mod unmapped {
         let big = alloc(&a, a.max_order())?;
         assert_eq!(a.stats.blocks_taken.get(), 1);
         drop(big);
-        drain_and_check(&a);
+        drain_and_check(&a)?;
         Ok(())
     }
 
@@ -235,7 +236,7 @@ mod unmapped {
         // of the second block's chunks of order 1 and up.
         let hole = first.remove(n / 2)?.first();
         assert_eq!(a.scrub_pending(), 1);
-        a.check_pools();
+        a.check_pools()?;
         let again = get(0)?;
         assert_eq!(again.first(), hole);
         // Two pages only fit in the second block.
@@ -244,9 +245,9 @@ mod unmapped {
             pair.first().number() >> a.max_order(),
             second.first().number() >> a.max_order()
         );
-        a.check_pools();
+        a.check_pools()?;
         drop((first, second, buddy, again, pair));
-        drain_and_check(&a);
+        drain_and_check(&a)?;
         Ok(())
     }
 
@@ -262,7 +263,7 @@ mod unmapped {
             let preferred = UnmappedPages::new_in(&a, nid, K, 3, true)?;
             assert_eq!(preferred.nid(), nid);
         }
-        drain_and_check(&a);
+        drain_and_check(&a)?;
         if seen < 2 {
             // Placement was checked on the one node there is; nothing to tell apart.
             sys::kunit_skip();
@@ -320,7 +321,7 @@ mod unmapped {
             pages.push(p, GFP_KERNEL)?;
         }
         drop(pages);
-        drain_and_check(&a);
+        drain_and_check(&a)?;
         Ok(())
     }
 
@@ -337,7 +338,7 @@ mod unmapped {
         assert!(absent_from_direct_map(&p));
         assert_eq!(a.total_pages().blocks, 1);
         drop(p);
-        drain_and_check(&a);
+        drain_and_check(&a)?;
         Ok(())
     }
 
@@ -364,7 +365,7 @@ mod unmapped {
         // The shrinker's request returns the rest.
         assert_eq!(a.shrink(0), 1);
         assert_eq!(a.reclaimable_pages(), 0);
-        drain_and_check(&a);
+        drain_and_check(&a)?;
         Ok(())
     }
 
@@ -397,7 +398,7 @@ mod unmapped {
             assert!(!pfn.is_present());
             assert_eq!(a.free(*pfn, 0), Ok(()));
         }
-        drain_and_check(&a);
+        drain_and_check(&a)?;
         Ok(())
     }
 
@@ -448,7 +449,7 @@ mod unmapped {
         assert_eq!(a.free(pfn, 1), Err(BadFree::Block(FreeError::NotAllocated)));
         assert_eq!(a.stats.bad_frees.get(), 6);
         assert_eq!(a.stats.frees.at(1).get(), 1);
-        drain_and_check(&a);
+        drain_and_check(&a)?;
         Ok(())
     }
 
@@ -479,7 +480,7 @@ mod unmapped {
         assert_eq!(a.stats.conversions.get(), unmaps);
         assert_eq!(a.stats.atomic_failures.get(), 1);
         drop(got);
-        drain_and_check(&a);
+        drain_and_check(&a)?;
         Ok(())
     }
 
@@ -539,7 +540,7 @@ mod unmapped {
         assert_eq!(allocs, frees);
         assert!(allocs > 0);
         // Maintenance is serialised, so this also waits for a background run in flight.
-        drain_and_check(&a);
+        drain_and_check(&a)?;
         Ok(())
     }
 
@@ -576,7 +577,7 @@ mod unmapped {
             // The component's own again: no reference, as a free page has.
             assert_eq!(pfn.refs(), 0);
         }
-        drain_and_check(&a);
+        drain_and_check(&a)?;
         Ok(())
     }
 
@@ -603,7 +604,7 @@ mod unmapped {
         let _splats = crate::testutil::ExpectSplats::new();
         assert!(matches!(a.try_free(pfn, 0), Err(BadFree::Block(_))));
         assert_eq!(a.stats.bad_frees.get(), bad + 1);
-        drain_and_check(&a);
+        drain_and_check(&a)?;
         Ok(())
     }
 
@@ -625,7 +626,7 @@ mod unmapped {
         let _splats = crate::testutil::ExpectSplats::new();
         assert!(matches!(a.free_if_owned(pfn, 1), Err(BadFree::Block(_))));
         assert_eq!(a.stats.bad_frees.get(), bad + 1);
-        drain_and_check(&a);
+        drain_and_check(&a)?;
         Ok(())
     }
 
@@ -648,7 +649,7 @@ mod unmapped {
             let p = UnmappedPages::new_in(&a, NUMA_NO_NODE, K | flag, 0, true)?;
             assert!(!p.first().is_present());
         }
-        drain_and_check(&a);
+        drain_and_check(&a)?;
         Ok(())
     }
 }
@@ -658,6 +659,7 @@ mod decrypted {
     use crate::backend::ModelBackend;
     use crate::pages::*;
     use crate::sys::Block;
+    use crate::testutil::ensure_eq;
     use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
     use kernel::bindings::{GFP_ATOMIC, GFP_KERNEL as K};
     use kernel::time::{delay::fsleep, Delta};
@@ -684,18 +686,19 @@ mod decrypted {
     }
 
     /// Frees all, shrinks, and checks that every page went back private.
-    fn drain_and_check(a: &PageAllocator, model: &ModelBackend) {
-        a.check_pools();
+    fn drain_and_check(a: &PageAllocator, model: &ModelBackend) -> Result {
+        a.check_pools()?;
         a.scrub_pending();
         a.shrink(0);
-        assert_eq!(a.total_pages(), PoolPages::default());
+        ensure_eq!(a.total_pages(), PoolPages::default());
         let leaked = a.stats.leaked_pages.get() as usize;
         // Only leaked blocks may still be shared; everything released is private.
-        assert_eq!(model.shared_pages(), leaked);
-        assert_eq!(
+        ensure_eq!(model.shared_pages(), leaked);
+        ensure_eq!(
             a.stats.blocks_released.get() + a.stats.leaked_blocks.get(),
             a.stats.blocks_taken.get()
         );
+        Ok(())
     }
 
     #[test]
@@ -716,7 +719,7 @@ mod decrypted {
         for &(pfn, order) in live.iter() {
             assert_eq!(a.free(pfn, order), Ok(()));
         }
-        drain_and_check(&a, &model);
+        drain_and_check(&a, &model)?;
         assert_eq!(model.shared_pages(), 0);
         assert_eq!(a.stats.leaked_blocks.get(), 0);
         Ok(())
@@ -766,7 +769,7 @@ mod decrypted {
             assert_eq!(model.last_scope.load(Relaxed), scope);
             assert_eq!(sys::reclaim_scope_current(), 0);
             assert_eq!(a.free(pfn, 0), Ok(()));
-            drain_and_check(&a, &model);
+            drain_and_check(&a, &model)?;
         }
         assert_eq!(model.decrypt_calls.load(Relaxed), 3);
         Ok(())
@@ -796,7 +799,7 @@ mod decrypted {
             assert_eq!(model.decrypt_calls.load(Relaxed), 1);
             assert_eq!(model.dirty_shares.load(Relaxed), 0);
             assert_eq!(a.free(pfn, 0), Ok(()));
-            drain_and_check(&a, &model);
+            drain_and_check(&a, &model)?;
             if dirtied.contains(&base) {
                 return Ok(());
             }
@@ -823,7 +826,7 @@ mod decrypted {
         for &pfn in live.iter() {
             assert_eq!(a.free(pfn, 0), Ok(()));
         }
-        drain_and_check(&a, &model);
+        drain_and_check(&a, &model)?;
         assert_eq!(model.encrypt_calls.load(Relaxed), blocks);
         Ok(())
     }
@@ -844,7 +847,7 @@ mod decrypted {
         assert_eq!(a.ownership(pfn.add(1)), Ownership::Free);
         assert_eq!(a.free(pfn, 0), Ok(()));
         assert_eq!(a.ownership(pfn), Ownership::Free);
-        drain_and_check(&a, &model);
+        drain_and_check(&a, &model)?;
         assert_eq!(a.ownership(pfn), Ownership::NotOwned);
         let total_leaked: usize = (0..sys::nr_node_ids() as i32)
             .map(|n| a.leaked_pages_on(n))
@@ -874,7 +877,7 @@ mod decrypted {
         assert_eq!(a.stats.leaked_blocks.get(), 1);
         assert_eq!(a.stats.blocks_released.get(), 1);
         assert_eq!(a.stats.conversion_failures.get(), 1);
-        drain_and_check(&a, &model);
+        drain_and_check(&a, &model)?;
         assert_eq!(model.shared_pages(), 512);
         Ok(())
     }
@@ -904,7 +907,7 @@ mod decrypted {
             assert_eq!(a.free(pfn, 0), Ok(()));
         }
         assert_eq!(a.free(warm, 0), Ok(()));
-        drain_and_check(&a, &model);
+        drain_and_check(&a, &model)?;
         Ok(())
     }
 
@@ -982,7 +985,7 @@ mod decrypted {
         assert_eq!(backend.decrypt(&range), Ok(()));
         drop(range);
         assert_eq!(d.free(pfn, 9), Ok(()));
-        drain_and_check(&d, &model);
+        drain_and_check(&d, &model)?;
         assert_eq!(model.double_conversions.load(Relaxed), 2);
         Ok(())
     }
@@ -1139,7 +1142,7 @@ mod decrypted {
         assert!(!up.is_present());
         assert_eq!(d.free(dp, 0), Ok(()));
         assert_eq!(u.free(up, 0), Ok(()));
-        drain_and_check(&d, &model);
+        drain_and_check(&d, &model)?;
         u.scrub_pending();
         u.shrink(0);
         assert_eq!(u.stats.leaked_blocks.get(), 0);

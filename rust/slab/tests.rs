@@ -11,7 +11,7 @@ mod objects {
         backend::{Backend, ModelBackend},
         pages::{BadFree, Config, Kind, Ownership},
         sys::new_irq_spinlock,
-        testutil::{run_concurrently, LiveRanges, Rng},
+        testutil::{ensure_eq, run_concurrently, LiveRanges, Rng},
     };
     use core::sync::atomic::{AtomicUsize, Ordering::SeqCst};
     use kernel::{
@@ -45,19 +45,20 @@ mod objects {
     }
 
     /// Frees nothing itself: shrinks and checks that all memory went back private.
-    fn check_all_returned(k: &KmallocDecrypted, model: &ModelBackend) {
+    fn check_all_returned(k: &KmallocDecrypted, model: &ModelBackend) -> Result {
         k.pages().set_watermarks(0, 0).unwrap_or(());
         k.shrink();
         let p = k.pages();
-        assert_eq!(p.total_pages().held, 0);
-        assert_eq!(
+        ensure_eq!(p.total_pages().held, 0);
+        ensure_eq!(
             p.stats.blocks_released.get() + p.stats.leaked_blocks.get(),
             p.stats.blocks_taken.get()
         );
-        assert_eq!(model.shared_pages(), p.stats.leaked_pages.get() as usize);
+        ensure_eq!(model.shared_pages(), p.stats.leaked_pages.get() as usize);
         for c in k.caches() {
-            assert_eq!(c.usage(), (0, 0, 0));
+            ensure_eq!(c.usage(), (0, 0, 0));
         }
+        Ok(())
     }
 
     #[test]
@@ -138,7 +139,7 @@ mod objects {
         for &addr in live.iter() {
             assert_eq!(k.free(addr), Ok(()));
         }
-        check_all_returned(&k, &model);
+        check_all_returned(&k, &model)?;
         Ok(())
     }
 
@@ -148,7 +149,7 @@ mod objects {
         let k = instance(model, (0, 0), false)?;
         let c = &k.caches()[0];
         let warm = c.alloc(NUMA_NO_NODE, K).ok_or(ENOMEM)?;
-        assert_eq!(c.free(warm), Ok(()));
+        ensure_eq!(c.free(warm), Ok(()));
         Ok(k)
     }
 
@@ -186,7 +187,7 @@ mod objects {
         // Empty but some CPU's current slab: kept until shrink takes it from the CPU.
         assert_eq!(c.usage(), (0, 64, 1));
         assert_eq!(c.shrink(), 1);
-        check_all_returned(&k, &model);
+        check_all_returned(&k, &model)?;
         Ok(())
     }
 
@@ -235,7 +236,7 @@ mod objects {
         assert_eq!(c.usage(), (0, 64, 1));
         assert!(a != b);
         assert_eq!(c.shrink(), 1);
-        check_all_returned(&k, &model);
+        check_all_returned(&k, &model)?;
         Ok(())
     }
 
@@ -279,16 +280,16 @@ mod objects {
             ]
         );
         assert_eq!(c.stats.bad_frees.get(), 2);
-        c.check_nodes();
+        c.check_nodes()?;
         for &o in objs.iter().filter(|&&o| o != a && o != b && o != d) {
             assert_eq!(c.free(o), Ok(()));
         }
-        c.check_nodes();
+        c.check_nodes()?;
         assert_eq!(c.frees(), c.allocs());
         // The remote pin keeps the slab until shrink takes it from the CPU.
         assert_eq!(c.usage().0, 0);
         assert!(c.shrink() >= 1);
-        check_all_returned(&k, &model);
+        check_all_returned(&k, &model)?;
         Ok(())
     }
 
@@ -315,7 +316,7 @@ mod objects {
         assert_eq!(c.free(b), Ok(()));
         // The view keeps its block: drop it, or the block could not go back.
         drop(obj);
-        check_all_returned(&k, &model);
+        check_all_returned(&k, &model)?;
         Ok(())
     }
 
@@ -341,7 +342,7 @@ mod objects {
         for &addr in live.iter() {
             assert_eq!(k.free(addr), Ok(()));
         }
-        check_all_returned(&k, &model);
+        check_all_returned(&k, &model)?;
         assert_eq!(model.encrypt_calls.load(Relaxed), calls);
         Ok(())
     }
@@ -362,7 +363,7 @@ mod objects {
         k.shrink();
         assert_eq!(k.pages().stats.leaked_blocks.get(), 2);
         assert_eq!(k.pages().stats.blocks_released.get(), 0);
-        check_all_returned(&k, &model);
+        check_all_returned(&k, &model)?;
         assert_eq!(model.shared_pages(), 1024);
         Ok(())
     }
@@ -416,7 +417,7 @@ mod objects {
         for &pfn in pages.iter() {
             assert_eq!(k.pages().free(pfn, 0), Ok(()));
         }
-        check_all_returned(&k, &model);
+        check_all_returned(&k, &model)?;
         Ok(())
     }
 
@@ -458,7 +459,7 @@ mod objects {
         assert_eq!(itt.free(o), Ok(()));
         assert_eq!(k.free(x), Ok(()));
         itt.shrink();
-        check_all_returned(&k, &model);
+        check_all_returned(&k, &model)?;
         Ok(())
     }
 
@@ -659,7 +660,7 @@ mod objects {
             for &a in live.iter() {
                 assert_eq!(c.free(a), Ok(()));
             }
-            c.check_nodes();
+            c.check_nodes()?;
         }
         c.drain_cpus();
         // Of the three frees of each object, one was taken and two refused: at once,
@@ -669,8 +670,8 @@ mod objects {
             (2 * DF_OBJS * rounds) as u64
         );
         assert_eq!(c.usage().0, 0);
-        c.check_nodes();
-        check_all_returned(&s.k, &model);
+        c.check_nodes()?;
+        check_all_returned(&s.k, &model)?;
         Ok(())
     }
 
@@ -692,9 +693,9 @@ mod objects {
         assert_eq!(allocs, frees);
         assert!(allocs > 1000);
         for c in shared.k.caches() {
-            c.check_nodes();
+            c.check_nodes()?;
         }
-        check_all_returned(&shared.k, &model);
+        check_all_returned(&shared.k, &model)?;
         Ok(())
     }
 
@@ -729,7 +730,7 @@ mod objects {
         // Caches of impossible geometry are refused too.
         assert!(geometry(usize::MAX, 0).is_none());
         assert!(geometry(usize::MAX - PAGE_SIZE, 1 << 20).is_none());
-        check_all_returned(&k, &model);
+        check_all_returned(&k, &model)?;
         Ok(())
     }
 
@@ -755,7 +756,7 @@ mod objects {
         assert_eq!(k.bad_requests(), 8);
         // None of the refused requests took memory or charged anything.
         assert_eq!(k.pages().stats.bad_requests.get(), 0);
-        check_all_returned(&k, &model);
+        check_all_returned(&k, &model)?;
         Ok(())
     }
 
@@ -778,7 +779,7 @@ mod objects {
             assert!(all_shared(&model, addr, size));
             assert_eq!(k.free(addr), Ok(()));
         }
-        check_all_returned(&k, &model);
+        check_all_returned(&k, &model)?;
         Ok(())
     }
 }

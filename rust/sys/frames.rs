@@ -456,6 +456,12 @@ impl PageRange {
         if offset >= self.nr * PAGE_SIZE {
             return Err(EINVAL);
         }
+        if crate::mutant::is(crate::mutant::Mutant::ReadViaDirectMap) {
+            let at = self.pfn.add(offset / PAGE_SIZE).virt() + offset % PAGE_SIZE;
+            // SAFETY: None: the page may be absent from the direct map, and this read
+            // then faults. The mutant is that bug, in test kernels only.
+            return Ok(unsafe { (at as *const u8).read_volatile() });
+        }
         let map = TempMap::new(self.pfn.add(offset / PAGE_SIZE), 1)?;
         // SAFETY: `map` maps one page of the range; `offset % PAGE_SIZE` lies inside it.
         Ok(unsafe { map.0.cast::<u8>().add(offset % PAGE_SIZE).read_volatile() })
