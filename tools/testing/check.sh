@@ -95,10 +95,15 @@ stage "checkpatch"
 	--ignore EXPORT_SYMBOL,UNDOCUMENTED_SETUP --file \
 	helpers.c detectors.c register.c trace.c internal.h coco_test.c caught_test.c unmapped_alloc_torture.c include/linux/unmapped_alloc.h samples/*.c \
 	bench/*.c tools/testing/coco/ua_coco.h || rc=1
-# The test VMM is a user program: C requires volatile for what a signal
-# handler and the code after siglongjmp() share.
-"$UA_KSRC/scripts/checkpatch.pl" --no-tree --quiet --strict --ignore VOLATILE --file \
-	tools/testing/coco/vmm.c || rc=1
+# The test VMM (a user program, Rust on crates.io's rust-vmm crates):
+# rustfmt, clippy on the arm64 target it runs on, its unit tests here.
+stage "ua-vmm: rustfmt, clippy, unit tests"
+ua_vmm_build >/dev/null
+(cd tools/testing/coco/vmm-rs &&
+	cargo fmt --check &&
+	CARGO_TARGET_DIR=$UA_CACHE/vmm-rs cargo clippy --locked --offline --all-targets \
+		--target "$UA_VMM_TARGET" -- -D warnings &&
+	CARGO_TARGET_DIR=$UA_CACHE/vmm-rs cargo test --locked --offline -q) || rc=1
 if [ -z "${UA_CHECK_QUICK:-}" ]; then
 	# The series: git am on a pristine tree, a build after every patch,
 	# checkpatch --strict on every patch.

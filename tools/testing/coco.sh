@@ -5,8 +5,8 @@
 # make bench-coco (coco.sh bench): the ITS-like and churn workloads there.
 #
 # QEMU (TCG, virt with EL2 and a GICv3) boots the arm64 test kernel as a pKVM
-# host (kvm-arm.mode=protected). Its initramfs holds ua-vmm (coco/vmm.c,
-# cross-built here against the pinned tree's UAPI headers), the same kernel
+# host (kvm-arm.mode=protected). Its initramfs holds ua-vmm (coco/vmm-rs,
+# Rust on the rust-vmm crates, built static here), the same kernel
 # Image and a device tree; ua-vmm runs that kernel as a protected VM whose
 # set_memory_decrypted/encrypted() are pKVM MEM_SHARE/MEM_UNSHARE hypercalls.
 # The guest runs the suites that touch the platform: unmapped_alloc_sys (the
@@ -50,21 +50,9 @@ if [ "$mode" = bench ]; then
 	guest_image=$(UA_BUILD=$UA_CACHE/build-bench$UA_SUFFIX; ua_kernel_image)
 fi
 
-# The VMM: static arm64 binary against the pinned tree's <linux/kvm.h>.
-hdr=$COCO/usr/include/linux/kvm.h
-if [ ! -f "$hdr" ]; then
-	stage "installing the tree's arm64 UAPI headers for the VMM"
-	logged "$UA_CACHE/logs/coco-headers.log" make -C "$UA_KSRC" ARCH=arm64 O="$COCO/hdr" \
-		headers_install INSTALL_HDR_PATH="$COCO/usr"
-fi
-vmm=$COCO/ua-vmm
+# The VMM (lib.sh).
+vmm=$(ua_vmm_build)
 src=$UA_ROOT/tools/testing/coco
-if [ ! -x "$vmm" ] || [ "$src/vmm.c" -nt "$vmm" ] || [ "$src/ua_coco.h" -nt "$vmm" ]; then
-	stage "building ua-vmm (aarch64-linux-gnu-gcc, static)"
-	command -v aarch64-linux-gnu-gcc >/dev/null || die "aarch64-linux-gnu-gcc not found: run 'make setup'"
-	logged "$UA_CACHE/logs/coco-vmm-build.log" aarch64-linux-gnu-gcc -static -O2 -Wall -Wextra \
-		-Werror -I"$COCO/usr/include" -I"$src" -pthread -o "$vmm" "$src/vmm.c"
-fi
 
 # The guest's initramfs. In test mode, after the suites, the guest kexecs
 # into the same kernel (kexec-init.sh, as in the arm64 boot of make test) and
@@ -78,13 +66,13 @@ if [ "$mode" = bench ]; then
 else
 	guest_initrd=$(ua_kexec_initrd)
 fi
-# vmm.c loads it 128 MiB into RAM.
+# ua-vmm loads it 128 MiB into RAM.
 istart=$((GUEST_RAM_BASE + (128 << 20)))
 iend=$((istart + $(stat -c %s "$guest_initrd")))
 initrd_props="linux,initrd-start = <0x0 $(printf '0x%x' $istart)>;
 	linux,initrd-end = <0x0 $(printf '0x%x' $iend)>;"
 
-# The guest's device tree; the addresses are those of vmm.c.
+# The guest's device tree; the addresses are those of ua-vmm (coco/vmm-rs).
 node_bytes=$((GUEST_NODE_MIB << 20))
 guest_cmdline="earlycon=pl011,mmio32,0x09000000 keep_bootcon panic=-1 oops=panic"
 if [ "$mode" = test ]; then

@@ -304,3 +304,30 @@ ua_kexec_check() {
 	printf 'error: kexec: %s\n' "${errors[@]}" >&2
 	return 1
 }
+
+# ua_vmm_build: build ua-vmm, the test VMM of make test-coco
+# (tools/testing/coco/vmm-rs, Rust on the rust-vmm crates), and print its
+# path: a static arm64 binary from Rust's musl target, linked by rust-lld
+# (vmm-rs/.cargo/config.toml), with the tree's toolchain (RUSTUP_TOOLCHAIN).
+# Set-up adds the target and fetches the crates of Cargo.lock, the only step
+# that reaches crates.io, once per Cargo.lock; the build itself is --offline.
+UA_VMM_TARGET=aarch64-unknown-linux-musl
+ua_vmm_build() {
+	local src=$UA_ROOT/tools/testing/coco/vmm-rs out=$UA_CACHE/vmm-rs sum
+	local stamp=$UA_CACHE/vmm-rs/fetched
+	mkdir -p "$out"
+	if ! rustup target list --installed | grep -qx "$UA_VMM_TARGET"; then
+		stage "adding Rust's $UA_VMM_TARGET target to $RUSTUP_TOOLCHAIN"
+		logged "$UA_CACHE/logs/coco-vmm-target.log" rustup target add "$UA_VMM_TARGET"
+	fi
+	sum=$(sha256sum "$src/Cargo.lock" | cut -d' ' -f1)
+	if [ "$(cat "$stamp" 2>/dev/null)" != "$sum" ]; then
+		stage "fetching ua-vmm's crates (cargo fetch)"
+		(cd "$src" && logged "$UA_CACHE/logs/coco-vmm-fetch.log" cargo fetch --locked)
+		echo "$sum" >"$stamp"
+	fi
+	stage "building ua-vmm (Rust, $UA_VMM_TARGET, static)"
+	(cd "$src" && CARGO_TARGET_DIR=$out logged "$UA_CACHE/logs/coco-vmm-build.log" \
+		cargo build --release --locked --offline --target "$UA_VMM_TARGET")
+	echo "$out/$UA_VMM_TARGET/release/ua-vmm"
+}
