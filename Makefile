@@ -11,7 +11,8 @@
 #               (DURATION=seconds to change): every API at once under CPU
 #               hotplug, reclaim, fault injection and a hostile host
 #   make test-coco  the suites inside a pKVM protected VM (arm64, nested
-#               under QEMU), the host checking what it can read
+#               under QEMU), the host checking what it can read; then
+#               virtio-blk and virtio-rng in it (coco-virtio.sh)
 #   make bench-coco the ITS-like and churn workloads in that protected VM
 #   make kcsan  the x86_64 part of 'make test' on a KCSAN kernel (instead of
 #               KASAN): the suites, the kexec and the torture run, no report
@@ -48,6 +49,7 @@ run:
 
 test-coco:
 	@$(T)/coco.sh
+	@$(T)/coco-virtio.sh
 
 bench-coco:
 	@$(T)/coco.sh bench

@@ -1,0 +1,322 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# make test-coco, second part: virtio-blk and virtio-rng in the pKVM
+# protected guest, served by ua-vmm (coco/vmm-rs, on the rust-vmm crates)
+# from the memory the guest shares: the vrings from dma-direct's coherent
+# allocations (on unmapped_alloc, patches/0009; unencrypted in a protected
+# guest by patches/0010), the data through SWIOTLB's bounce buffers.
+#
+#   coco-virtio.sh build   build ua-vmm only and print its path
+#   coco-virtio.sh dts     print the device-tree nodes of the devices
+#   coco-virtio.sh [run]   build ua-vmm, boot the pKVM host under QEMU/TCG
+#                          (as coco.sh does) and in it a protected guest
+#                          whose /init moves data through both devices
+#
+# A boot of its own, not coco.sh's: the guest needs swiotlb=force (streaming
+# DMA bounces through the SWIOTLB pool, which 7.2 shares at boot and never
+# unshares), which coco.sh's kexec sweep must not see.
+#
+# The host checks: the disk's first half, written by the host, reads back in
+# the guest with the same SHA-256; the second half, written by the guest,
+# has the guest's SHA-256 in the host's file after the run; ua-vmm's
+# counters show the bytes moved both ways and from the rng, with no I/O
+# error, no refused access and no ring error; no kernel splat. Then every
+# virtio driver is unbound and bound again CYCLES times, with the DMA layer
+# on unmapped_alloc and then on 7.2's path (dma_direct.unmapped_alloc=0),
+# the real set_memory_decrypted() and set_memory_encrypted() calls counted
+# by kprobe events: none on the component after a warm-up cycle, one each
+# per virtqueue and cycle on 7.2's path. Last line
+# "coco-virtio: N passed, N failed".
+#
+# UA_COCO_NO_BUILD=1 uses the kernel already built (no build.sh).
+# UA_VIRTIO_SWIOTLB=noforce: the guest maps its data buffers in place, in
+# private memory: ua-vmm must answer with I/O errors and count refused
+# accesses, not crash (the checks of data then fail, as they should).
+set -euo pipefail
+export UA_ARCH=arm64
+. "$(dirname "$0")/lib.sh"
+mode=${1:-run}
+case "$mode" in build|dts|run) ;; *) die "usage: coco-virtio.sh [build|dts|run]" ;; esac
+
+COCO=$UA_CACHE/coco-virtio
+GUEST_VCPUS=2
+GUEST_NODE_MIB=256
+GUEST_RAM_BASE=0x40000000
+# The disk: the host fills its first half, the guest its second.
+HALF_MIB=4
+RNG_KIB=64
+# Unbind/bind cycles of every virtio driver, per DMA path.
+CYCLES=8
+# ua-vmm's devices, in its command-line order: --blk /disk.img --rng.
+DEVICES=(blk rng)
+mkdir -p "$COCO" "$UA_CACHE/logs"
+
+# The nodes ua-vmm's devices need, device i at 0x0a000000 + 0x200 * i with
+# SPI 16 + i, level-triggered (ua-vmm holds the line high while the
+# device's InterruptStatus is not 0); dma-coherent, as virtio is.
+virtio_nodes() {
+	local i=0 dev base
+	for dev in "$@"; do
+		base=$((0x0a000000 + 0x200 * i))
+		printf '\t/* ua-vmm --%s: device %d */\n' "$dev" $i
+		printf '\tvirtio_mmio@%x {\n' $base
+		printf '\t\tcompatible = "virtio,mmio";\n'
+		printf '\t\treg = <0x0 0x%08x 0x0 0x200>;\n' $base
+		printf '\t\tinterrupts = <0 %d 4>;\n' $((16 + i))
+		printf '\t\tdma-coherent;\n'
+		printf '\t};\n'
+		i=$((i + 1))
+	done
+}
+
+case "$mode" in
+build) ua_vmm_build; exit 0 ;;
+dts) virtio_nodes "${DEVICES[@]}"; exit 0 ;;
+esac
+
+[ "${UA_COCO_NO_BUILD:-0}" = 1 ] || "$UA_ROOT/tools/testing/build.sh"
+image=$(ua_kernel_image)
+[ -f "$image" ] || die "no kernel image at $image"
+grep -q '^CONFIG_VIRTIO_MMIO=y' "$UA_BUILD/.config" ||
+	die "the guest kernel has no CONFIG_VIRTIO_MMIO=y (add it to tools/testing/configs/arm64.config)"
+vmm=${UA_COCO_VMM:-$(ua_vmm_build)}
+
+# The guest: busybox, and an /init that reads the host's half of the disk,
+# writes its own half, reads it back past the page cache, and reads the rng.
+groot=$COCO/guest-initramfs
+ginit=$COCO/guest-init.sh
+cat >"$ginit" <<EOF
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+# The protected guest's only console is the early console: the kernel log.
+exec >/dev/kmsg 2>&1
+for d in /sys/bus/virtio/devices/*; do
+	[ -e "\$d" ] || continue
+	echo "ua-virtio: \${d##*/} device \$(cat \$d/device) driver \$(basename "\$(readlink \$d/driver)") features \$(cat \$d/features)"
+done
+if [ -b /dev/vda ]; then
+	echo "ua-virtio: vda \$(cat /sys/block/vda/size) sectors"
+	echo "ua-virtio: read head sha256 \$(dd if=/dev/vda bs=1M count=$HALF_MIB 2>/dev/null | sha256sum | cut -d' ' -f1)"
+	dd if=/dev/urandom of=/tmp/data bs=1M count=$HALF_MIB 2>/dev/null
+	echo "ua-virtio: wrote tail sha256 \$(sha256sum </tmp/data | cut -d' ' -f1)"
+	dd if=/tmp/data of=/dev/vda bs=1M seek=$HALF_MIB conv=fsync 2>/dev/null
+	echo 3 >/proc/sys/vm/drop_caches
+	echo "ua-virtio: reread tail sha256 \$(dd if=/dev/vda bs=1M skip=$HALF_MIB count=$HALF_MIB 2>/dev/null | sha256sum | cut -d' ' -f1)"
+else
+	echo "ua-virtio: no /dev/vda"
+fi
+if [ -c /dev/hwrng ]; then
+	echo "ua-virtio: hwrng \$(cat /sys/class/misc/hw_random/rng_current)"
+	echo "ua-virtio: hwrng read \$(timeout 60 head -c $((RNG_KIB << 10)) /dev/hwrng | wc -c) bytes"
+else
+	echo "ua-virtio: no /dev/hwrng"
+fi
+
+# Unbind/bind cycles, the conversions counted by kprobe events on the two
+# functions (hits in kprobe_profile: every call, whoever makes it).
+T=/sys/kernel/tracing
+P=/sys/module/dma_direct/parameters/unmapped_alloc
+mount -t tracefs tracefs \$T
+echo 'p:ua_decrypt set_memory_decrypted' >>\$T/kprobe_events
+echo 'p:ua_encrypt set_memory_encrypted' >>\$T/kprobe_events
+echo 1 >\$T/events/kprobes/enable
+hits() { awk -v e="\$1" '\$1 == e { print \$2 }' \$T/kprobe_profile; }
+cycles() {
+	i=0
+	while [ \$i -lt \$1 ]; do
+		for d in /sys/bus/virtio/devices/*; do
+			drv=\$(readlink \$d/driver)
+			drv=\${drv##*/}
+			echo \${d##*/} >/sys/bus/virtio/drivers/\$drv/unbind
+			echo \${d##*/} >/sys/bus/virtio/drivers/\$drv/bind
+		done
+		i=\$((i + 1))
+	done
+}
+# virtio-blk's request queues, and virtio-rng's one.
+queues=\$((\$(ls -d /sys/block/vda/mq/* | wc -l) + 1))
+for mode in component stock; do
+	if [ \$mode = component ]; then echo 1 >\$P; else echo 0 >\$P; fi
+	cycles 1
+	dec=\$(hits ua_decrypt) enc=\$(hits ua_encrypt)
+	cycles $CYCLES
+	echo "ua-virtio: cycles \$mode: $CYCLES cycles, \$queues virtqueues: \$((\$(hits ua_decrypt) - dec)) set_memory_decrypted() calls, \$((\$(hits ua_encrypt) - enc)) set_memory_encrypted() calls"
+done
+echo 1 >\$P
+echo 0 >\$T/events/kprobes/enable
+[ -b /dev/vda ] && echo "ua-virtio: after the cycles vda reads \$(dd if=/dev/vda bs=1M skip=$HALF_MIB count=$HALF_MIB 2>/dev/null | sha256sum | cut -d' ' -f1)"
+echo "ua-virtio: done"
+poweroff -f
+EOF
+ua_initramfs_root "$groot" "$ginit"
+mkdir -p "$groot/tmp"
+guest_initrd=$COCO/guest-initramfs.cpio.gz
+ua_initramfs_pack "$groot" "$guest_initrd"
+
+# The guest's device tree: coco.sh's, plus the devices' nodes. ua-vmm
+# loads the initramfs 128 MiB into RAM.
+istart=$((GUEST_RAM_BASE + (128 << 20)))
+iend=$((istart + $(stat -c %s "$guest_initrd")))
+node_bytes=$((GUEST_NODE_MIB << 20))
+# swiotlb=SLABS,force: every streaming mapping bounces through the SWIOTLB
+# pool, which 7.2 shares with the host at boot. Its size must be given: a
+# protected guest is no realm, so arm64 sizes the pool for kmalloc bouncing
+# only (1 MiB per GiB of RAM: 512 KiB here, less than one 256 KiB virtio-blk
+# segment needs next to the others, and the block layer retries forever).
+guest_cmdline="earlycon=pl011,mmio32,0x09000000 keep_bootcon panic=-1 oops=panic
+	kunit.enable=0 debug_pagealloc=off printk.devkmsg=on swiotlb=${UA_VIRTIO_SWIOTLB:-8192,force}"
+guest_cmdline=$(set -f; echo $guest_cmdline)
+cat >"$COCO/guest.dts" <<EOF
+/dts-v1/;
+/ {
+	compatible = "linux,dummy-virt";
+	#address-cells = <2>;
+	#size-cells = <2>;
+	interrupt-parent = <&gic>;
+	chosen {
+		bootargs = "$guest_cmdline";
+		linux,initrd-start = <0x0 $(printf '0x%x' $istart)>;
+		linux,initrd-end = <0x0 $(printf '0x%x' $iend)>;
+	};
+	memory@40000000 {
+		device_type = "memory";
+		reg = <0x0 $(printf '0x%x' $GUEST_RAM_BASE) 0x0 $(printf '0x%x' $node_bytes)>;
+		numa-node-id = <0>;
+	};
+	memory@$(printf '%x' $((GUEST_RAM_BASE + node_bytes))) {
+		device_type = "memory";
+		reg = <0x0 $(printf '0x%x' $((GUEST_RAM_BASE + node_bytes))) 0x0 $(printf '0x%x' $node_bytes)>;
+		numa-node-id = <1>;
+	};
+	cpus {
+		#address-cells = <1>;
+		#size-cells = <0>;
+		cpu@0 {
+			device_type = "cpu";
+			compatible = "arm,arm-v8";
+			reg = <0>;
+			enable-method = "psci";
+			numa-node-id = <0>;
+		};
+		cpu@1 {
+			device_type = "cpu";
+			compatible = "arm,arm-v8";
+			reg = <1>;
+			enable-method = "psci";
+			numa-node-id = <1>;
+		};
+	};
+	distance-map {
+		compatible = "numa-distance-map-v1";
+		distance-matrix = <0 0 10>, <0 1 20>, <1 0 20>, <1 1 10>;
+	};
+	psci {
+		compatible = "arm,psci-1.0", "arm,psci-0.2";
+		method = "hvc";
+	};
+	gic: interrupt-controller@8000000 {
+		compatible = "arm,gic-v3";
+		#interrupt-cells = <3>;
+		interrupt-controller;
+		reg = <0x0 0x08000000 0x0 0x10000>, <0x0 0x080a0000 0x0 $(printf '0x%x' $((GUEST_VCPUS * 0x20000)))>;
+	};
+	timer {
+		compatible = "arm,armv8-timer";
+		interrupts = <1 13 0x304>, <1 14 0x304>, <1 11 0x304>, <1 10 0x304>;
+		always-on;
+	};
+$(virtio_nodes "${DEVICES[@]}")
+};
+EOF
+command -v dtc >/dev/null || die "dtc not found: run 'make setup'"
+logged "$UA_CACHE/logs/coco-virtio-dtc.log" dtc -I dts -O dtb -o "$COCO/guest.dtb" "$COCO/guest.dts"
+
+# The pKVM host: makes the disk, runs ua-vmm with the devices, hashes the disk.
+hinit=$COCO/host-init.sh
+cat >"$hinit" <<EOF
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+echo "coco-host: \$(dmesg | grep -m 1 -o 'Protected .* initialized successfully' || echo 'pKVM NOT initialized')"
+dd if=/dev/urandom of=/disk.img bs=1M count=$HALF_MIB 2>/dev/null
+dd if=/dev/zero bs=1M count=$HALF_MIB 2>/dev/null >>/disk.img
+echo "coco-host: disk head sha256 \$(dd if=/disk.img bs=1M count=$HALF_MIB 2>/dev/null | sha256sum | cut -d' ' -f1)"
+/ua-vmm -k /Image -d /guest.dtb -i /guest-initrd.cpio.gz -m $((2 * GUEST_NODE_MIB)) -c $GUEST_VCPUS \\
+	--blk /disk.img --rng
+echo "coco-host: vmm exit \$?"
+echo "coco-host: disk tail sha256 \$(dd if=/disk.img bs=1M skip=$HALF_MIB count=$HALF_MIB 2>/dev/null | sha256sum | cut -d' ' -f1)"
+echo "coco-host: disk sha256 \$(sha256sum /disk.img | cut -d' ' -f1)"
+poweroff -f
+EOF
+stage "making the pKVM host's initramfs (ua-vmm, the guest kernel, its device tree)"
+root=$COCO/host-initramfs
+ua_initramfs_root "$root" "$hinit"
+cp "$vmm" "$root/ua-vmm"
+cp "$image" "$root/Image"
+cp "$COCO/guest.dtb" "$root/guest.dtb"
+cp "$guest_initrd" "$root/guest-initrd.cpio.gz"
+initrd=$COCO/host-initramfs.cpio.gz
+ua_initramfs_pack "$root" "$initrd"
+
+log=$UA_CACHE/logs/coco-virtio-console.log
+stage "booting the pKVM host under QEMU/TCG, the protected guest inside (console: $log)"
+start=$(date +%s)
+qrc=0
+UA_QEMU_EL2=1 UA_QEMU_NODE_GIB=2 UA_QEMU_TIMEOUT=${UA_COCO_TIMEOUT:-1500} \
+	"$UA_ROOT/tools/testing/qemu.sh" "$log" \
+	"kvm-arm.mode=protected kunit.enable=0 debug_pagealloc=off" "$initrd" || qrc=$?
+stage "QEMU finished in $(($(date +%s) - start)) s (exit $qrc)"
+
+console=$COCO/console.txt
+tr -d '\r' <"$log" | sed 's/^\[ *[0-9.]*\] //' >"$console"
+grep -E '^coco(-host)?:|^ua-vmm:|^ua-virtio:' "$console" || true
+val() { sed -n "s|^$1|\\1|p" "$console" | head -1; }
+check() { ua_check "$1" "$2"; }
+t() { if eval "$1"; then echo 1; else echo 0; fi; }
+
+check qemu_exit_0 "$(t '[ "$qrc" = 0 ]')"
+check pkvm_protected "$(t "grep -q 'coco-host: Protected .* initialized successfully' '$console'")"
+check vmm_exit_0 "$(t "grep -q 'coco-host: vmm exit 0' '$console'")"
+check virtio_blk_probed "$(t "grep -qE '^ua-virtio: virtio[0-9]+ device 0x0002 driver virtio_blk' '$console'")"
+check virtio_rng_probed "$(t "grep -qE '^ua-virtio: virtio[0-9]+ device 0x0004 driver virtio_rng' '$console'")"
+head_host=$(val 'coco-host: disk head sha256 \([0-9a-f]*\)')
+head_guest=$(val 'ua-virtio: read head sha256 \([0-9a-f]*\)')
+check blk_host_to_guest "$(t '[ -n "$head_host" ] && [ "$head_host" = "$head_guest" ]')"
+wrote=$(val 'ua-virtio: wrote tail sha256 \([0-9a-f]*\)')
+reread=$(val 'ua-virtio: reread tail sha256 \([0-9a-f]*\)')
+tail_host=$(val 'coco-host: disk tail sha256 \([0-9a-f]*\)')
+check blk_guest_to_host "$(t '[ -n "$wrote" ] && [ "$wrote" = "$reread" ] && [ "$wrote" = "$tail_host" ]')"
+disk_host=$(val 'coco-host: disk sha256 \([0-9a-f]*\)')
+disk_vmm=$(val 'coco: virtio-blk 0: /disk.img: sha256 \([0-9a-f]*\) at exit')
+check blk_vmm_sees_the_disk "$(t '[ -n "$disk_host" ] && [ "$disk_host" = "$disk_vmm" ]')"
+# "coco: virtio-blk 0: N requests (...), R bytes read, W bytes written, E I/O errors, F refused"
+read -r r w e f < <(sed -n 's/^coco: virtio-blk 0: .*), \([0-9]*\) bytes read, \([0-9]*\) bytes written, \([0-9]*\) I\/O errors, \([0-9]*\) refused$/\1 \2 \3 \4/p' \
+	"$console" | head -1) || true
+check blk_counters "$(t '[ "${r:-0}" -ge $((HALF_MIB << 20)) ] && [ "${w:-0}" -ge $((HALF_MIB << 20)) ] && [ "$e" = 0 ] && [ "$f" = 0 ]')"
+read -r rb rf < <(sed -n 's/^coco: virtio-rng 1: [0-9]* requests, \([0-9]*\) bytes, \([0-9]*\) refused$/\1 \2/p' \
+	"$console" | head -1) || true
+check rng_counters "$(t '[ "${rb:-0}" -ge $((RNG_KIB << 10)) ] && [ "$rf" = 0 ]')"
+# "coco: virtio-X I: C chains served, Q ring errors, R resets, features 0x..."
+rings=$(sed -n 's/^coco: virtio-[a-z]* [0-9]*: [0-9]* chains served, \([0-9]*\) ring errors, [0-9]* resets, features \(0x[0-9a-f]*\)$/\1 \2/p' "$console")
+# "ua-virtio: cycles MODE: K cycles, Q virtqueues: D set_memory_decrypted() calls, E set_memory_encrypted() calls"
+cyc() { sed -n "s/^ua-virtio: cycles $1: $CYCLES cycles, \([0-9]*\) virtqueues: \([0-9]*\) set_memory_decrypted() calls, \([0-9]*\) set_memory_encrypted() calls$/\1 \2 \3/p" "$console" | head -1; }
+read -r q cd ce < <(cyc component) || true
+read -r sq sd se < <(cyc stock) || true
+check cycles_component_no_conversion "$(t '[ -n "$q" ] && [ "$cd" = 0 ] && [ "$ce" = 0 ]')"
+check cycles_stock_one_per_virtqueue "$(t '[ -n "$sq" ] && [ "$sd" = $((CYCLES * sq)) ] && [ "$se" = $((CYCLES * sq)) ]')"
+check blk_after_cycles "$(t '[ -n "$wrote" ] && [ "$(val "ua-virtio: after the cycles vda reads \([0-9a-f]*\)")" = "$wrote" ]')"
+check rings_shared_access_platform "$(t '[ "$(echo "$rings" | wc -l)" = 2 ] && ! echo "$rings" | grep -qv "^0 0x3"')"
+splats=0
+"$UA_ROOT/tools/testing/splats.sh" "$console" >"$UA_CACHE/logs/coco-virtio-splats.txt" || splats=1
+[ "$splats" = 0 ] || head -20 "$UA_CACHE/logs/coco-virtio-splats.txt" >&2
+check no_splats "$(t '[ "$splats" = 0 ]')"
+read -r p fl s < <(ua_checks_results "$UA_CACHE/logs/coco-virtio-checks.ktap")
+echo "coco-virtio: $p passed, $fl failed"
+[ "$fl" = 0 ]
