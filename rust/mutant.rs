@@ -72,6 +72,16 @@ pub(crate) enum Mutant {
     TunablesUnchecked,
     /// Test reads of a page go through the direct map, not a temporary mapping.
     ReadViaDirectMap,
+    /// Taking pages out of the direct map does nothing, and says it worked.
+    UnmapIgnored,
+    /// Giving a block back while a range still names it says it worked (and leaks it).
+    ReleaseWhileUsed,
+    /// The frame of a `struct page` is one too far.
+    OfPageOffByOne,
+    /// Making pages private again reports a failure even when it worked.
+    EncryptReportsFailure,
+    /// `kfree_decrypted()` of memory that is not the component's is silently ignored.
+    ForeignFreeIgnored,
 }
 
 /// Every mutant, in order of their numbers, with the name `make mutants` prints.
@@ -103,6 +113,11 @@ pub(crate) const MUTANTS: &[(Mutant, &str)] = &[
     (Mutant::NoTracepoint, "no_tracepoint"),
     (Mutant::TunablesUnchecked, "tunables_unchecked"),
     (Mutant::ReadViaDirectMap, "read_via_direct_map"),
+    (Mutant::UnmapIgnored, "unmap_ignored"),
+    (Mutant::ReleaseWhileUsed, "release_while_used"),
+    (Mutant::OfPageOffByOne, "of_page_off_by_one"),
+    (Mutant::EncryptReportsFailure, "encrypt_reports_failure"),
+    (Mutant::ForeignFreeIgnored, "foreign_free_ignored"),
 ];
 
 /// The number of the active mutant, 0 for none; set once at boot.

@@ -1272,6 +1272,9 @@ impl KmallocDecrypted {
     #[cold]
     #[inline(never)]
     fn refused(&self, addr: usize, e: BadObjFree) {
+        if e == BadObjFree::NotOurs && crate::mutant::is(crate::mutant::Mutant::ForeignFreeIgnored) {
+            return;
+        }
         self.bad_frees.inc();
         sys::report_bad_free(format_args!(
             "kfree_decrypted: refused {:#x}: {:?}\n",

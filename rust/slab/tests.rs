@@ -13,12 +13,12 @@ mod objects {
         sys::new_irq_spinlock,
         testutil::{ensure_eq, run_concurrently, LiveRanges, Rng},
     };
-    use core::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
     use kernel::{
         bindings::{GFP_ATOMIC, GFP_KERNEL as K, __GFP_ZERO},
         new_spinlock,
         sync::atomic::Relaxed,
-        time::{delay::fsleep, Delta},
+        time::{delay::fsleep, Delta, Instant, Monotonic},
     };
 
     fn instance(
@@ -522,9 +522,34 @@ mod objects {
         arrived: AtomicUsize,
         failures: AtomicUsize,
         seed: AtomicUsize,
+        /// Set when a wait timed out: every wait of the round then gives up at once.
+        aborted: AtomicBool,
     }
 
+    /// How long a thread of [`double_frees_from_cpus_and_irqs_free_once`] waits for the
+    /// other (or its timer) before the round fails: a lost wake-up, say from a broken
+    /// free, must fail the test, not hang the kernel.
+    const DF_WAIT_SECS: i64 = 10;
+
     impl DoubleFrees {
+        /// Spins until `cond` holds; false, with the round failed, if it did not within
+        /// [`DF_WAIT_SECS`] or the other thread gave up.
+        fn wait(&self, cond: impl Fn() -> bool) -> bool {
+            let start = Instant::<Monotonic>::now();
+            while !cond() {
+                if self.aborted.load(SeqCst) {
+                    return false;
+                }
+                if start.elapsed() > Delta::from_secs(DF_WAIT_SECS) {
+                    self.aborted.store(true, SeqCst);
+                    self.failures.fetch_add(1, SeqCst);
+                    return false;
+                }
+                kernel::processor::cpu_relax();
+            }
+            true
+        }
+
         fn cache(&self) -> &ObjCache {
             &self.k.caches()[0]
         }
@@ -532,9 +557,7 @@ mod objects {
         /// Waits until both threads have arrived at barrier `n` (from 1) of the round.
         fn barrier(&self, n: usize) {
             self.arrived.fetch_add(1, SeqCst);
-            while self.arrived.load(SeqCst) < 2 * n {
-                kernel::processor::cpu_relax();
-            }
+            self.wait(|| self.arrived.load(SeqCst) >= 2 * n);
         }
 
         /// Frees object `i`; a refused free is counted by the cache.
@@ -567,8 +590,8 @@ mod objects {
         // before, inside or after thread 1's free.
         if t == 0 {
             for j in 0..DF_OBJS {
-                while s.done.load(SeqCst) != j {
-                    kernel::processor::cpu_relax();
+                if !s.wait(|| s.done.load(SeqCst) == j) {
+                    break;
                 }
                 s.go.store(j + 1, SeqCst);
                 s.free_obj(j);
@@ -577,16 +600,16 @@ mod objects {
             let mut rng = Rng::new(s.seed.load(SeqCst) as u64);
             let r = sys::testing::with_timer(s, double_free_irq, |timer| {
                 for j in 0..DF_OBJS {
-                    while s.go.load(SeqCst) != j + 1 {
-                        kernel::processor::cpu_relax();
+                    if !s.wait(|| s.go.load(SeqCst) == j + 1) {
+                        break;
                     }
                     timer.start(u64::from(rng.below(4000)));
                     for _ in 0..rng.below(64) {
                         kernel::processor::cpu_relax();
                     }
                     s.free_obj(j);
-                    while timer.fired() != j + 1 {
-                        kernel::processor::cpu_relax();
+                    if !s.wait(|| timer.fired() == j + 1) {
+                        break;
                     }
                     s.done.store(j + 1, SeqCst);
                 }
@@ -631,6 +654,7 @@ mod objects {
             arrived: AtomicUsize::new(0),
             failures: AtomicUsize::new(0),
             seed: AtomicUsize::new(0),
+            aborted: AtomicBool::new(false),
         };
         let c = s.cache();
         let bad0 = c.stats.bad_frees.get();
@@ -669,6 +693,108 @@ mod objects {
             c.stats.bad_frees.get() - bad0,
             (2 * DF_OBJS * rounds) as u64
         );
+        assert_eq!(c.usage().0, 0);
+        c.check_nodes()?;
+        check_all_returned(&s.k, &model)?;
+        Ok(())
+    }
+
+    /// Objects [`remote_frees_during_refills_lose_nothing`] passes from CPU to CPU.
+    const HANDOFFS: usize = 20000;
+    /// Slots between the two CPUs: thread 0 fills them, thread 1 empties them.
+    const HANDOFF_SLOTS: usize = 32;
+
+    /// Shared state of [`remote_frees_during_refills_lose_nothing`].
+    struct Handoff {
+        k: KmallocDecrypted,
+        slots: KVec<AtomicUsize>,
+        failures: AtomicUsize,
+        aborted: AtomicBool,
+    }
+
+    impl Handoff {
+        /// Spins until `cond` holds; false, with the test failed, after
+        /// [`DF_WAIT_SECS`] or once the other thread gave up.
+        fn wait(&self, cond: impl Fn() -> bool) -> bool {
+            let start = Instant::<Monotonic>::now();
+            while !cond() {
+                if self.aborted.load(SeqCst) {
+                    return false;
+                }
+                if start.elapsed() > Delta::from_secs(DF_WAIT_SECS) {
+                    self.aborted.store(true, SeqCst);
+                    self.failures.fetch_add(1, SeqCst);
+                    return false;
+                }
+                kernel::processor::cpu_relax();
+            }
+            true
+        }
+    }
+
+    /// Thread 0 allocates without pause from its current slab and hands each object
+    /// to thread 1 on the other CPU, which frees it there: to the slab's `free`, with
+    /// a compare-and-swap, while thread 0 takes that `free` into its private set
+    /// whenever the set runs dry.
+    fn handoff(s: &Handoff, t: u32) {
+        let c = &s.k.caches()[0];
+        for i in 0..HANDOFFS {
+            let slot = &s.slots[i % HANDOFF_SLOTS];
+            if t == 0 {
+                let a = c.alloc(NUMA_NO_NODE, K).unwrap_or(0);
+                if a == 0 {
+                    s.failures.fetch_add(1, SeqCst);
+                    return;
+                }
+                if !s.wait(|| slot.load(SeqCst) == 0) {
+                    let _ = c.free(a);
+                    return;
+                }
+                slot.store(a, SeqCst);
+            } else {
+                if !s.wait(|| slot.load(SeqCst) != 0) {
+                    return;
+                }
+                if c.free(slot.swap(0, SeqCst)).is_err() {
+                    s.failures.fetch_add(1, SeqCst);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn remote_frees_during_refills_lose_nothing() -> Result {
+        let model = ModelBackend::new()?;
+        let mut slots = KVec::with_capacity(HANDOFF_SLOTS, GFP_KERNEL)?;
+        for _ in 0..HANDOFF_SLOTS {
+            slots.push(AtomicUsize::new(0), GFP_KERNEL)?;
+        }
+        let s = Handoff {
+            k: instance(&model, (0, 0), false)?,
+            slots,
+            failures: AtomicUsize::new(0),
+            aborted: AtomicBool::new(false),
+        };
+        let r = sys::testing::on_cpus(&s, 2, handoff);
+        if r == Err(ENODEV) {
+            sys::kunit_skip();
+            return Ok(());
+        }
+        r?;
+        let c = &s.k.caches()[0];
+        // Whatever an aborted run left in the slots.
+        for slot in s.slots.iter() {
+            let a = slot.swap(0, SeqCst);
+            if a != 0 {
+                let _ = c.free(a);
+            }
+        }
+        assert_eq!(s.failures.load(SeqCst), 0);
+        assert_eq!(c.allocs(), HANDOFFS as u64);
+        assert_eq!(c.frees(), HANDOFFS as u64);
+        // Every object freed on the other CPU is free again: none was lost between a
+        // remote free and the owner's refill.
+        c.drain_cpus();
         assert_eq!(c.usage().0, 0);
         c.check_nodes()?;
         check_all_returned(&s.k, &model)?;

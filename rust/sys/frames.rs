@@ -45,7 +45,8 @@ impl Pfn {
     pub(crate) fn of_page(page: *const bindings::page) -> Self {
         // SAFETY: `page_to_pfn` is pointer arithmetic on the memory map; it does not
         // dereference `page`.
-        Self(unsafe { bindings::ua_page_to_pfn(page) })
+        let pfn = unsafe { bindings::ua_page_to_pfn(page) };
+        Self(pfn + usize::from(crate::mutant::is(crate::mutant::Mutant::OfPageOffByOne)))
     }
 
     /// Kernel virtual address of the frame in the direct map (arithmetic only; only
@@ -226,6 +227,9 @@ impl Block {
         if should_fail(FailSite::DirectMap, nr * PAGE_SIZE) {
             return Err(EIO);
         }
+        if !valid && crate::mutant::is(crate::mutant::Mutant::UnmapIgnored) {
+            return Ok(());
+        }
         // SAFETY: The block owns these pages, so nobody else accesses them through the
         // direct map while its entries change.
         to_result(unsafe {
@@ -327,7 +331,13 @@ impl Block {
     /// `EBUSY`, giving nothing back, while a [`PageRange`] or [`MappedBytes`] still names
     /// its pages: the pages are then leaked with the last of them.
     pub(crate) fn release(this: Arc<Self>) -> Result {
-        let block = Arc::into_unique_or_drop(this).ok_or(EBUSY)?;
+        let Some(block) = Arc::into_unique_or_drop(this) else {
+            return if crate::mutant::is(crate::mutant::Mutant::ReleaseWhileUsed) {
+                Ok(())
+            } else {
+                Err(EBUSY)
+            };
+        };
         // A page with a reference is still someone's: dropping the block leaks it.
         if !block.refs_are(0, block.nr_pages(), 0) {
             return Err(EBUSY);
@@ -412,7 +422,11 @@ impl PageRange {
             return Err(EIO);
         }
         // SAFETY: The range owner converts its own pages.
-        to_result(unsafe { bindings::set_memory_encrypted(self.pfn.virt(), self.nr as i32) })
+        let r = to_result(unsafe { bindings::set_memory_encrypted(self.pfn.virt(), self.nr as i32) });
+        if r.is_ok() && crate::mutant::is(crate::mutant::Mutant::EncryptReportsFailure) {
+            return Err(EIO);
+        }
+        r
     }
 
     /// Zeroes the pages: through the direct map where they are mapped (decrypted
