@@ -629,7 +629,9 @@ impl PageAllocator {
             }
             b.buddy.check_used(off, order).map_err(BadFree::Block)?;
             match b.buddy.tag(off) {
-                Some(t) if t != tag && !crate::mutant::is(crate::mutant::Mutant::WrongKindAccepted) => {
+                Some(t)
+                    if t != tag && !crate::mutant::is(crate::mutant::Mutant::WrongKindAccepted) =>
+                {
                     return Err(BadFree::WrongKind { tag: t })
                 }
                 _ => {}

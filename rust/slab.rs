@@ -1272,7 +1272,8 @@ impl KmallocDecrypted {
     #[cold]
     #[inline(never)]
     fn refused(&self, addr: usize, e: BadObjFree) {
-        if e == BadObjFree::NotOurs && crate::mutant::is(crate::mutant::Mutant::ForeignFreeIgnored) {
+        if e == BadObjFree::NotOurs && crate::mutant::is(crate::mutant::Mutant::ForeignFreeIgnored)
+        {
             return;
         }
         self.bad_frees.inc();

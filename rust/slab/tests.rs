@@ -526,28 +526,32 @@ mod objects {
         aborted: AtomicBool,
     }
 
-    /// How long a thread of [`double_frees_from_cpus_and_irqs_free_once`] waits for the
-    /// other (or its timer) before the round fails: a lost wake-up, say from a broken
-    /// free, must fail the test, not hang the kernel.
-    const DF_WAIT_SECS: i64 = 10;
+    /// How long a thread of a two-CPU test waits for the other (or its timer) before
+    /// the test fails: a lost wake-up, say from a broken free, must fail the test, not
+    /// hang the kernel.
+    const WAIT_SECS: i64 = 10;
+
+    /// Spins until `cond` holds. False if it did not within [`WAIT_SECS`] (then sets
+    /// `aborted` and counts a failure) or once the other thread set `aborted`.
+    fn wait_for(aborted: &AtomicBool, failures: &AtomicUsize, cond: impl Fn() -> bool) -> bool {
+        let start = Instant::<Monotonic>::now();
+        while !cond() {
+            if aborted.load(SeqCst) {
+                return false;
+            }
+            if start.elapsed() > Delta::from_secs(WAIT_SECS) {
+                aborted.store(true, SeqCst);
+                failures.fetch_add(1, SeqCst);
+                return false;
+            }
+            kernel::processor::cpu_relax();
+        }
+        true
+    }
 
     impl DoubleFrees {
-        /// Spins until `cond` holds; false, with the round failed, if it did not within
-        /// [`DF_WAIT_SECS`] or the other thread gave up.
         fn wait(&self, cond: impl Fn() -> bool) -> bool {
-            let start = Instant::<Monotonic>::now();
-            while !cond() {
-                if self.aborted.load(SeqCst) {
-                    return false;
-                }
-                if start.elapsed() > Delta::from_secs(DF_WAIT_SECS) {
-                    self.aborted.store(true, SeqCst);
-                    self.failures.fetch_add(1, SeqCst);
-                    return false;
-                }
-                kernel::processor::cpu_relax();
-            }
-            true
+            wait_for(&self.aborted, &self.failures, cond)
         }
 
         fn cache(&self) -> &ObjCache {
@@ -713,22 +717,8 @@ mod objects {
     }
 
     impl Handoff {
-        /// Spins until `cond` holds; false, with the test failed, after
-        /// [`DF_WAIT_SECS`] or once the other thread gave up.
         fn wait(&self, cond: impl Fn() -> bool) -> bool {
-            let start = Instant::<Monotonic>::now();
-            while !cond() {
-                if self.aborted.load(SeqCst) {
-                    return false;
-                }
-                if start.elapsed() > Delta::from_secs(DF_WAIT_SECS) {
-                    self.aborted.store(true, SeqCst);
-                    self.failures.fetch_add(1, SeqCst);
-                    return false;
-                }
-                kernel::processor::cpu_relax();
-            }
-            true
+            wait_for(&self.aborted, &self.failures, cond)
         }
     }
 
