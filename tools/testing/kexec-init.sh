@@ -11,7 +11,7 @@
 #
 # In the pKVM protected guest of make test-coco (ua_coco=1 on its command
 # line) both kernels also ask the test VMM to sweep guest memory for pages it
-# can read ("ua-coco: sweep TAG I/N", coco/vmm.c): before the kexec it must find
+# can read ("ua-coco: sweep TAG I/N", coco/vmm-rs): before the kexec it must find
 # exactly the pages the component holds shared, in the second kernel none.
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -76,6 +76,9 @@ fi
 # host's sweep sees only what the first kernel left shared.
 extra=
 [ -n "$coco" ] && extra="unmapped_alloc.decrypted_reserve_low=0 unmapped_alloc.decrypted_reserve_high=0"
+# On x86 the second kernel speaks from its first steps (before its console
+# driver), so that a second kernel that stops early says where.
+grep -q 'console=ttyS0' /proc/cmdline && extra="$extra earlyprintk=serial,ttyS0,115200"
 cmdline="$(sed -e 's/kunit[.a-z_]*=[^ ]*//g' /proc/cmdline) kunit.enable=0 ua_kexec=second $extra"
 /bin/ua-kexec /kexec/kernel /kexec/initrd "$(echo $cmdline)"
 echo "ua-kexec: FAIL: kexec did not happen"
