@@ -422,8 +422,8 @@ impl PageRange {
             return Err(EIO);
         }
         // SAFETY: The range owner converts its own pages.
-        let r =
-            to_result(unsafe { bindings::set_memory_encrypted(self.pfn.virt(), self.nr as i32) });
+        let ret = unsafe { bindings::set_memory_encrypted(self.pfn.virt(), self.nr as i32) };
+        let r = to_result(ret);
         if r.is_ok() && crate::mutant::is(crate::mutant::Mutant::EncryptReportsFailure) {
             return Err(EIO);
         }
