@@ -500,7 +500,7 @@ static void kmemleak_lost_object(struct kunit *test)
 	clobber_stack();
 	KUNIT_ASSERT_NE(test, hidden, ~0UL);
 	pr_info("unmapped_alloc_caught: lost an object of 300 bytes on purpose\n");
-	kunit_skip(test, "lost an object on purpose: kmemleak_reports_lost_object checks the report");
+	kunit_skip(test, "object lost on purpose: kmemleak_reports_lost_object checks the report");
 }
 
 static struct kunit_case caught_cases[] = {
