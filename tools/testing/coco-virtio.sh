@@ -40,9 +40,9 @@ mode=${1:-run}
 case "$mode" in build|dts|run) ;; *) die "usage: coco-virtio.sh [build|dts|run]" ;; esac
 
 COCO=$UA_CACHE/coco-virtio
+# Two vCPUs, as the device tree of ua_coco_guest_dtb (lib.sh) has.
 GUEST_VCPUS=2
 GUEST_NODE_MIB=256
-GUEST_RAM_BASE=0x40000000
 # The disk: the host fills its first half, the guest its second.
 HALF_MIB=4
 RNG_KIB=64
@@ -158,11 +158,7 @@ mkdir -p "$groot/tmp"
 guest_initrd=$COCO/guest-initramfs.cpio.gz
 ua_initramfs_pack "$groot" "$guest_initrd"
 
-# The guest's device tree: coco.sh's, plus the devices' nodes. ua-vmm
-# loads the initramfs 128 MiB into RAM.
-istart=$((GUEST_RAM_BASE + (128 << 20)))
-iend=$((istart + $(stat -c %s "$guest_initrd")))
-node_bytes=$((GUEST_NODE_MIB << 20))
+# The guest's command line and device tree (lib.sh), with the devices' nodes.
 # swiotlb=SLABS,force: every streaming mapping bounces through the SWIOTLB
 # pool, which 7.2 shares with the host at boot. Its size must be given: a
 # protected guest is no realm, so arm64 sizes the pool for kmalloc bouncing
@@ -171,70 +167,8 @@ node_bytes=$((GUEST_NODE_MIB << 20))
 guest_cmdline="earlycon=pl011,mmio32,0x09000000 keep_bootcon panic=-1 oops=panic
 	kunit.enable=0 debug_pagealloc=off printk.devkmsg=on swiotlb=${UA_VIRTIO_SWIOTLB:-8192,force}"
 guest_cmdline=$(set -f; echo $guest_cmdline)
-cat >"$COCO/guest.dts" <<EOF
-/dts-v1/;
-/ {
-	compatible = "linux,dummy-virt";
-	#address-cells = <2>;
-	#size-cells = <2>;
-	interrupt-parent = <&gic>;
-	chosen {
-		bootargs = "$guest_cmdline";
-		linux,initrd-start = <0x0 $(printf '0x%x' $istart)>;
-		linux,initrd-end = <0x0 $(printf '0x%x' $iend)>;
-	};
-	memory@40000000 {
-		device_type = "memory";
-		reg = <0x0 $(printf '0x%x' $GUEST_RAM_BASE) 0x0 $(printf '0x%x' $node_bytes)>;
-		numa-node-id = <0>;
-	};
-	memory@$(printf '%x' $((GUEST_RAM_BASE + node_bytes))) {
-		device_type = "memory";
-		reg = <0x0 $(printf '0x%x' $((GUEST_RAM_BASE + node_bytes))) 0x0 $(printf '0x%x' $node_bytes)>;
-		numa-node-id = <1>;
-	};
-	cpus {
-		#address-cells = <1>;
-		#size-cells = <0>;
-		cpu@0 {
-			device_type = "cpu";
-			compatible = "arm,arm-v8";
-			reg = <0>;
-			enable-method = "psci";
-			numa-node-id = <0>;
-		};
-		cpu@1 {
-			device_type = "cpu";
-			compatible = "arm,arm-v8";
-			reg = <1>;
-			enable-method = "psci";
-			numa-node-id = <1>;
-		};
-	};
-	distance-map {
-		compatible = "numa-distance-map-v1";
-		distance-matrix = <0 0 10>, <0 1 20>, <1 0 20>, <1 1 10>;
-	};
-	psci {
-		compatible = "arm,psci-1.0", "arm,psci-0.2";
-		method = "hvc";
-	};
-	gic: interrupt-controller@8000000 {
-		compatible = "arm,gic-v3";
-		#interrupt-cells = <3>;
-		interrupt-controller;
-		reg = <0x0 0x08000000 0x0 0x10000>, <0x0 0x080a0000 0x0 $(printf '0x%x' $((GUEST_VCPUS * 0x20000)))>;
-	};
-	timer {
-		compatible = "arm,armv8-timer";
-		interrupts = <1 13 0x304>, <1 14 0x304>, <1 11 0x304>, <1 10 0x304>;
-		always-on;
-	};
-$(virtio_nodes "${DEVICES[@]}")
-};
-EOF
-command -v dtc >/dev/null || die "dtc not found: run 'make setup'"
-logged "$UA_CACHE/logs/coco-virtio-dtc.log" dtc -I dts -O dtb -o "$COCO/guest.dtb" "$COCO/guest.dts"
+ua_coco_guest_dtb "$COCO/guest.dtb" $GUEST_NODE_MIB "$guest_cmdline" "$guest_initrd" \
+	"$(virtio_nodes "${DEVICES[@]}")"
 
 # The pKVM host: makes the disk, runs ua-vmm with the devices, hashes the disk.
 hinit=$COCO/host-init.sh
@@ -255,24 +189,9 @@ echo "coco-host: disk tail sha256 \$(dd if=/disk.img bs=1M skip=$HALF_MIB count=
 echo "coco-host: disk sha256 \$(sha256sum /disk.img | cut -d' ' -f1)"
 poweroff -f
 EOF
-stage "making the pKVM host's initramfs (ua-vmm, the guest kernel, its device tree)"
-root=$COCO/host-initramfs
-ua_initramfs_root "$root" "$hinit"
-cp "$vmm" "$root/ua-vmm"
-cp "$image" "$root/Image"
-cp "$COCO/guest.dtb" "$root/guest.dtb"
-cp "$guest_initrd" "$root/guest-initrd.cpio.gz"
-initrd=$COCO/host-initramfs.cpio.gz
-ua_initramfs_pack "$root" "$initrd"
-
 log=$UA_CACHE/logs/coco-virtio-console.log
-stage "booting the pKVM host under QEMU/TCG, the protected guest inside (console: $log)"
-start=$(date +%s)
-qrc=0
-UA_QEMU_EL2=1 UA_QEMU_NODE_GIB=2 UA_QEMU_TIMEOUT=${UA_COCO_TIMEOUT:-1500} \
-	"$UA_ROOT/tools/testing/qemu.sh" "$log" \
-	"kvm-arm.mode=protected kunit.enable=0 debug_pagealloc=off" "$initrd" || qrc=$?
-stage "QEMU finished in $(($(date +%s) - start)) s (exit $qrc)"
+ua_coco_host_boot "$log" "$hinit" "$vmm" "$image" "$COCO/guest.dtb" "$guest_initrd"
+qrc=$UA_COCO_QRC
 
 console=$COCO/console.txt
 tr -d '\r' <"$log" | sed 's/^\[ *[0-9.]*\] //' >"$console"

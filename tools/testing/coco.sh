@@ -31,13 +31,13 @@ mode=${1:-test}
 case "$mode" in test|bench) ;; *) die "usage: coco.sh [test|bench]" ;; esac
 
 COCO=$UA_CACHE/coco
+# Two vCPUs, as the device tree of ua_coco_guest_dtb (lib.sh) has.
 GUEST_VCPUS=2
 # Two NUMA nodes. The test guest's suites need little memory, and its boot
 # time grows with it (KASAN shadow and struct pages, every page of them a
 # stage-2 fault the host serves): 768 MiB per node booted in 258 s.
 GUEST_NODE_MIB=256
 [ "$mode" = bench ] && GUEST_NODE_MIB=768
-GUEST_RAM_BASE=0x40000000
 mkdir -p "$COCO" "$UA_CACHE/logs"
 
 # The host is always the test kernel; in bench mode the guest is the bench
@@ -66,14 +66,7 @@ if [ "$mode" = bench ]; then
 else
 	guest_initrd=$(ua_kexec_initrd)
 fi
-# ua-vmm loads it 128 MiB into RAM.
-istart=$((GUEST_RAM_BASE + (128 << 20)))
-iend=$((istart + $(stat -c %s "$guest_initrd")))
-initrd_props="linux,initrd-start = <0x0 $(printf '0x%x' $istart)>;
-	linux,initrd-end = <0x0 $(printf '0x%x' $iend)>;"
-
-# The guest's device tree; the addresses are those of ua-vmm (coco/vmm-rs).
-node_bytes=$((GUEST_NODE_MIB << 20))
+# The guest's command line and device tree (lib.sh).
 guest_cmdline="earlycon=pl011,mmio32,0x09000000 keep_bootcon panic=-1 oops=panic"
 if [ "$mode" = test ]; then
 	# No software IO TLB: 7.2 shares its default pool at boot and never
@@ -88,88 +81,13 @@ else
 	guest_cmdline="$guest_cmdline kunit.enable=0 debug_pagealloc=off"
 fi
 guest_cmdline=$(set -f; echo $guest_cmdline)
-cat >"$COCO/guest.dts" <<EOF
-/dts-v1/;
-/ {
-	compatible = "linux,dummy-virt";
-	#address-cells = <2>;
-	#size-cells = <2>;
-	interrupt-parent = <&gic>;
-	chosen {
-		bootargs = "$guest_cmdline";
-		$initrd_props
-	};
-	memory@40000000 {
-		device_type = "memory";
-		reg = <0x0 $(printf '0x%x' $GUEST_RAM_BASE) 0x0 $(printf '0x%x' $node_bytes)>;
-		numa-node-id = <0>;
-	};
-	memory@$(printf '%x' $((GUEST_RAM_BASE + node_bytes))) {
-		device_type = "memory";
-		reg = <0x0 $(printf '0x%x' $((GUEST_RAM_BASE + node_bytes))) 0x0 $(printf '0x%x' $node_bytes)>;
-		numa-node-id = <1>;
-	};
-	cpus {
-		#address-cells = <1>;
-		#size-cells = <0>;
-		cpu@0 {
-			device_type = "cpu";
-			compatible = "arm,arm-v8";
-			reg = <0>;
-			enable-method = "psci";
-			numa-node-id = <0>;
-		};
-		cpu@1 {
-			device_type = "cpu";
-			compatible = "arm,arm-v8";
-			reg = <1>;
-			enable-method = "psci";
-			numa-node-id = <1>;
-		};
-	};
-	distance-map {
-		compatible = "numa-distance-map-v1";
-		distance-matrix = <0 0 10>, <0 1 20>, <1 0 20>, <1 1 10>;
-	};
-	psci {
-		compatible = "arm,psci-1.0", "arm,psci-0.2";
-		method = "hvc";
-	};
-	gic: interrupt-controller@8000000 {
-		compatible = "arm,gic-v3";
-		#interrupt-cells = <3>;
-		interrupt-controller;
-		reg = <0x0 0x08000000 0x0 0x10000>, <0x0 0x080a0000 0x0 $(printf '0x%x' $((GUEST_VCPUS * 0x20000)))>;
-	};
-	timer {
-		compatible = "arm,armv8-timer";
-		interrupts = <1 13 0x304>, <1 14 0x304>, <1 11 0x304>, <1 10 0x304>;
-		always-on;
-	};
-};
-EOF
-command -v dtc >/dev/null || die "dtc not found: run 'make setup'"
-logged "$UA_CACHE/logs/coco-dtc.log" dtc -I dts -O dtb -o "$COCO/guest.dtb" "$COCO/guest.dts"
+ua_coco_guest_dtb "$COCO/guest.dtb" $GUEST_NODE_MIB "$guest_cmdline" "$guest_initrd"
 
-stage "making the pKVM host's initramfs (ua-vmm, the guest kernel, its device tree)"
-root=$COCO/host-initramfs
-ua_initramfs_root "$root" "$src/host-init.sh"
-cp "$vmm" "$root/ua-vmm"
-cp "$guest_image" "$root/Image"
-cp "$COCO/guest.dtb" "$root/guest.dtb"
-cp "$guest_initrd" "$root/guest-initrd.cpio.gz"
-printf 'COCO_MEM_MIB=%d\nCOCO_VCPUS=%d\n' $((2 * GUEST_NODE_MIB)) $GUEST_VCPUS >"$root/coco.env"
-initrd=$COCO/host-initramfs.cpio.gz
-ua_initramfs_pack "$root" "$initrd"
-
+printf 'COCO_MEM_MIB=%d\nCOCO_VCPUS=%d\n' $((2 * GUEST_NODE_MIB)) $GUEST_VCPUS >"$COCO/coco.env"
 log=$UA_CACHE/logs/coco-$mode-console.log
-stage "booting the pKVM host under QEMU/TCG, the protected guest inside (console: $log)"
-start=$(date +%s)
-qrc=0
-UA_QEMU_EL2=1 UA_QEMU_NODE_GIB=2 UA_QEMU_TIMEOUT=${UA_COCO_TIMEOUT:-1500} \
-	"$UA_ROOT/tools/testing/qemu.sh" "$log" \
-	"kvm-arm.mode=protected kunit.enable=0 debug_pagealloc=off" "$initrd" || qrc=$?
-stage "QEMU finished in $(($(date +%s) - start)) s (exit $qrc)"
+ua_coco_host_boot "$log" "$src/host-init.sh" "$vmm" "$guest_image" "$COCO/guest.dtb" "$guest_initrd" \
+	"$COCO/coco.env"
+qrc=$UA_COCO_QRC
 
 ok=1
 console=$COCO/$mode-console.txt

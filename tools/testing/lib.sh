@@ -331,3 +331,105 @@ ua_vmm_build() {
 		cargo build --release --locked --offline --target "$UA_VMM_TARGET")
 	echo "$out/$UA_VMM_TARGET/release/ua-vmm"
 }
+
+# ua_coco_guest_dtb OUT.dtb NODE_MIB CMDLINE INITRD [NODES]: the device tree
+# of a protected guest of ua-vmm (coco/vmm-rs, whose guest-physical layout
+# this is): two vCPUs, one on each of two NUMA nodes of NODE_MIB from
+# 0x40000000, the vGICv3, the timer, PSCI, CMDLINE, the initramfs INITRD
+# (ua-vmm loads it 128 MiB into RAM) and NODES (device nodes) in the root.
+ua_coco_guest_dtb() {
+	local out=$1 node_bytes=$(($2 << 20)) cmdline=$3 initrd=$4 nodes=${5:-}
+	local base=0x40000000 istart iend dts=${1%.dtb}.dts
+	istart=$((base + (128 << 20)))
+	iend=$((istart + $(stat -c %s "$initrd")))
+	cat >"$dts" <<DTS
+/dts-v1/;
+/ {
+	compatible = "linux,dummy-virt";
+	#address-cells = <2>;
+	#size-cells = <2>;
+	interrupt-parent = <&gic>;
+	chosen {
+		bootargs = "$cmdline";
+		linux,initrd-start = <0x0 $(printf '0x%x' $istart)>;
+		linux,initrd-end = <0x0 $(printf '0x%x' $iend)>;
+	};
+	memory@40000000 {
+		device_type = "memory";
+		reg = <0x0 $(printf '0x%x' $base) 0x0 $(printf '0x%x' $node_bytes)>;
+		numa-node-id = <0>;
+	};
+	memory@$(printf '%x' $((base + node_bytes))) {
+		device_type = "memory";
+		reg = <0x0 $(printf '0x%x' $((base + node_bytes))) 0x0 $(printf '0x%x' $node_bytes)>;
+		numa-node-id = <1>;
+	};
+	cpus {
+		#address-cells = <1>;
+		#size-cells = <0>;
+		cpu@0 {
+			device_type = "cpu";
+			compatible = "arm,arm-v8";
+			reg = <0>;
+			enable-method = "psci";
+			numa-node-id = <0>;
+		};
+		cpu@1 {
+			device_type = "cpu";
+			compatible = "arm,arm-v8";
+			reg = <1>;
+			enable-method = "psci";
+			numa-node-id = <1>;
+		};
+	};
+	distance-map {
+		compatible = "numa-distance-map-v1";
+		distance-matrix = <0 0 10>, <0 1 20>, <1 0 20>, <1 1 10>;
+	};
+	psci {
+		compatible = "arm,psci-1.0", "arm,psci-0.2";
+		method = "hvc";
+	};
+	gic: interrupt-controller@8000000 {
+		compatible = "arm,gic-v3";
+		#interrupt-cells = <3>;
+		interrupt-controller;
+		reg = <0x0 0x08000000 0x0 0x10000>, <0x0 0x080a0000 0x0 $(printf '0x%x' $((2 * 0x20000)))>;
+	};
+	timer {
+		compatible = "arm,armv8-timer";
+		interrupts = <1 13 0x304>, <1 14 0x304>, <1 11 0x304>, <1 10 0x304>;
+		always-on;
+	};
+$nodes
+};
+DTS
+	command -v dtc >/dev/null || die "dtc not found: run 'make setup'"
+	logged "$UA_CACHE/logs/$(basename "$dts").log" dtc -I dts -O dtb -o "$out" "$dts"
+}
+
+# ua_coco_host_boot LOG INIT VMM IMAGE DTB GUEST_INITRD [FILE...]: pack the
+# pKVM host's initramfs (INIT as /init, ua-vmm, the guest kernel IMAGE, its
+# device tree and initramfs, and FILEs) and boot the host under QEMU/TCG:
+# the arm64 test kernel at EL2 with kvm-arm.mode=protected, 2 GiB per node.
+# Sets UA_COCO_QRC to QEMU's exit status.
+ua_coco_host_boot() {
+	local log=$1 init=$2 root=$UA_CACHE/coco-host-initramfs start
+	stage "making the pKVM host's initramfs (ua-vmm, the guest kernel, its device tree)"
+	ua_initramfs_root "$root" "$init"
+	cp "$3" "$root/ua-vmm"
+	cp "$4" "$root/Image"
+	cp "$5" "$root/guest.dtb"
+	cp "$6" "$root/guest-initrd.cpio.gz"
+	shift 6
+	[ $# = 0 ] || cp "$@" "$root/"
+	ua_initramfs_pack "$root" "$root.cpio.gz"
+	stage "booting the pKVM host under QEMU/TCG, the protected guest inside (console: $log)"
+	start=$(date +%s)
+	UA_COCO_QRC=0
+	UA_QEMU_EL2=1 UA_QEMU_NODE_GIB=2 UA_QEMU_TIMEOUT=${UA_COCO_TIMEOUT:-1500} \
+		"$UA_ROOT/tools/testing/qemu.sh" "$log" \
+		"kvm-arm.mode=protected kunit.enable=0 debug_pagealloc=off" "$root.cpio.gz" ||
+		UA_COCO_QRC=$?
+	stage "QEMU finished in $(($(date +%s) - start)) s (exit $UA_COCO_QRC)"
+}
