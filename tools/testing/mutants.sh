@@ -29,40 +29,32 @@ detector_mutants="no_kasan no_kmemleak"
 # its own, so that its tests run under the mutant.
 sys_mutants="read_via_direct_map of_page_off_by_one"
 
-# results/N: one line per test, "PASSED name" / "FAILED name" / "SKIPPED name".
+# boot_part N PART CMDLINE [INITRD]: boot PART (suites, sys, caught) under
+# mutant N, log in $dir/PART-N.log; its results go to $dir/results-N, one
+# line per test, "PASSED name" / "FAILED name" / "SKIPPED name".
+boot_part() {
+	local n=$1 log=$dir/$2-$1.log qrc=0
+	"$UA_ROOT/tools/testing/qemu.sh" "$log" "$3 unmapped_alloc.mutant=$n" ${4:+"$4"} || qrc=$?
+	ua_mutant_results "$log" "$qrc" >>"$dir/results-$n"
+}
+
 boot_mutant() {
-	local n=$1 name=$2 out=$dir/results-$n log qrc
-	: >"$out"
-	log=$dir/suites-$n.log
-	qrc=0
-	"$UA_ROOT/tools/testing/qemu.sh" "$log" \
-		"kunit_shutdown=reboot kunit.filter_glob=unmapped_alloc_[!c]* unmapped_alloc.mutant=$n" ||
-		qrc=$?
-	ua_mutant_results "$log" "$qrc" >>"$out"
+	local n=$1 name=$2
+	: >"$dir/results-$n"
+	boot_part "$n" suites "kunit_shutdown=reboot kunit.filter_glob=unmapped_alloc_[!c]*"
 	case " $sys_mutants " in
-	*" $name "*)
-		log=$dir/sys-$n.log
-		qrc=0
-		"$UA_ROOT/tools/testing/qemu.sh" "$log" \
-			"kunit_shutdown=reboot kunit.filter_glob=unmapped_alloc_sys unmapped_alloc.mutant=$n" ||
-			qrc=$?
-		ua_mutant_results "$log" "$qrc" >>"$out"
-		;;
+	*" $name "*) boot_part "$n" sys "kunit_shutdown=reboot kunit.filter_glob=unmapped_alloc_sys" ;;
 	esac
 	case " baseline $detector_mutants " in
 	*" $name "*) ;;
 	*) return 0 ;;
 	esac
-	log=$dir/caught-$n.log
-	qrc=0
-	"$UA_ROOT/tools/testing/qemu.sh" "$log" \
-		"kunit.filter_glob=unmapped_alloc_caught kasan_multi_shot caught_test.lose_object=1 unmapped_alloc.mutant=$n" \
-		"$kmemleak_initrd" || qrc=$?
-	ua_mutant_results "$log" "$qrc" >>"$out"
-	if ua_kmemleak_lost "$log" >/dev/null 2>&1; then
-		echo "PASSED kmemleak_reports_lost_object" >>"$out"
+	boot_part "$n" caught "kunit.filter_glob=unmapped_alloc_caught kasan_multi_shot caught_test.lose_object=1" \
+		"$kmemleak_initrd"
+	if ua_kmemleak_lost "$dir/caught-$n.log" >/dev/null 2>&1; then
+		echo "PASSED kmemleak_reports_lost_object" >>"$dir/results-$n"
 	else
-		echo "FAILED kmemleak_reports_lost_object" >>"$out"
+		echo "FAILED kmemleak_reports_lost_object" >>"$dir/results-$n"
 	fi
 }
 
