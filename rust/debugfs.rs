@@ -19,7 +19,7 @@
 mod tests;
 mod text;
 
-pub(crate) use text::{Caches, DirectMap, Nodes, Reserve, Stats};
+pub(crate) use text::{Blocks, Caches, DirectMap, Nodes, Reserve, Stats};
 
 use crate::{pages::PageAllocator, slab::KmallocDecrypted};
 use kernel::{debugfs, prelude::*, sync::Arc, uaccess::UserSliceReader};
@@ -122,6 +122,7 @@ pub(crate) struct Files {
     _stats: Pin<KBox<debugfs::File<Globals<'static>>>>,
     _caches: Pin<KBox<debugfs::File<Globals<'static>>>>,
     _nodes: Pin<KBox<debugfs::File<Globals<'static>>>>,
+    _blocks: Pin<KBox<debugfs::File<Globals<'static>>>>,
     _reserve: Pin<KBox<debugfs::File<Globals<'static>>>>,
     _shrink: Pin<KBox<debugfs::File<Globals<'static>>>>,
     _direct_map: Pin<KBox<debugfs::File<Globals<'static>>>>,
@@ -141,6 +142,10 @@ pub(crate) fn create(g: Globals<'static>) -> Result<Files> {
     )?;
     let nodes = KBox::pin_init(
         dir.read_callback_file(c"nodes", g, &|g, f| write!(f, "{}", Nodes(&g.pages()))),
+        GFP_KERNEL,
+    )?;
+    let blocks = KBox::pin_init(
+        dir.read_callback_file(c"blocks", g, &|g, f| write!(f, "{}", Blocks(&g.pages()))),
         GFP_KERNEL,
     )?;
     let reserve = KBox::pin_init(
@@ -178,6 +183,7 @@ pub(crate) fn create(g: Globals<'static>) -> Result<Files> {
         _stats: stats,
         _caches: caches,
         _nodes: nodes,
+        _blocks: blocks,
         _reserve: reserve,
         _shrink: shrink,
         _direct_map: direct_map,

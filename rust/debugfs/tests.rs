@@ -11,6 +11,7 @@ mod debugfs {
         backend::{Backend, ModelBackend},
         pages::{Config, Kind},
         sys::{self, NUMA_NO_NODE},
+        testutil::ensure_eq,
     };
     use kernel::bindings::GFP_KERNEL as K;
 
@@ -154,6 +155,92 @@ mod debugfs {
         assert_eq!(next(), Some(1));
         d.set_watermarks(0, 0)?;
         d.shrink(0);
+        assert_eq!(model.shared_pages(), 0);
+        Ok(())
+    }
+
+    /// One row of the `blocks` file: kind, node, first and last byte, order, used,
+    /// free, dirty, state.
+    struct Row<'a> {
+        kind: &'a str,
+        start: u64,
+        end: u64,
+        used: usize,
+        free: usize,
+        state: &'a str,
+    }
+
+    fn rows(text: &str) -> Result<KVec<Row<'_>>> {
+        let hex = |v: &str| u64::from_str_radix(v.strip_prefix("0x")?, 16).ok();
+        let mut v = KVec::new();
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            let c: KVec<&str> = {
+                let mut c = KVec::new();
+                for w in l.split_ascii_whitespace() {
+                    c.push(w, GFP_KERNEL)?;
+                }
+                c
+            };
+            ensure_eq!(c.len(), 9);
+            let num = |i: usize| c[i].parse::<usize>().map_err(|_| EINVAL);
+            v.push(
+                Row {
+                    kind: c[0],
+                    start: hex(c[2]).ok_or(EINVAL)?,
+                    end: hex(c[3]).ok_or(EINVAL)?,
+                    used: num(5)?,
+                    free: num(6)?,
+                    state: c[8],
+                },
+                GFP_KERNEL,
+            )?;
+        }
+        Ok(v)
+    }
+
+    #[test]
+    fn blocks_show_the_memory_handed_out() -> Result {
+        let model = ModelBackend::new()?;
+        let (u, d) = pair(&model)?;
+        let k = KmallocDecrypted::new(&d)?;
+        let g = Globals {
+            unmapped: &u,
+            decrypted: &d,
+            kmalloc: &k,
+        };
+        let up = u.alloc(NUMA_NO_NODE, K, 2, true).ok_or(ENOMEM)?;
+        let dp = d.alloc(NUMA_NO_NODE, K, 0, true).ok_or(ENOMEM)?;
+        let text = render(&Blocks(&g.pages()))?;
+        let text = core::str::from_utf8(&text).map_err(|_| EINVAL)?;
+        assert!(text.starts_with("# kind"));
+        let listed = rows(text)?;
+        // One block each, holding what was handed out, the whole block in the range.
+        assert_eq!(listed.len(), 2);
+        let block = (sys::PAGE_SIZE as u64) << sys::block_order();
+        for (r, kind, p, used) in [
+            (&listed[0], "unmapped", up, 4),
+            (&listed[1], "decrypted", dp, 1),
+        ] {
+            assert_eq!(r.kind, kind);
+            assert!(r.start <= p.phys() && p.phys() <= r.end);
+            assert_eq!(r.end - r.start + 1, block);
+            assert_eq!(r.start % block, 0);
+            assert_eq!((r.used, r.free), (used, (1 << sys::block_order()) - used));
+            assert_eq!(r.state, "in_service");
+        }
+        // The decrypted block is shared from its first page to its last, in the model.
+        let pfn = |phys: u64| (phys >> kernel::page::PAGE_SHIFT) as usize;
+        assert!(model.is_shared(pfn(listed[1].start)) && model.is_shared(pfn(listed[1].end)));
+        assert_eq!(model.shared_pages() as u64, block / sys::PAGE_SIZE as u64);
+
+        assert!(u.free(up, 2).is_ok());
+        assert!(d.free(dp, 0).is_ok());
+        shrink_all(&g);
+        let text = render(&Blocks(&g.pages()))?;
+        assert_eq!(
+            rows(core::str::from_utf8(&text).map_err(|_| EINVAL)?)?.len(),
+            0
+        );
         assert_eq!(model.shared_pages(), 0);
         Ok(())
     }

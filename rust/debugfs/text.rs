@@ -113,6 +113,38 @@ impl fmt::Display for Nodes<'_> {
     }
 }
 
+/// The `blocks` file: every block of both instances, with its physical range.
+pub(crate) struct Blocks<'a>(pub(crate) &'a [&'a PageAllocator]);
+
+impl fmt::Display for Blocks<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<10} {:>5}  {:<18}  {:<18}  {:>5} {:>7} {:>7} {:>7}  state",
+            "# kind", "node", "phys_start", "phys_end", "order", "used", "free", "dirty"
+        )?;
+        for a in self.0 {
+            for b in a.blocks().map_err(|_| fmt::Error)?.iter() {
+                let bytes = (crate::sys::PAGE_SIZE as u64) << b.order;
+                writeln!(
+                    f,
+                    "{:<10} {:>5}  {:#018x}  {:#018x}  {:>5} {:>7} {:>7} {:>7}  {}",
+                    a.kind_name(),
+                    b.nid,
+                    b.pfn.phys(),
+                    b.pfn.phys() + bytes - 1,
+                    b.order,
+                    b.used,
+                    b.free,
+                    b.dirty,
+                    b.state.name()
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The `reserve` file.
 pub(crate) struct Reserve<'a> {
     pub(crate) unmapped: &'a PageAllocator,
