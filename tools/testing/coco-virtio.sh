@@ -26,7 +26,12 @@
 # on unmapped_alloc and then on 7.2's path (dma_direct.unmapped_alloc=0),
 # the real set_memory_decrypted() and set_memory_encrypted() calls counted
 # by kprobe events: none on the component after a warm-up cycle, one each
-# per virtqueue and cycle on 7.2's path. Last line
+# per virtqueue and cycle on 7.2's path. SWIOTLB's dynamic pools while the
+# data move (a small default pool): transient pools were made, from
+# unmapped_alloc, and freed with no conversion. Last, the host sweeps all
+# guest memory: every page it can read with the guest's contents lies in
+# SWIOTLB's pools or in unmapped_alloc's decrypted blocks (its debugfs
+# "blocks"): everything else stays private. Last line
 # "coco-virtio: N passed, N failed".
 #
 # UA_COCO_NO_BUILD=1 uses the kernel already built (no build.sh).
@@ -95,10 +100,44 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 # The protected guest's only console is the early console: the kernel log.
 exec >/dev/kmsg 2>&1
+mount -t debugfs debugfs /sys/kernel/debug
+# Conversions and SWIOTLB's dynamic pools, counted by kprobe events on the
+# functions (hits in kprobe_profile: every call, whoever makes it): the
+# pools SWIOTLB grows for no device in particular (swiotlb_dyn_alloc, the
+# worker) and the transient ones it makes for one mapping and frees from an
+# RCU callback (swiotlb_dyn_free).
+T=/sys/kernel/tracing
+P=/sys/module/dma_direct/parameters/unmapped_alloc
+D=/sys/kernel/debug/unmapped_alloc
+mount -t tracefs tracefs \$T
+echo 'p:ua_decrypt set_memory_decrypted' >>\$T/kprobe_events
+echo 'p:ua_encrypt set_memory_encrypted' >>\$T/kprobe_events
+echo 'p:ua_pool_grown swiotlb_dyn_alloc' >>\$T/kprobe_events
+echo 'p:ua_pool_freed swiotlb_dyn_free' >>\$T/kprobe_events
+# Where each pool is, for the sweep (struct io_tlb_pool: start, end first).
+echo 'r:ua_pool swiotlb_alloc_pool start=+0(\$retval):x64 end=+8(\$retval):x64' >>\$T/kprobe_events
+echo 1 >\$T/events/kprobes/enable
+hits() { awk -v e="\$1" '\$1 == e { print \$2 }' \$T/kprobe_profile; }
+ua_stat() { awk -v k="\$1" '\$1 == k { print \$2 }' \$D/stats; }
+# "D E G F C R": set_memory_decrypted() and set_memory_encrypted() calls,
+# pools grown, transient pools freed, and the conversions unmapped_alloc
+# made itself (to shared, to private), since boot.
+counts() {
+	echo \$(hits ua_decrypt) \$(hits ua_encrypt) \$(hits ua_pool_grown) \$(hits ua_pool_freed) \\
+		\$(ua_stat decrypted_conversions_to_shared) \$(ua_stat decrypted_conversions_to_private)
+}
+# report WHAT BEFORE: what happened since counts printed BEFORE, one line.
+report() {
+	# One printf: each write to /dev/kmsg is a record of its own.
+	echo "\$2 \$(counts)" | awk -v w="\$1" '{
+		printf "ua-virtio: %s: %d set_memory_decrypted() calls, %d set_memory_encrypted() calls, %d pools grown, %d transient pools freed, unmapped_alloc %d to shared %d to private\\n",
+			w, \$7 - \$1, \$8 - \$2, \$9 - \$3, \$10 - \$4, \$11 - \$5, \$12 - \$6 }'
+}
 for d in /sys/bus/virtio/devices/*; do
 	[ -e "\$d" ] || continue
 	echo "ua-virtio: \${d##*/} device \$(cat \$d/device) driver \$(basename "\$(readlink \$d/driver)") features \$(cat \$d/features)"
 done
+before=\$(counts)
 if [ -b /dev/vda ]; then
 	echo "ua-virtio: vda \$(cat /sys/block/vda/size) sectors"
 	echo "ua-virtio: read head sha256 \$(dd if=/dev/vda bs=1M count=$HALF_MIB 2>/dev/null | sha256sum | cut -d' ' -f1)"
@@ -116,16 +155,11 @@ if [ -c /dev/hwrng ]; then
 else
 	echo "ua-virtio: no /dev/hwrng"
 fi
+# A pool grown meanwhile: let its worker end (the count is taken on entry).
+sleep 1
+report "data" "\$before"
 
-# Unbind/bind cycles, the conversions counted by kprobe events on the two
-# functions (hits in kprobe_profile: every call, whoever makes it).
-T=/sys/kernel/tracing
-P=/sys/module/dma_direct/parameters/unmapped_alloc
-mount -t tracefs tracefs \$T
-echo 'p:ua_decrypt set_memory_decrypted' >>\$T/kprobe_events
-echo 'p:ua_encrypt set_memory_encrypted' >>\$T/kprobe_events
-echo 1 >\$T/events/kprobes/enable
-hits() { awk -v e="\$1" '\$1 == e { print \$2 }' \$T/kprobe_profile; }
+# Unbind/bind cycles, the conversions counted by the kprobe events.
 cycles() {
 	i=0
 	while [ \$i -lt \$1 ]; do
@@ -147,9 +181,25 @@ for mode in component stock; do
 	cycles $CYCLES
 	echo "ua-virtio: cycles \$mode: $CYCLES cycles, \$queues virtqueues: \$((\$(hits ua_decrypt) - dec)) set_memory_decrypted() calls, \$((\$(hits ua_encrypt) - enc)) set_memory_encrypted() calls"
 done
+# Back on the component, and a cycle so that the live vrings are its own.
 echo 1 >\$P
-echo 0 >\$T/events/kprobes/enable
+cycles 1
 [ -b /dev/vda ] && echo "ua-virtio: after the cycles vda reads \$(dd if=/dev/vda bs=1M skip=$HALF_MIB count=$HALF_MIB 2>/dev/null | sha256sum | cut -d' ' -f1)"
+echo 0 >\$T/events/kprobes/enable
+# What may be shared now: SWIOTLB's default pool and the pools it grew, and
+# unmapped_alloc's decrypted blocks (listed before and after the sweep: one
+# may come or go meanwhile). The VMM's sweep lists every range it can read
+# with contents the guest wrote.
+dmesg | sed -n 's/.*software IO TLB: mapped \\[mem \\(0x[0-9a-f]*\\)-\\(0x[0-9a-f]*\\)\\].*/ua-virtio: swiotlb \\1 \\2/p'
+sed -n 's/.* ua_pool: .* start=\\(0x[0-9a-f]*\\) end=\\(0x[0-9a-f]*\\).*/ua-virtio: swiotlb \\1 \\2/p' \$T/trace
+blocks() { grep -v '^#' \$D/blocks | sed "s/^/ua-virtio: block \$1 /"; }
+blocks before
+i=0
+while [ \$i -lt 16 ]; do
+	echo "ua-coco: sweep virtio \$i/16"
+	i=\$((i + 1))
+done
+blocks after
 echo "ua-virtio: done"
 poweroff -f
 EOF
@@ -159,13 +209,15 @@ guest_initrd=$COCO/guest-initramfs.cpio.gz
 ua_initramfs_pack "$groot" "$guest_initrd"
 
 # The guest's command line and device tree (lib.sh), with the devices' nodes.
-# swiotlb=SLABS,force: every streaming mapping bounces through the SWIOTLB
-# pool, which 7.2 shares with the host at boot. Its size must be given: a
-# protected guest is no realm, so arm64 sizes the pool for kmalloc bouncing
-# only (1 MiB per GiB of RAM: 512 KiB here, less than one 256 KiB virtio-blk
-# segment needs next to the others, and the block layer retries forever).
+# swiotlb=SLABS,force: every streaming mapping bounces through SWIOTLB,
+# whose default pool 7.2 shares with the host at boot. A small one (2 MiB:
+# 1024 slabs of 2 KiB) so that the data overflow it and SWIOTLB_DYNAMIC
+# steps in: a transient pool for a mapping that finds no room (from
+# unmapped_alloc for a device that needs unencrypted DMA, patches/0009),
+# and new pools grown in the background for no device in particular. Without
+# SWIOTLB_DYNAMIC the size would have to cover every mapping in flight.
 guest_cmdline="earlycon=pl011,mmio32,0x09000000 keep_bootcon panic=-1 oops=panic
-	kunit.enable=0 debug_pagealloc=off printk.devkmsg=on swiotlb=${UA_VIRTIO_SWIOTLB:-8192,force}"
+	kunit.enable=0 debug_pagealloc=off printk.devkmsg=on swiotlb=${UA_VIRTIO_SWIOTLB:-1024,force}"
 guest_cmdline=$(set -f; echo $guest_cmdline)
 ua_coco_guest_dtb "$COCO/guest.dtb" $GUEST_NODE_MIB "$guest_cmdline" "$guest_initrd" \
 	"$(virtio_nodes "${DEVICES[@]}")"
@@ -197,6 +249,36 @@ console=$COCO/console.txt
 tr -d '\r' <"$log" | sed 's/^\[ *[0-9.]*\] //' >"$console"
 grep -E '^coco(-host)?:|^ua-vmm:|^ua-virtio:' "$console" || true
 val() { sed -n "s|^$1|\\1|p" "$console" | head -1; }
+# Whether every range "coco: sweep virtio: shared 0xA+N pages" is covered by
+# the ranges the guest listed ("ua-virtio: swiotlb START END", END excluded;
+# "ua-virtio: block WHEN decrypted NODE FIRST LAST ...", LAST included), and
+# the sweep printed all its ranges.
+sweep_accounted() {
+	local total nr allowed=() a b start n pos end covered
+	read -r total nr < <(sed -n 's/^coco: sweep virtio: \([0-9]*\) shared pages in \([0-9]*\) ranges.*/\1 \2/p' \
+		"$console" | head -1) || return 1
+	[ "$total" -gt 0 ] && [ "$nr" -le 64 ] || return 1
+	[ "$(grep -c '^coco: sweep virtio: shared 0x' "$console")" = "$nr" ] || return 1
+	while read -r a b; do
+		allowed+=("$((a)) $((b))")
+	done < <(sed -n 's/^ua-virtio: swiotlb \(0x[0-9a-f]*\) \(0x[0-9a-f]*\)$/\1 \2/p' "$console"
+		sed -n 's/^ua-virtio: block [a-z]* decrypted *[0-9]* *\(0x[0-9a-f]*\) *\(0x[0-9a-f]*\) .*/\1 \2+1/p' \
+			"$console")
+	while read -r start n; do
+		pos=$((start)) end=$((start + n * 4096))
+		while [ $pos -lt $end ]; do
+			covered=0
+			for r in "${allowed[@]}"; do
+				set -- $r
+				if [ $1 -le $pos ] && [ $pos -lt $2 ]; then
+					pos=$2 covered=1
+					break
+				fi
+			done
+			[ $covered = 1 ] || { printf 'shared, not accounted for: 0x%x\n' $pos >&2; return 1; }
+		done
+	done < <(sed -n 's/^coco: sweep virtio: shared \(0x[0-9a-f]*\)+\([0-9]*\) pages.*/\1 \2/p' "$console")
+}
 check() { ua_check "$1" "$2"; }
 t() { if eval "$1"; then echo 1; else echo 0; fi; }
 
@@ -231,7 +313,19 @@ read -r sq sd se < <(cyc stock) || true
 check cycles_component_no_conversion "$(t '[ -n "$q" ] && [ "$cd" = 0 ] && [ "$ce" = 0 ]')"
 check cycles_stock_one_per_virtqueue "$(t '[ -n "$sq" ] && [ "$sd" = $((CYCLES * sq)) ] && [ "$se" = $((CYCLES * sq)) ]')"
 check blk_after_cycles "$(t '[ -n "$wrote" ] && [ "$(val "ua-virtio: after the cycles vda reads \([0-9a-f]*\)")" = "$wrote" ]')"
+# "ua-virtio: data: D set_memory_decrypted() calls, E set_memory_encrypted() calls,
+# G pools grown, F transient pools freed, unmapped_alloc C to shared R to private":
+# SWIOTLB's transient pools came from unmapped_alloc and went back to it with
+# no conversion; only the pools grown for no device in particular were
+# converted, on 7.2's path (cc_platform_has() is false in a protected VM).
+read -r dd de dg df dc dr < <(sed -n 's/^ua-virtio: data: \([0-9]*\) set_memory_decrypted() calls, \([0-9]*\) set_memory_encrypted() calls, \([0-9]*\) pools grown, \([0-9]*\) transient pools freed, unmapped_alloc \([0-9]*\) to shared \([0-9]*\) to private$/\1 \2 \3 \4 \5 \6/p' \
+	"$console" | head -1) || true
+check swiotlb_dynamic_pools_from_component \
+	"$(t '[ -n "$df" ] && [ "$df" -ge 1 ] && [ "$de" = "$dr" ] && [ $((dd - dc)) = "$dg" ]')"
 check rings_shared_access_platform "$(t '[ "$(echo "$rings" | wc -l)" = 2 ] && ! echo "$rings" | grep -qv "^0 0x3"')"
+# Everything else stays private: each range of shared pages the host read
+# in its sweep lies in SWIOTLB's pools or in unmapped_alloc's decrypted blocks.
+check sweep_only_bounce_buffers_and_decrypted_blocks "$(t sweep_accounted)"
 splats=0
 "$UA_ROOT/tools/testing/splats.sh" "$console" >"$UA_CACHE/logs/coco-virtio-splats.txt" || splats=1
 [ "$splats" = 0 ] || head -20 "$UA_CACHE/logs/coco-virtio-splats.txt" >&2

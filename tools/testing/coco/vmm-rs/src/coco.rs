@@ -51,6 +51,9 @@ const RESULT_IN_RANGE: u64 = 28;
 /// The console keeps this much of a line (the C VMM's line[4096]).
 const LINE_MAX: usize = 4095;
 const PAGE: u64 = 4096;
+/// A sweep prints its first ranges of shared pages, each on a line: enough for a
+/// check to see every range (coco-virtio.sh's has a few dozen at most).
+const SHOWN_RANGES: u64 = 64;
 
 fn le32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
@@ -389,7 +392,7 @@ impl Coco {
         if !w.in_range {
             return;
         }
-        if w.ranges < 8 {
+        if w.ranges < SHOWN_RANGES {
             let _ = writeln!(
                 out,
                 "coco: sweep {}: shared 0x{:x}+{} pages, {:016x}",
