@@ -63,7 +63,6 @@ impl Pfn {
         usize::try_from(pfn).ok().map(Self)
     }
 
-    #[cfg(CONFIG_UNMAPPED_ALLOC_KUNIT_TEST)]
     /// Physical address of the frame.
     pub(crate) fn phys(self) -> u64 {
         (self.0 as u64) << kernel::page::PAGE_SHIFT
