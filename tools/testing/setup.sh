@@ -124,6 +124,11 @@ SRC
 		echo "$want" >"$stamp"
 		return
 	fi
+	# Never delete a tree this set-up did not unpack (a user's UA_KSRC).
+	if [ -e "$UA_KSRC" ] && [ ! -e "$stamp" ] && [ -n "$(ls -A "$UA_KSRC")" ]; then
+		die "$UA_KSRC is a tree this set-up did not unpack; it is left alone." \
+			"Set UA_KSRC_EXTERNAL=1 to build in it as it is, or move it away to get the pinned $UA_KPKG_VERSION there."
+	fi
 	stage "unpacking $UA_KPKG $UA_KPKG_VERSION (SHA-256 verified)"
 	rm -rf "$apt/pkg" && dpkg -x "$deb" "$apt/pkg"
 	local tarball
