@@ -13,7 +13,10 @@
 #   make test-coco  the suites inside a pKVM protected VM (arm64, nested
 #               under QEMU), the host checking what it can read; then
 #               virtio-blk and virtio-rng in it (coco-virtio.sh)
-#   make bench-coco the ITS-like and churn workloads in that protected VM
+#   make bench-coco the ITS-like, churn and DMA workloads in that protected
+#               VM: dma_alloc_coherent() cycles, virtio-blk throughput and
+#               the kernel's DMA map benchmark, 7.2's path against the
+#               component's, in one run
 #   make kcsan  the x86_64 part of 'make test' on a KCSAN kernel (instead of
 #               KASAN): the suites, the kexec and the torture run, no report
 #   make kmsan  the same on a KMSAN kernel: no report, and the caught suite's

@@ -19,9 +19,7 @@
 #include <linux/dma-mapping.h>
 #include <linux/gfp.h>
 #include <linux/jiffies.h>
-#include <linux/kprobes.h>
 #include <linux/mm.h>
-#include <linux/moduleparam.h>
 #include <linux/set_memory.h>
 #include <linux/spinlock.h>
 #include <linux/unmapped_alloc.h>
@@ -31,6 +29,7 @@
 #include <asm/hypervisor.h>
 #endif
 
+#include "conversions.h"
 #include "tools/testing/coco/ua_coco.h"
 
 #define HOST_ANSWER_TIMEOUT_MS	30000
@@ -297,83 +296,11 @@ static void freed_shared_memory_is_private_again(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, unmapped_alloc_set_reserve(low, high), 0);
 }
 
-/* Sets dma_direct.unmapped_alloc (patches/0009) as writing its file would. */
-static int set_dma_unmapped_alloc(bool on)
-{
-	const struct kernel_param *kp;
-	int err = -ENOENT;
-
-	kernel_param_lock(NULL);
-	for (kp = __start___param; kp < __stop___param; kp++) {
-		if (!strcmp(kp->name, "dma_direct.unmapped_alloc")) {
-			err = kp->ops->set(on ? "1" : "0", kp);
-			break;
-		}
-	}
-	kernel_param_unlock(NULL);
-	return err;
-}
-
 #define DMA_CYCLES	16
 
-/*
- * The real calls of set_memory_decrypted() and set_memory_encrypted() in
- * the guest, whoever makes them, counted by kprobes on the two functions
- * (each call a MEM_SHARE or MEM_UNSHARE hypercall per 4 KiB granule in a
- * pKVM guest): what the DMA tests assert, not the component's own counters.
- */
-struct conversions {
-	u64 calls[2];	/* [0] set_memory_decrypted(), [1] set_memory_encrypted() */
-	u64 pages[2];	/* their numpages arguments, summed */
-};
-
-static atomic64_t conv_calls[2], conv_pages[2];
-
-static int conv_pre(struct kprobe *p, struct pt_regs *regs);
-
-static struct kprobe conv_decrypt = {
-	.symbol_name = "set_memory_decrypted", .pre_handler = conv_pre,
-};
-
-static struct kprobe conv_encrypt = {
-	.symbol_name = "set_memory_encrypted", .pre_handler = conv_pre,
-};
-
-static struct kprobe *conv_probes[] = { &conv_decrypt, &conv_encrypt };
-
-static int conv_pre(struct kprobe *p, struct pt_regs *regs)
+static void unprobe_conversions(void *unused)
 {
-	int i = p == &conv_encrypt;
-
-	atomic64_inc(&conv_calls[i]);
-	atomic64_add(regs_get_kernel_argument(regs, 1), &conv_pages[i]);
-	return 0;
-}
-
-static void read_conversions(struct conversions *c)
-{
-	int i;
-
-	for (i = 0; i < 2; i++) {
-		c->calls[i] = atomic64_read(&conv_calls[i]);
-		c->pages[i] = atomic64_read(&conv_pages[i]);
-	}
-}
-
-static void unregister_conv_probes(void *unused)
-{
-	unregister_kprobes(conv_probes, ARRAY_SIZE(conv_probes));
-}
-
-static void conversions_since(struct conversions *c, const struct conversions *before)
-{
-	int i;
-
-	read_conversions(c);
-	for (i = 0; i < 2; i++) {
-		c->calls[i] -= before->calls[i];
-		c->pages[i] -= before->pages[i];
-	}
+	ua_conversions_unprobe();
 }
 
 /* One cycle of a driver's coherent buffers: a ring-sized and a larger one. */
@@ -454,7 +381,7 @@ static void dma_cycles(struct kunit *test, struct device *dev, unsigned int cycl
 static void dma_coherent_shared_from_the_component(struct kunit *test)
 {
 	struct unmapped_alloc_counters before, after;
-	struct conversions conv_before, conv;
+	struct ua_conversions conv_before, conv;
 	struct dma_cycle_result res;
 	struct faux_device *fdev;
 	struct device *dev;
@@ -464,9 +391,9 @@ static void dma_coherent_shared_from_the_component(struct kunit *test)
 		kunit_skip(test, "needs CONFIG_DMA_DECRYPTED_UNMAPPED_ALLOC");
 	if (!IS_ENABLED(CONFIG_KPROBES))
 		kunit_skip(test, "needs CONFIG_KPROBES to count the conversions");
-	err = register_kprobes(conv_probes, ARRAY_SIZE(conv_probes));
+	err = ua_conversions_probe();
 	KUNIT_ASSERT_EQ_MSG(test, err, 0, "kprobes on set_memory_decrypted/encrypted()");
-	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test, unregister_conv_probes, NULL), 0);
+	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test, unprobe_conversions, NULL), 0);
 	fdev = faux_device_create("ua-coco-dma", NULL, NULL);
 	KUNIT_ASSERT_NOT_NULL(test, fdev);
 	dev = &fdev->dev;
@@ -477,12 +404,12 @@ static void dma_coherent_shared_from_the_component(struct kunit *test)
 	KUNIT_EXPECT_TRUE_MSG(test, force_dma_unencrypted(dev),
 			      "a protected guest's DMA must be unencrypted (patches/0010)");
 
-	KUNIT_ASSERT_EQ(test, set_dma_unmapped_alloc(true), 0);
+	KUNIT_ASSERT_EQ(test, ua_set_dma_unmapped_alloc(true), 0);
 	dma_cycles(test, dev, 1, true, 0xd3a0000000000000ULL, &res);	/* warm-up */
 	unmapped_alloc_read_counters(&before);
-	read_conversions(&conv_before);
+	ua_conversions_read(&conv_before);
 	dma_cycles(test, dev, DMA_CYCLES, true, 0xd3a1000000000000ULL, &res);
-	conversions_since(&conv, &conv_before);
+	ua_conversions_since(&conv, &conv_before);
 	unmapped_alloc_read_counters(&after);
 	expect_results(test);
 	KUNIT_EXPECT_EQ(test, res.from_component, res.buffers);
@@ -504,13 +431,13 @@ static void dma_coherent_shared_from_the_component(struct kunit *test)
 	 * the background meanwhile (its reserve): its own calls, which it
 	 * counts next to each, are taken out of the kprobes' count.
 	 */
-	KUNIT_ASSERT_EQ(test, set_dma_unmapped_alloc(false), 0);
+	KUNIT_ASSERT_EQ(test, ua_set_dma_unmapped_alloc(false), 0);
 	unmapped_alloc_read_counters(&before);
-	read_conversions(&conv_before);
+	ua_conversions_read(&conv_before);
 	dma_cycles(test, dev, DMA_CYCLES, false, 0xd3a2000000000000ULL, &res);
-	conversions_since(&conv, &conv_before);
+	ua_conversions_since(&conv, &conv_before);
 	unmapped_alloc_read_counters(&after);
-	KUNIT_EXPECT_EQ(test, set_dma_unmapped_alloc(true), 0);
+	KUNIT_EXPECT_EQ(test, ua_set_dma_unmapped_alloc(true), 0);
 	expect_results(test);
 	KUNIT_EXPECT_EQ(test, res.from_component, 0);
 	KUNIT_EXPECT_EQ(test, res.coherent_ok, res.buffers);

@@ -7,8 +7,9 @@
  * "quick" (the single-CPU object workloads only) to
  * /sys/kernel/debug/unmapped_alloc_bench,
  * or "pkvm" in a pKVM protected guest ('make bench-coco'): the ITS-like and
- * churn workloads only, whose conversions are real MEM_SHARE/MEM_UNSHARE
- * hypercalls there.
+ * churn workloads, whose conversions are real MEM_SHARE/MEM_UNSHARE
+ * hypercalls there, and dma-direct's coherent allocations on 7.2's path
+ * against unmapped_alloc (patches/0009 and 0010).
  * Every workload runs against every allocator that can serve it; each
  * result is one line
  *
@@ -36,6 +37,10 @@
 #include <linux/completion.h>
 #include <linux/debugfs.h>
 #include <linux/delay.h>
+#include <linux/device/faux.h>
+#include <linux/dma-direct.h>
+#include <linux/dma-map-ops.h>
+#include <linux/dma-mapping.h>
 #include <linux/genalloc.h>
 #include <linux/gfp.h>
 #include <linux/mm.h>
@@ -53,6 +58,7 @@
 #include <linux/workqueue.h>
 #include <asm/tlbflush.h>
 
+#include "../conversions.h"
 #include "../internal.h"
 
 /* Extra microseconds per set_memory_{en,de}crypted() call, and the run's label. */
@@ -982,7 +988,116 @@ static void workload_phases(void)
 		report("phases", phase_name[p], &res[p]);
 }
 
-/* @all: every workload; otherwise the ITS-like and churn ones. */
+/* ---- dma-direct's coherent allocations (patches/0009), in a protected VM ---- */
+
+#define DMA_OPS		64
+#define DMA_ROUNDS	5
+
+enum dma_path { DMA_STOCK, DMA_COMPONENT, DMA_NR };
+static const char *const dma_path_name[DMA_NR] = { "dma-7.2", "component" };
+static DEFINE_SPINLOCK(dma_bench_lock);
+
+/*
+ * One round: @ops dma_alloc_coherent() and dma_free_coherent() pairs of
+ * @size bytes, the atomic ones under a spinlock with interrupts off as a
+ * driver's interrupt path takes them. ns per pair, 0 if one failed.
+ */
+static u64 dma_round(struct device *dev, size_t size, bool atomic, unsigned int ops)
+{
+	u64 t0 = ktime_get_ns();
+	unsigned long flags;
+	dma_addr_t handle;
+	unsigned int i;
+	void *buf;
+
+	for (i = 0; i < ops; i++) {
+		if (atomic) {
+			spin_lock_irqsave(&dma_bench_lock, flags);
+			buf = dma_alloc_coherent(dev, size, &handle, GFP_ATOMIC);
+			spin_unlock_irqrestore(&dma_bench_lock, flags);
+		} else {
+			buf = dma_alloc_coherent(dev, size, &handle, GFP_KERNEL);
+		}
+		if (!buf)
+			return 0;
+		dma_free_coherent(dev, size, buf, handle);
+	}
+	return div_u64(ktime_get_ns() - t0, ops);
+}
+
+/*
+ * Both paths take turns round by round, after a warm-up round each. The
+ * conversions are the real calls of set_memory_decrypted() and
+ * set_memory_encrypted() during the paths' rounds, whoever made them
+ * (kprobes), both directions together.
+ */
+static void workload_dma_size(struct device *dev, const char *name, size_t size,
+			      bool atomic)
+{
+	struct ua_conversions before, conv;
+	struct result res[DMA_NR] = {};
+	unsigned int round;
+	enum dma_path p;
+
+	for (p = 0; p < DMA_NR; p++) {
+		ua_set_dma_unmapped_alloc(p == DMA_COMPONENT);
+		dma_round(dev, size, atomic, DMA_OPS);
+	}
+	for (round = 0; round < DMA_ROUNDS; round++) {
+		for (p = 0; p < DMA_NR; p++) {
+			ua_set_dma_unmapped_alloc(p == DMA_COMPONENT);
+			ua_conversions_read(&before);
+			res[p].round_ns[round] = dma_round(dev, size, atomic, DMA_OPS);
+			ua_conversions_since(&conv, &before);
+			res[p].conversions += conv.calls[0] + conv.calls[1];
+			res[p].ops += DMA_OPS;
+			res[p].rounds = round + 1;
+		}
+	}
+	ua_set_dma_unmapped_alloc(true);
+	for (p = 0; p < DMA_NR; p++)
+		report(name, dma_path_name[p], &res[p]);
+}
+
+static void workload_dma(void)
+{
+	struct faux_device *fdev;
+	struct device *dev;
+	int err;
+
+	err = ua_set_dma_unmapped_alloc(true);
+	if (err) {
+		pr_info("dma: skipped, no dma_direct.unmapped_alloc (%d)\n", err);
+		return;
+	}
+	err = ua_conversions_probe();
+	if (err) {
+		pr_info("dma: skipped, no kprobes to count conversions (%d)\n", err);
+		return;
+	}
+	fdev = faux_device_create("ua-bench-dma", NULL, NULL);
+	if (!fdev) {
+		pr_info("dma: skipped, no device\n");
+		goto out;
+	}
+	dev = &fdev->dev;
+	dev->coherent_dma_mask = DMA_BIT_MASK(64);
+	dev->dma_mask = &dev->coherent_dma_mask;
+	/* As virtio's devices on this machine: no cache maintenance, no remap. */
+	dev_set_dma_coherent(dev);
+	if (!force_dma_unencrypted(dev)) {
+		pr_info("dma: skipped, this guest's DMA needs no decryption\n");
+	} else {
+		workload_dma_size(dev, "dma-coherent-4K", SZ_4K, false);
+		workload_dma_size(dev, "dma-coherent-64K", SZ_64K, false);
+		workload_dma_size(dev, "dma-coherent-4K-atomic", SZ_4K, true);
+	}
+	faux_device_destroy(fdev);
+out:
+	ua_conversions_unprobe();
+}
+
+/* @all: every workload; otherwise the ITS-like, churn and DMA ones. */
 static void bench_run(bool all)
 {
 	unmapped_alloc_set_sim_delay(sim_delay_us);
@@ -1001,6 +1116,12 @@ static void bench_run(bool all)
 		workload_phases();
 	churn_all_cpus();
 	workload_cross_cpu();
+	if (!all) {
+		/* The atomic coherent allocations come from the reserve. */
+		unmapped_alloc_set_reserve(256, 512);
+		msleep(200);
+		workload_dma();
+	}
 	if (all) {
 		unmapped_alloc_set_reserve(256, 512);
 		/* Let the background work fill the reserve before the bursts. */

@@ -57,27 +57,9 @@ CYCLES=8
 DEVICES=(blk rng)
 mkdir -p "$COCO" "$UA_CACHE/logs"
 
-# The nodes ua-vmm's devices need, device i at 0x0a000000 + 0x200 * i with
-# SPI 16 + i, level-triggered (ua-vmm holds the line high while the
-# device's InterruptStatus is not 0); dma-coherent, as virtio is.
-virtio_nodes() {
-	local i=0 dev base
-	for dev in "$@"; do
-		base=$((0x0a000000 + 0x200 * i))
-		printf '\t/* ua-vmm --%s: device %d */\n' "$dev" $i
-		printf '\tvirtio_mmio@%x {\n' $base
-		printf '\t\tcompatible = "virtio,mmio";\n'
-		printf '\t\treg = <0x0 0x%08x 0x0 0x200>;\n' $base
-		printf '\t\tinterrupts = <0 %d 4>;\n' $((16 + i))
-		printf '\t\tdma-coherent;\n'
-		printf '\t};\n'
-		i=$((i + 1))
-	done
-}
-
 case "$mode" in
 build) ua_vmm_build; exit 0 ;;
-dts) virtio_nodes "${DEVICES[@]}"; exit 0 ;;
+dts) ua_virtio_nodes "${DEVICES[@]}"; exit 0 ;;
 esac
 
 [ "${UA_COCO_NO_BUILD:-0}" = 1 ] || "$UA_ROOT/tools/testing/build.sh"
@@ -220,7 +202,7 @@ guest_cmdline="earlycon=pl011,mmio32,0x09000000 keep_bootcon panic=-1 oops=panic
 	kunit.enable=0 debug_pagealloc=off printk.devkmsg=on swiotlb=${UA_VIRTIO_SWIOTLB:-1024,force}"
 guest_cmdline=$(set -f; echo $guest_cmdline)
 ua_coco_guest_dtb "$COCO/guest.dtb" $GUEST_NODE_MIB "$guest_cmdline" "$guest_initrd" \
-	"$(virtio_nodes "${DEVICES[@]}")"
+	"$(ua_virtio_nodes "${DEVICES[@]}")"
 
 # The pKVM host: makes the disk, runs ua-vmm with the devices, hashes the disk.
 hinit=$COCO/host-init.sh

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # make test-coco: the KUnit suites inside a real confidential guest.
-# make bench-coco (coco.sh bench): the ITS-like and churn workloads there.
+# make bench-coco (coco.sh bench): the ITS-like, churn and DMA workloads
+# there, and virtio-blk throughput on 7.2's DMA path against unmapped_alloc.
 #
 # QEMU (TCG, virt with EL2 and a GICv3) boots the arm64 test kernel as a pKVM
 # host (kvm-arm.mode=protected). Its initramfs holds ua-vmm (coco/vmm-rs,
@@ -38,6 +39,8 @@ GUEST_VCPUS=2
 # stage-2 fault the host serves): 768 MiB per node booted in 258 s.
 GUEST_NODE_MIB=256
 [ "$mode" = bench ] && GUEST_NODE_MIB=768
+# The bench guest's virtio-blk disk (ua-vmm --blk on a file of the host).
+BENCH_DISK_MIB=32
 mkdir -p "$COCO" "$UA_CACHE/logs"
 
 # The host is always the test kernel; in bench mode the guest is the bench
@@ -62,6 +65,10 @@ if [ "$mode" = bench ]; then
 	guest_initrd=$groot.cpio.gz
 	ua_initramfs_root "$groot" "$src/bench-guest-init.sh"
 	mkdir -p "$groot/tmp"
+	# The tree's DMA map benchmark tool (tools/dma), for the guest.
+	ua_guest_prog "$UA_CACHE/selftests$UA_SUFFIX/dma_map_benchmark" \
+		"$UA_KSRC/tools/dma/dma_map_benchmark.c" -D__EXPORTED_HEADERS__ -I"$UA_KSRC/include/uapi"
+	cp "$UA_CACHE/selftests$UA_SUFFIX/dma_map_benchmark" "$groot/bin/"
 	ua_initramfs_pack "$groot" "$guest_initrd"
 else
 	guest_initrd=$(ua_kexec_initrd)
@@ -78,12 +85,19 @@ if [ "$mode" = test ]; then
 	guest_cmdline="$guest_cmdline debug_pagealloc=on ua_coco=1 swiotlb=noforce
 		printk.devkmsg=on kunit.filter_glob=unmapped_alloc_[!bdp][!a]*"
 else
-	guest_cmdline="$guest_cmdline kunit.enable=0 debug_pagealloc=off"
+	# A virtio-blk whose data bounce through SWIOTLB, whose default pool
+	# is small so that SWIOTLB_DYNAMIC makes pools (coco-virtio.sh).
+	guest_cmdline="$guest_cmdline kunit.enable=0 debug_pagealloc=off swiotlb=1024,force"
 fi
-guest_cmdline=$(set -f; echo $guest_cmdline)
-ua_coco_guest_dtb "$COCO/guest.dtb" $GUEST_NODE_MIB "$guest_cmdline" "$guest_initrd"
+# UA_COCO_GUEST_EXTRA: more for the guest's command line (for instance
+# unmapped_alloc.mutant=N, a deliberate bug of rust/mutant.rs).
+guest_cmdline=$(set -f; echo $guest_cmdline ${UA_COCO_GUEST_EXTRA:-})
+nodes=
+[ "$mode" = bench ] && nodes=$(ua_virtio_nodes blk)
+ua_coco_guest_dtb "$COCO/guest.dtb" $GUEST_NODE_MIB "$guest_cmdline" "$guest_initrd" "$nodes"
 
 printf 'COCO_MEM_MIB=%d\nCOCO_VCPUS=%d\n' $((2 * GUEST_NODE_MIB)) $GUEST_VCPUS >"$COCO/coco.env"
+[ "$mode" = bench ] && printf 'COCO_DISK_MIB=%d\n' $BENCH_DISK_MIB >>"$COCO/coco.env"
 log=$UA_CACHE/logs/coco-$mode-console.log
 ua_coco_host_boot "$log" "$src/host-init.sh" "$vmm" "$guest_image" "$COCO/guest.dtb" "$guest_initrd" \
 	"$COCO/coco.env"

@@ -332,6 +332,25 @@ ua_vmm_build() {
 	echo "$out/$UA_VMM_TARGET/release/ua-vmm"
 }
 
+# ua_virtio_nodes DEV...: the device-tree nodes of ua-vmm's virtio devices
+# (DEV: blk or rng, in ua-vmm's command-line order): device i at 0x0a000000
+# + 0x200 * i with SPI 16 + i, level-triggered (ua-vmm holds the line high
+# while the device's InterruptStatus is not 0); dma-coherent, as virtio is.
+ua_virtio_nodes() {
+	local i=0 dev base
+	for dev in "$@"; do
+		base=$((0x0a000000 + 0x200 * i))
+		printf '\t/* ua-vmm --%s: device %d */\n' "$dev" $i
+		printf '\tvirtio_mmio@%x {\n' $base
+		printf '\t\tcompatible = "virtio,mmio";\n'
+		printf '\t\treg = <0x0 0x%08x 0x0 0x200>;\n' $base
+		printf '\t\tinterrupts = <0 %d 4>;\n' $((16 + i))
+		printf '\t\tdma-coherent;\n'
+		printf '\t};\n'
+		i=$((i + 1))
+	done
+}
+
 # ua_coco_guest_dtb OUT.dtb NODE_MIB CMDLINE INITRD [NODES]: the device tree
 # of a protected guest of ua-vmm (coco/vmm-rs, whose guest-physical layout
 # this is): two vCPUs, one on each of two NUMA nodes of NODE_MIB from

@@ -84,7 +84,8 @@ FILES = {
                'rust/c_api/objects.rs'],
     'observability': ['trace.c', 'include/trace/events/unmapped_alloc.h',
                       'rust/sys/trace.rs', 'rust/debugfs.rs', 'rust/debugfs/text.rs'],
-    'kunit': ['coco_test.c', 'caught_test.c', '.kunitconfig', 'tools/testing/coco/ua_coco.h',
+    'kunit': ['coco_test.c', 'caught_test.c', 'conversions.c', 'conversions.h', '.kunitconfig',
+              'tools/testing/coco/ua_coco.h',
               'rust/testutil.rs', 'rust/sys/testing.rs'],
     'testing': ['unmapped_alloc_torture.c'],
 }
@@ -258,7 +259,7 @@ mod backend;
 
 CONFIGS = {
     'layer': ['UNMAPPED_ALLOC'],
-    'kunit': ['UNMAPPED_ALLOC_KUNIT_TEST'],
+    'kunit': ['UNMAPPED_ALLOC_KUNIT_TEST', 'UNMAPPED_ALLOC_COUNT_CONVERSIONS'],
     'samples': ['UNMAPPED_ALLOC_SAMPLES'],
     'testing': ['UNMAPPED_ALLOC_BENCH', 'UNMAPPED_ALLOC_TORTURE'],
 }
