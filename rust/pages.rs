@@ -590,10 +590,12 @@ impl PageAllocator {
     ) -> core::result::Result<(), BadFree> {
         let r = self.free_inner(pfn, order, tag);
         match r {
-            Ok(()) => {
+            Ok(maintenance) => {
                 self.stats.frees.at(order).inc();
                 sys::trace::free_pages(self.kind.trace_id(), pfn.number(), order);
-                self.kick();
+                if maintenance {
+                    self.kick();
+                }
             }
             Err(BadFree::Referenced) if quiet == Quiet::Referenced => {}
             Err(BadFree::NotOwned) if quiet == Quiet::NotOwned => {}
@@ -608,10 +610,15 @@ impl PageAllocator {
                 ));
             }
         }
-        r
+        r.map(|_| ())
     }
 
-    fn free_inner(&self, pfn: Pfn, order: u32, tag: u16) -> core::result::Result<(), BadFree> {
+    /// Frees a chunk: checks it, takes its references back and returns it to its block.
+    /// `Ok(true)` if the free left work for the background: chunks to scrub, or a block
+    /// entirely free that may be beyond the cache limit. A decrypted chunk freed in a
+    /// block still in use leaves none, and waking a worker for it would cost more than
+    /// the free itself (an IPI, a trap to the hypervisor in a confidential guest).
+    fn free_inner(&self, pfn: Pfn, order: u32, tag: u16) -> core::result::Result<bool, BadFree> {
         if order > self.block_order {
             return Err(BadFree::BadOrder);
         }
@@ -645,10 +652,11 @@ impl PageAllocator {
             b.block.memcg_uncharge(off, order);
             sys::detectors::pages_returned(pfn, 1 << order);
             if scrub {
-                b.buddy.free(off, order).map_err(BadFree::Block)
+                b.buddy.free(off, order).map_err(BadFree::Block)?;
             } else {
-                b.buddy.free_now(off, order).map_err(BadFree::Block)
+                b.buddy.free_now(off, order).map_err(BadFree::Block)?;
             }
+            Ok(scrub || b.releasable())
         })
         .unwrap_or(Err(BadFree::NotOwned))
     }
