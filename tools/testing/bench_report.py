@@ -52,7 +52,7 @@ def baseline_of(workload):
         return "alloc_pages_zero"
     if workload.startswith("pool-"):
         return None
-    if workload.startswith("dma-"):
+    if workload.startswith(("dma-", "virtio-blk-")):
         return "dma-7.2"
     return "kmalloc"
 

@@ -28,9 +28,12 @@ if [ -b /dev/vda ] && [ -w $P ]; then
 	mount -t tracefs tracefs $T
 	echo 'p:ua_decrypt set_memory_decrypted' >>$T/kprobe_events
 	echo 'p:ua_encrypt set_memory_encrypted' >>$T/kprobe_events
+	# SWIOTLB's pools: grown for no device, and transient ones for a mapping.
+	echo 'p:ua_pool_grown swiotlb_dyn_alloc' >>$T/kprobe_events
+	echo 'p:ua_pool_freed swiotlb_dyn_free' >>$T/kprobe_events
 	echo 1 >$T/events/kprobes/enable
-	calls() { awk '$1 == "ua_decrypt" || $1 == "ua_encrypt" { n += $2 } END { print n + 0 }' \
-		$T/kprobe_profile; }
+	hits() { awk -v e="$1" '$1 == e { n += $2 } END { print n + 0 }' $T/kprobe_profile; }
+	calls() { echo $(($(hits ua_decrypt) + $(hits ua_encrypt))); }
 	# 10 ms ticks since boot.
 	ticks() { awk '{ printf "%d", $1 * 100 }' /proc/uptime; }
 	# blk DIR: one pass over the disk; ns per MiB.
@@ -65,23 +68,32 @@ if [ -b /dev/vda ] && [ -w $P ]; then
 			[ $path = stock ] && echo 0 >$P || echo 1 >$P
 			blk $dir >/dev/null
 		done
-		i=0
+		i=0 g_stock=0 g_comp=0 f_stock=0 f_comp=0
 		while [ $i -lt $ROUNDS ]; do
-			for path in stock component; do
+			# Which path goes first alternates, so that neither always
+			# follows the other.
+			order="stock component"
+			[ $((i % 2)) = 1 ] && order="component stock"
+			for path in $order; do
 				[ $path = stock ] && echo 0 >$P || echo 1 >$P
-				c0=$(calls)
+				c0=$(calls) g0=$(hits ua_pool_grown) f0=$(hits ua_pool_freed)
 				ns=$(blk $dir)
+				sleep 1
 				c=$(($(calls) - c0))
+				g=$(($(hits ua_pool_grown) - g0)) f=$(($(hits ua_pool_freed) - f0))
 				if [ $path = stock ]; then
 					r_stock=$r_stock${r_stock:+/}$ns c_stock=$((c_stock + c))
+					g_stock=$((g_stock + g)) f_stock=$((f_stock + f))
 				else
 					r_comp=$r_comp${r_comp:+/}$ns c_comp=$((c_comp + c))
+					g_comp=$((g_comp + g)) f_comp=$((f_comp + f))
 				fi
 			done
 			i=$((i + 1))
 		done
 		echo 1 >$P
 		report virtio-blk-$dir-${mib}M $((ROUNDS * mib))
+		echo "ua-bench-guest: virtio-blk-$dir: SWIOTLB pools grown, transient pools freed: dma-7.2 $g_stock, $f_stock; component $g_comp, $f_comp"
 	done
 
 	# The kernel's DMA map benchmark (CONFIG_DMA_MAP_BENCHMARK, the tree's
