@@ -826,7 +826,7 @@ impl PageAllocator {
     }
 }
 
-/// What [`PageAllocator::for_each_block`] shows of a block.
+/// What [`PageAllocator::blocks`] shows of a block.
 pub(crate) struct BlockInfo {
     /// The node whose pool holds it.
     pub(crate) nid: i32,

@@ -231,9 +231,100 @@ mod backend;
 """, ''),
     ('observability', 'rust/pages.rs', '''            Some(pfn) => {
                 self.stats.allocs.at(order).inc();
-                sys::trace::pages(self.kind.trace_id(), pfn.number(), order, gfp);
+                if !crate::mutant::is(crate::mutant::Mutant::NoTracepoint) {
+                    sys::trace::pages(self.kind.trace_id(), pfn.number(), order, gfp);
+                }
             }
 ''', '            Some(_) => self.stats.allocs.at(order).inc(),\n'),
+    # The blocks file: the pool's listing and the frames' physical addresses.
+    ('observability', 'rust/pages.rs', '''    /// Every block the instance holds, node by node in address order: each node's list
+    /// copied under its lock, in memory allocated before the lock is taken (so that the
+    /// caller may sleep or allocate while it looks at them).
+    pub(crate) fn blocks(&self) -> Result<KVec<BlockInfo>> {
+        let mut out = KVec::new();
+        for (nid, pool) in self.nodes.iter().enumerate() {
+            loop {
+                // Room for the list as it is now, and a few blocks taken meanwhile.
+                let n = pool.lock().blocks.len();
+                out.reserve(n + 4, GFP_KERNEL)?;
+                let pool = pool.lock();
+                if out.capacity() - out.len() < pool.blocks.len() {
+                    continue;
+                }
+                for b in pool.blocks.iter() {
+                    let buddy = &b.buddy;
+                    let info = BlockInfo {
+                        nid: nid as i32,
+                        pfn: b.block.pfn(),
+                        order: b.block.order(),
+                        used: buddy.nr_pages() - buddy.nr_free() - buddy.nr_dirty(),
+                        free: buddy.nr_free(),
+                        dirty: buddy.nr_dirty(),
+                        state: if b.leaked {
+                            BlockState::Leaked
+                        } else if b.converted_back {
+                            BlockState::ConvertedBack
+                        } else {
+                            BlockState::InService
+                        },
+                    };
+                    // Cannot fail: the room was checked under the lock.
+                    out.push_within_capacity(info).map_err(|_| ENOMEM)?;
+                }
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+''', ''),
+    ('observability', 'rust/pages.rs', '''/// What [`PageAllocator::blocks`] shows of a block.
+pub(crate) struct BlockInfo {
+    /// The node whose pool holds it.
+    pub(crate) nid: i32,
+    /// Its first frame.
+    pub(crate) pfn: Pfn,
+    /// It is 2^`order` pages.
+    pub(crate) order: u32,
+    /// Pages handed out.
+    pub(crate) used: usize,
+    /// Pages free and clean.
+    pub(crate) free: usize,
+    /// Pages freed and waiting to be scrubbed.
+    pub(crate) dirty: usize,
+    /// Whether it is still in service.
+    pub(crate) state: BlockState,
+}
+
+/// The service state of a block.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum BlockState {
+    /// Allocated from, released when free.
+    InService,
+    /// Its state became unknown while in use: never released.
+    Leaked,
+    /// Made private again in place while in use: never used or released again.
+    ConvertedBack,
+}
+
+impl BlockState {
+    /// The word the `blocks` file shows.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::InService => "in_service",
+            Self::Leaked => "leaked",
+            Self::ConvertedBack => "converted_back",
+        }
+    }
+}
+
+''', ''),
+    ('observability', 'rust/sys/frames.rs', '''    /// Physical address of the frame.
+    pub(crate) fn phys(self) -> u64 {
+        (self.0 as u64) << kernel::page::PAGE_SHIFT
+    }
+
+''', ''),
     ('observability', 'rust/pages.rs',
      '                sys::trace::free_pages(self.kind.trace_id(), pfn.number(), order);\n', ''),
     ('observability', 'rust/pages/convert.rs', """        sys::trace::block_convert(
