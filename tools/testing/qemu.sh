@@ -12,6 +12,9 @@
 # starts, so that the first touch of a page costs no host page fault.
 # UA_QEMU_EL2=1 (arm64) boots the kernel at EL2 (virt,virtualization=on), as
 # a KVM host ('make test-coco').
+# UA_KERNEL_APPEND is added to every boot's kernel command line (for
+# instance unmapped_alloc.mutant=N, to see which checks a deliberate bug of
+# rust/mutant.rs makes fail).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -57,7 +60,7 @@ esac
 command -v $qemu >/dev/null || die "$qemu not found: run 'make setup'"
 # shellcheck disable=SC2206 # word splitting of the extra arguments is wanted
 args+=(${UA_QEMU_EXTRA:-})
-args+=(-append "console=$console panic=-1 oops=panic debug_pagealloc=on $cmdline")
+args+=(-append "console=$console panic=-1 oops=panic debug_pagealloc=on $cmdline ${UA_KERNEL_APPEND:-}")
 [ -n "$initrd" ] && args+=(-initrd "$initrd")
 rc=0
 timeout --foreground "$timeout_s" $qemu "${args[@]}" </dev/null >"$log" 2>&1 || rc=$?
