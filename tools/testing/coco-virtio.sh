@@ -236,7 +236,7 @@ val() { sed -n "s|^$1|\\1|p" "$console" | head -1; }
 # "ua-virtio: block WHEN decrypted NODE FIRST LAST ...", LAST included), and
 # the sweep printed all its ranges.
 sweep_accounted() {
-	local total nr allowed=() a b start n pos end covered
+	local total nr allowed=() a b r start n pos end covered
 	read -r total nr < <(sed -n 's/^coco: sweep virtio: \([0-9]*\) shared pages in \([0-9]*\) ranges.*/\1 \2/p' \
 		"$console" | head -1) || return 1
 	[ "$total" -gt 0 ] && [ "$nr" -le 64 ] || return 1
