@@ -198,9 +198,10 @@ ua_initramfs_pack "$groot" "$guest_initrd"
 # unmapped_alloc for a device that needs unencrypted DMA, patches/0009),
 # and new pools grown in the background for no device in particular. Without
 # SWIOTLB_DYNAMIC the size would have to cover every mapping in flight.
+# UA_COCO_GUEST_EXTRA: more for the guest's command line, as in coco.sh.
 guest_cmdline="earlycon=pl011,mmio32,0x09000000 keep_bootcon panic=-1 oops=panic
 	kunit.enable=0 debug_pagealloc=off printk.devkmsg=on swiotlb=${UA_VIRTIO_SWIOTLB:-1024,force}"
-guest_cmdline=$(set -f; echo $guest_cmdline)
+guest_cmdline=$(set -f; echo $guest_cmdline ${UA_COCO_GUEST_EXTRA:-})
 ua_coco_guest_dtb "$COCO/guest.dtb" $GUEST_NODE_MIB "$guest_cmdline" "$guest_initrd" \
 	"$(ua_virtio_nodes "${DEVICES[@]}")"
 

@@ -107,17 +107,17 @@ ok=1
 console=$COCO/$mode-console.txt
 tr -d '\r' <"$log" >"$console"
 grep -E '^coco(-host)?:|^ua-vmm:' "$console" || true
-[ "$qrc" = 0 ] || { echo "error: QEMU exited with $qrc (crash or timeout)" >&2; ok=0; }
+[ "$qrc" = 0 ] || { ua_error "QEMU exited with $qrc (crash or timeout)"; ok=0; }
 grep -q 'coco-host: Protected .* initialized successfully' "$console" ||
-	{ echo "error: the host did not initialise pKVM in protected mode" >&2; ok=0; }
+	{ ua_error "the host did not initialise pKVM in protected mode"; ok=0; }
 grep -q 'coco-host: vmm exit 0' "$console" ||
-	{ echo "error: the VMM did not end with the guest powering off" >&2; ok=0; }
+	{ ua_error "the VMM did not end with the guest powering off"; ok=0; }
 
 if [ "$mode" = bench ]; then
 	grep -q 'ua-bench-guest: ok' "$console" ||
-		{ echo "error: the benchmark did not complete in the guest" >&2; ok=0; }
+		{ ua_error "the benchmark did not complete in the guest"; ok=0; }
 	if ! "$UA_ROOT/tools/testing/splats.sh" "$console" >"$UA_CACHE/logs/coco-bench-splats.txt"; then
-		echo "error: kernel splats in the host or the guest:" >&2
+		ua_error "kernel splats in the host or the guest: $(head -n 1 "$UA_CACHE/logs/coco-bench-splats.txt")"
 		head -20 "$UA_CACHE/logs/coco-bench-splats.txt" >&2
 		ok=0
 	fi
@@ -128,19 +128,19 @@ fi
 
 parsed=$UA_CACHE/logs/coco-parsed.txt
 read -r passed failed skipped < <(ua_kunit_results "$console" "$parsed")
-[ $((passed + failed)) -gt 0 ] || { echo "error: no test ran in the protected guest" >&2; ok=0; }
+[ $((passed + failed)) -gt 0 ] || { ua_error "no test ran in the protected guest"; ok=0; }
 # The point of the exercise: the coco suite ran (not skipped) and every host
 # check line says all shared pages read, no private page read.
 for t in host_reads_only_shared_memory freed_shared_memory_is_private_again; do
 	grep -qE "^ *ok [0-9]+ $t\$" "$console" ||
-		{ echo "error: $t did not pass in the protected guest" >&2; ok=0; }
+		{ ua_error "$t did not pass in the protected guest"; ok=0; }
 done
 checks=$(grep -c '^coco: host read' "$console" || true)
 bad=$(awk '/^coco: host read / {
 	split($4, s, "/"); split($7, p, "/");
 	if (s[1] != s[2] || p[1] != 0) n++ } END { print n + 0 }' "$console")
-[ "$checks" -ge 3 ] || { echo "error: only $checks host checks ran (expected 3)" >&2; ok=0; }
-[ "$bad" = 0 ] || { echo "error: $bad host checks saw private memory or missed shared memory" >&2; ok=0; }
+[ "$checks" -ge 3 ] || { ua_error "only $checks host checks ran (expected 3)"; ok=0; }
+[ "$bad" = 0 ] || { ua_error "$bad host checks saw private memory or missed shared memory"; ok=0; }
 # The kexec in the protected guest: the checks of the arm64 kexec boot, and
 # the host's sweeps of guest memory. Before the kexec the host must read
 # exactly the pages the component holds shared (the same count before and
@@ -157,18 +157,18 @@ seen=$(sed -n 's/^coco: sweep before-kexec: \([0-9]*\) shared pages.*/\1/p' "$co
 after=$(sed -n 's/^coco: sweep second-kernel: \([0-9]*\) of \([0-9]*\) last-sweep pages.*/\1 \2/p' \
 	"$console")
 if [ -z "$seen" ] || [ -z "$held" ] || [ "$seen" != "$held" ] || [ "$seen" = 0 ]; then
-	echo "error: before the kexec the host read ${seen:-?} pages, the component held ${held//$'\n'/ then } shared" >&2
+	ua_error "before the kexec the host read ${seen:-?} pages, the component held ${held//$'\n'/ then } shared"
 	kexec_ok=0
 fi
 if [ -z "$seen" ] || [ "$after" != "0 $seen" ]; then
-	echo "error: after the kexec the host still read ${after% *} of the ${after#* } pages shared before" >&2
+	ua_error "after the kexec the host still read ${after% *} of the ${after#* } pages shared before"
 	kexec_ok=0
 fi
 ua_check kexec_in_protected_guest $kexec_ok
 read -r cp cf cs < <(ua_checks_results "$UA_CACHE/logs/coco-checks.ktap")
 passed=$((passed + cp)) failed=$((failed + cf)) skipped=$((skipped + cs))
 if ! "$UA_ROOT/tools/testing/splats.sh" "$console" >"$UA_CACHE/logs/coco-splats.txt"; then
-	echo "error: kernel splats in the host or the guest:" >&2
+	ua_error "kernel splats in the host or the guest: $(head -n 1 "$UA_CACHE/logs/coco-splats.txt")"
 	head -20 "$UA_CACHE/logs/coco-splats.txt" >&2
 	ok=0
 fi

@@ -31,19 +31,23 @@ boot() {
 	"$UA_ROOT/tools/testing/qemu.sh" "$log" "$cmdline" $initrd || qrc=$?
 	stage "QEMU finished in $(($(date +%s) - start)) s (exit $qrc)"
 	read -r passed failed skipped < <(ua_kunit_results "$log" "$parsed")
-	if [ "$qrc" != 0 ]; then echo "error: QEMU exited with $qrc (crash or timeout)" >&2; ok=0; fi
+	if [ "$qrc" != 0 ]; then ua_error "QEMU exited with $qrc (crash or timeout)"; ok=0; fi
 	if ! grep -q 'reboot: Restarting system' "$log"; then
-		echo "error: the kernel did not reach KUnit shutdown (crash?)" >&2; ok=0
+		ua_error "the kernel did not reach KUnit shutdown (crash?)"; ok=0
 	fi
-	if [ $((passed + failed)) = 0 ]; then echo "error: no test ran in the $name boot" >&2; ok=0; fi
+	if [ $((passed + failed)) = 0 ]; then ua_error "no test ran in the $name boot"; ok=0; fi
 	if ! "$UA_ROOT/tools/testing/splats.sh" "$log" >"$UA_CACHE/logs/splats$UA_SUFFIX-$name.txt"; then
-		echo "error: unexpected kernel splats in the $name boot:" >&2
+		ua_error "unexpected kernel splats in the $name boot: $(head -n 1 "$UA_CACHE/logs/splats$UA_SUFFIX-$name.txt")"
 		head -20 "$UA_CACHE/logs/splats$UA_SUFFIX-$name.txt" >&2
 		ok=0
 	fi
 	if [ "$leakcheck" = kmemleak ]; then
-		leaks=$(ua_kmemleak_result "$log") || ok=0
-		echo "$leaks after the $name boot" >&2
+		if leaks=$(ua_kmemleak_result "$log"); then
+			echo "$leaks after the $name boot" >&2
+		else
+			ua_error "$leaks after the $name boot"
+			ok=0
+		fi
 	elif [ "$leakcheck" = kmemleak-lost ]; then
 		local lost=1
 		leaks=$(ua_kmemleak_lost "$log") || lost=0
@@ -102,7 +106,7 @@ kunit.filter_glob=unmapped_alloc_real_backend.global_unmapped_follows_can_set_di
 	# The test took its refusing branch: the boot really had no direct map changes.
 	if ! grep -q 'can_set_direct_map: no, unmapped pages refused' "$LAST_LOG" ||
 		! grep -q 'unmapped pages disabled: set_direct_map' "$LAST_LOG"; then
-		echo "error: the rodata=noalias boot did not refuse unmapped pages" >&2
+		ua_error "the rodata=noalias boot did not refuse unmapped pages"
 		ok=0
 	fi
 fi

@@ -12,6 +12,12 @@ here=$(dirname "$0")
 archs=${UA_ARCH:-${ARCH:-x86_64 arm64}}
 unset ARCH
 p=0 f=0 s=0 rc=0 lines=()
+# Every failed test and error, by name, for the summary at the end (lib.sh's
+# ua_kunit_results and ua_error add to it): a run's last lines tell what
+# failed, not only how many.
+export UA_FAILURES=${UA_CACHE:-$here/../../.cache}/logs/failures.txt
+mkdir -p "$(dirname "$UA_FAILURES")"
+: >"$UA_FAILURES"
 parts=$archs
 [[ " $archs " == *" arm64 "* ]] && [ "${UA_COCO:-1}" != 0 ] && parts="$parts coco virtio"
 # Both architectures: the arm64 kernel builds in the background, at low
@@ -47,6 +53,7 @@ for a in $parts; do
 		bg=
 	fi
 	out=$(mktemp)
+	export UA_PART=$a
 	if [ "$a" = coco ]; then
 		"$here/coco.sh" | tee "$out" || rc=1
 	elif [ "$a" = virtio ]; then
@@ -61,10 +68,15 @@ for a in $parts; do
 		lines+=("$line")
 	else
 		lines+=("$a: did not finish")
+		echo "$a: did not finish (no summary line)" >>"$UA_FAILURES"
 		rc=1
 	fi
 done
 echo
+if [ -s "$UA_FAILURES" ]; then
+	echo "failed or in error ($(wc -l <"$UA_FAILURES")):"
+	head -n 30 "$UA_FAILURES" | sed 's/^/  /'
+fi
 printf '%s\n' "${lines[@]}"
 line="$p passed, $f failed"
 [ "$s" = 0 ] || line="$line, $s skipped"
