@@ -11,6 +11,9 @@
 #
 # MUTANTS="3 5" runs only those (and the baseline); the table keeps the
 # results of the other mutants from their last run, with its date.
+# MUTANT_PARTS picks the boots (default "suites doctests"): suites boots the
+# suites (with the sys and caught suites where noted below), doctests the
+# Rust API's examples (the doctests make test counts).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -29,18 +32,28 @@ detector_mutants="no_kasan no_kmemleak"
 # its own, so that its tests run under the mutant.
 sys_mutants="read_via_direct_map of_page_off_by_one"
 
-# boot_part N PART CMDLINE [INITRD]: boot PART (suites, sys, caught) under
-# mutant N, log in $dir/PART-N.log; its results go to $dir/results-N, one
-# line per test, "PASSED name" / "FAILED name" / "SKIPPED name".
+# boot_part N PART CMDLINE [INITRD]: boot PART (suites, sys, caught,
+# doctests) under mutant N, log in $dir/PART-N.log; its results go to
+# $dir/results-N-PART, one line per test, "PASSED name" / "FAILED name" /
+# "SKIPPED name".
 boot_part() {
 	local n=$1 log=$dir/$2-$1.log qrc=0
 	"$UA_ROOT/tools/testing/qemu.sh" "$log" "$3 unmapped_alloc.mutant=$n" ${4:+"$4"} || qrc=$?
-	ua_mutant_results "$log" "$qrc" >>"$dir/results-$n"
+	ua_mutant_results "$log" "$qrc" >"$dir/results-$n-$2"
 }
 
+parts=${MUTANT_PARTS:-suites doctests}
+# Results of runs before the boots had files of their own: the suites'.
+for f in "$dir"/results-*; do
+	if [[ $f =~ /results-[0-9]+$ ]]; then mv "$f" "$f-suites"; fi
+done
 boot_mutant() {
 	local n=$1 name=$2
-	: >"$dir/results-$n"
+	if [[ " $parts " == *" doctests "* ]]; then
+		boot_part "$n" doctests \
+			"kunit_shutdown=reboot kunit.filter_glob=rust_doctests_kernel.rust_doctest_kernel_unmapped_alloc_rs_*"
+	fi
+	[[ " $parts " == *" suites "* ]] || return 0
 	boot_part "$n" suites "kunit_shutdown=reboot kunit.filter_glob=unmapped_alloc_[!c]*"
 	case " $sys_mutants " in
 	*" $name "*) boot_part "$n" sys "kunit_shutdown=reboot kunit.filter_glob=unmapped_alloc_sys" ;;
@@ -52,9 +65,9 @@ boot_mutant() {
 	boot_part "$n" caught "kunit.filter_glob=unmapped_alloc_caught kasan_multi_shot caught_test.lose_object=1" \
 		"$kmemleak_initrd"
 	if ua_kmemleak_lost "$dir/caught-$n.log" >/dev/null 2>&1; then
-		echo "PASSED kmemleak_reports_lost_object" >>"$dir/results-$n"
+		echo "PASSED kmemleak_reports_lost_object" >>"$dir/results-$n-caught"
 	else
-		echo "FAILED kmemleak_reports_lost_object" >>"$dir/results-$n"
+		echo "FAILED kmemleak_reports_lost_object" >>"$dir/results-$n-caught"
 	fi
 }
 
@@ -91,31 +104,34 @@ for n in 0 $list; do
 	stage "mutant $n ($name)"
 	start=$(date +%s)
 	boot_mutant "$n" "$name"
-	if [ "$n" != 0 ] && ! grep -q "MUTANT $n ($name)" "$dir/suites-$n.log"; then
+	if [ "$n" != 0 ] && ! grep -q "MUTANT $n ($name)" "$dir"/*-"$n".log; then
 		die "the kernel did not take mutant $n ($name)"
 	fi
-	stage "mutant $n: $(grep -c '^FAILED' "$dir/results-$n" || true) failed, $(($(date +%s) - start)) s"
+	stage "mutant $n: $(cat "$dir/results-$n"-* | grep -c '^FAILED' || true) failed, $(($(date +%s) - start)) s"
 done
 
 # The table: this run's mutants, and those of earlier runs whose results are
 # still in $dir (MUTANTS= runs a few; the others keep their last results,
 # marked with their date).
 UA_MUTANT_NAMES=$names UA_MUTANT_COUNT=$count python3 - "$dir" "$UA_CACHE/logs/mutants$UA_SUFFIX.md" "$UA_ARCH" 0 $list <<'PY'
-import datetime, os, sys
+import datetime, glob, os, sys
 d, out, arch, ran = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+# Each boot's results (results-N-PART).
+def files(n):
+    return glob.glob(f'{d}/results-{n}-*')
 names = ['baseline'] + os.environ['UA_MUTANT_NAMES'].split()
 count = int(os.environ['UA_MUTANT_COUNT'])
-ns = ['0'] + [str(n) for n in range(1, count + 1)
-              if str(n) in ran or os.path.exists(f'{d}/results-{n}')]
+ns = ['0'] + [str(n) for n in range(1, count + 1) if str(n) in ran or files(n)]
 res, when = {}, {}
 for n in ns:
     r = {}
-    for line in open(f'{d}/results-{n}'):
-        verdict, test = line.split()
-        r[test] = verdict
+    for f in files(n):
+        for line in open(f):
+            verdict, test = line.split()
+            r[test] = verdict
     res[n] = r
     when[n] = 'this run' if n in ran else datetime.datetime.fromtimestamp(
-        os.path.getmtime(f'{d}/results-{n}')).strftime('%Y-%m-%d %H:%M')
+        max(os.path.getmtime(f) for f in files(n))).strftime('%Y-%m-%d %H:%M')
 base = res['0']
 bad = sorted(t for t, v in base.items() if v == 'FAILED')
 lines = [f'# make mutants, {arch}', '']
