@@ -28,45 +28,6 @@
 
 #include "internal.h"
 
-unsigned long ua_page_to_pfn(const struct page *page)
-{
-	return page_to_pfn(page);
-}
-
-struct page *ua_pfn_to_page(unsigned long pfn)
-{
-	return pfn_to_page(pfn);
-}
-
-/* Direct map address of @pfn: used only while the page is mapped there. */
-unsigned long ua_pfn_to_virt(unsigned long pfn)
-{
-	return (unsigned long)pfn_to_kaddr(pfn);
-}
-
-/* Frame of a direct map address, or -1 if @addr is not one. */
-long ua_virt_to_pfn(unsigned long addr)
-{
-	if (!virt_addr_valid((void *)addr))
-		return -1;
-	return PHYS_PFN(__pa(addr));
-}
-
-bool ua_pfn_valid(unsigned long pfn)
-{
-	return pfn_valid(pfn);
-}
-
-int ua_pfn_to_nid(unsigned long pfn)
-{
-	return page_to_nid(pfn_to_page(pfn));
-}
-
-int ua_numa_node_id(void)
-{
-	return numa_node_id();
-}
-
 unsigned int ua_num_online_cpus(void)
 {
 	return num_online_cpus();
@@ -220,21 +181,6 @@ struct page *ua_alloc_pages_node(int nid, gfp_t gfp, unsigned int order)
 	return alloc_pages_node(nid, gfp, order);
 }
 
-/* The reference count of the page at @pfn. */
-int ua_page_refs(unsigned long pfn)
-{
-	return page_ref_count(pfn_to_page(pfn));
-}
-
-/*
- * Set the reference count of a page the component owns: 1 for the first
- * page of an allocation it hands out, 0 while the page is its own.
- */
-void ua_page_set_refs(unsigned long pfn, int refs)
-{
-	set_page_count(pfn_to_page(pfn), refs);
-}
-
 /*
  * Take the reference count of the page at @pfn from @refs to 0 in one step,
  * or fail: a speculative get_page_unless_zero() (a page cache lookup under
@@ -261,17 +207,6 @@ void ua_get_page(unsigned long pfn)
 void ua_put_page(unsigned long pfn)
 {
 	put_page(pfn_to_page(pfn));
-}
-
-bool ua_gfp_allows_blocking(gfp_t gfp)
-{
-	return gfpflags_allow_blocking(gfp);
-}
-
-/* Whether the caller may not sleep (needs CONFIG_PREEMPT_COUNT to see locks). */
-bool ua_in_atomic(void)
-{
-	return !preemptible();
 }
 
 /*
@@ -451,17 +386,6 @@ void ua_test_timer_free(struct ua_test_timer *t)
 #endif
 
 /*
- * Order of the blocks taken from the page allocator: a PMD (2 MiB) with
- * 4 KiB pages. With 16 KiB or 64 KiB pages a PMD maps 32 MiB or 512 MiB,
- * too much to take, convert and keep cached at once, so the blocks stay at
- * 2 MiB, which is a contiguous-PTE range (CONT_PTE) there.
- */
-unsigned int ua_block_order(void)
-{
-	return UNMAPPED_ALLOC_MAX_ORDER;
-}
-
-/*
  * Whether set_direct_map_*() really changes the direct map. On arm64 it
  * silently does nothing unless the linear map is page-granular (rodata=on,
  * debug_pagealloc, KFENCE, a realm); unmapped pages must then be refused.
@@ -469,24 +393,6 @@ unsigned int ua_block_order(void)
 bool ua_can_set_direct_map(void)
 {
 	return can_set_direct_map();
-}
-
-unsigned long ua_spin_lock_irqsave(spinlock_t *lock)
-{
-	unsigned long flags;
-
-	spin_lock_irqsave(lock, flags);
-	return flags;
-}
-
-void ua_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags)
-{
-	spin_unlock_irqrestore(lock, flags);
-}
-
-void ua_assert_spin_locked(spinlock_t *lock)
-{
-	lockdep_assert_held(lock);
 }
 
 /* Charge an allocation to the memory cgroup of the current task. */

@@ -7,7 +7,6 @@
 #define _MM_UNMAPPED_ALLOC_INTERNAL_H
 
 #include <linux/gfp_types.h>
-#include <linux/spinlock_types.h>
 #include <linux/types.h>
 
 struct page;
@@ -25,25 +24,13 @@ const gfp_t RUST_CONST_HELPER___GFP_COMP = __GFP_COMP;
 const gfp_t RUST_CONST_HELPER___GFP_NOFAIL = __GFP_NOFAIL;
 #endif
 
-unsigned long ua_page_to_pfn(const struct page *page);
-struct page *ua_pfn_to_page(unsigned long pfn);
-unsigned long ua_pfn_to_virt(unsigned long pfn);
-long ua_virt_to_pfn(unsigned long addr);
-int ua_pfn_to_nid(unsigned long pfn);
-bool ua_pfn_valid(unsigned long pfn);
-int ua_numa_node_id(void);
 unsigned int ua_num_online_cpus(void);
 bool ua_node_has_memory(int nid);
 void ua_flush_tlb_kernel_range(unsigned long start, unsigned long end);
 struct page *ua_alloc_pages_node(int nid, gfp_t gfp, unsigned int order);
-bool ua_gfp_allows_blocking(gfp_t gfp);
-bool ua_in_atomic(void);
 void *ua_vmap_pfns(unsigned long pfn, unsigned int nr);
-unsigned int ua_block_order(void);
 bool ua_can_set_direct_map(void);
 bool ua_bad_free_ratelimit(void);
-int ua_page_refs(unsigned long pfn);
-void ua_page_set_refs(unsigned long pfn, int refs);
 bool ua_page_ref_freeze(unsigned long pfn, int refs);
 bool ua_page_mapped(unsigned long pfn);
 void ua_get_page(unsigned long pfn);
@@ -70,10 +57,6 @@ unsigned int ua_get_cpu(void);
 void ua_put_cpu(void);
 void ua_each_cpu(void (*fn)(void *info, unsigned int cpu, bool online),
 		 void *info);
-
-unsigned long ua_spin_lock_irqsave(spinlock_t *lock);
-void ua_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags);
-void ua_assert_spin_locked(spinlock_t *lock);
 
 int ua_memcg_charge(unsigned long pfn, gfp_t gfp, unsigned int order);
 void ua_memcg_uncharge(unsigned long pfn, unsigned int order);

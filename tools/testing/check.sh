@@ -93,7 +93,7 @@ stage "checkpatch"
 # kernel-parameters.txt entry belongs to the patch series (issue #14).
 "$UA_KSRC/scripts/checkpatch.pl" --no-tree --quiet --strict \
 	--ignore EXPORT_SYMBOL,UNDOCUMENTED_SETUP --file \
-	helpers.c detectors.c register.c trace.c internal.h coco_test.c caught_test.c unmapped_alloc_torture.c include/linux/unmapped_alloc.h samples/*.c \
+	helpers.c rust_helpers.c detectors.c register.c trace.c internal.h coco_test.c caught_test.c unmapped_alloc_torture.c include/linux/unmapped_alloc.h samples/*.c \
 	bench/*.c tools/testing/coco/ua_coco.h || rc=1
 # The test VMM (a user program, Rust on crates.io's rust-vmm crates):
 # rustfmt, clippy on the arm64 target it runs on, its unit tests here.

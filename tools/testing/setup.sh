@@ -204,6 +204,10 @@ place_component() {
 	# The Rust abstractions are the kernel crate's module unmapped_alloc.
 	cmp -s "$UA_ROOT/rust/kernel_api.rs" "$UA_KSRC/rust/kernel/unmapped_alloc.rs" ||
 		cp "$UA_ROOT/rust/kernel_api.rs" "$UA_KSRC/rust/kernel/unmapped_alloc.rs"
+	# The hot-path helpers join the kernel crate's (patch 0002 includes
+	# them), which CONFIG_RUST_INLINE_HELPERS inlines into Rust.
+	cmp -s "$UA_ROOT/rust_helpers.c" "$UA_KSRC/rust/helpers/unmapped_alloc.c" ||
+		cp "$UA_ROOT/rust_helpers.c" "$UA_KSRC/rust/helpers/unmapped_alloc.c"
 }
 
 mkdir -p "$UA_CACHE/logs"

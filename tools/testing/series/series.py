@@ -546,6 +546,7 @@ def main():
     applied = ['layer']
     apply('0001-mm-hook-in-unmapped_alloc.patch')
     apply('0002-rust-bindings-add-unmapped_alloc-headers.patch')
+    copy('rust_helpers.c', 'rust/helpers/unmapped_alloc.c')
     component(applied)
     maintainers()
     kernel_parameters()
