@@ -56,11 +56,30 @@ bool ua_bad_free_ratelimit(void)
 static u32 ua_fail_sites = UA_FAIL_ALL;
 static DECLARE_FAULT_ATTR(fail_unmapped_alloc);
 
+/*
+ * The boot parameter is applied by an initcall, not by its __setup handler:
+ * setup_fault_attr() calls prandom_init_once(), and DO_ONCE's
+ * once_disable_jump() allocates memory, which oopses in __setup time, before
+ * the slab allocator is up (7.2, any fail_*= parameter). The string stays in
+ * the kernel's copy of the command line.
+ */
+static char *ua_fail_param __initdata;
+
 static int __init setup_fail_unmapped_alloc(char *str)
 {
-	return setup_fault_attr(&fail_unmapped_alloc, str);
+	ua_fail_param = str;
+	return 1;
 }
 __setup("fail_unmapped_alloc=", setup_fail_unmapped_alloc);
+
+/* Before the component's initcall, so that its first allocations see it. */
+static int __init fail_unmapped_alloc_param(void)
+{
+	if (ua_fail_param)
+		setup_fault_attr(&fail_unmapped_alloc, ua_fail_param);
+	return 0;
+}
+early_initcall(fail_unmapped_alloc_param);
 
 #ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
 static int __init fail_unmapped_alloc_debugfs(void)
