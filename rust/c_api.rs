@@ -12,7 +12,8 @@ pub mod objects;
 
 use crate::{
     decrypted, global,
-    pages::{BadFree, Ownership, PageAllocator},
+    mutant::{self, Mutant},
+    pages::{BadFree, Kind, Ownership, PageAllocator},
     stats, sys, Arc,
 };
 use kernel::{bindings, ffi, prelude::*};
@@ -62,6 +63,9 @@ fn c_alloc(
 ) -> *mut bindings::page {
     instance
         .ok()
+        .filter(|a| {
+            !(matches!(a.kind(), Kind::Unmapped) && mutant::is(Mutant::CUnmappedAllocFails))
+        })
         .and_then(|a| a.alloc(nid, gfp, order, scrub))
         .map_or(core::ptr::null_mut(), |pfn| pfn.page())
 }
@@ -226,7 +230,7 @@ pub unsafe extern "C" fn unmapped_alloc_page_state(
     sys::detectors::to_c(|| {
         let pfn = Pfn::of_page(page);
         let state = |a: Result<&'static Arc<PageAllocator>>| match a {
-            _ if crate::mutant::is(crate::mutant::Mutant::StateUnknown) => Ownership::NotOwned,
+            _ if mutant::is(Mutant::StateUnknown) => Ownership::NotOwned,
             a => a.map_or(Ownership::NotOwned, |a| a.ownership(pfn)),
         };
         match (state(global()), state(decrypted())) {

@@ -82,6 +82,9 @@ pub(crate) enum Mutant {
     EncryptReportsFailure,
     /// `kfree_decrypted()` of memory that is not the component's is silently ignored.
     ForeignFreeIgnored,
+    /// The C API's `unmapped_alloc*()` return `NULL` for every request (secretmem's
+    /// faults then find no page).
+    CUnmappedAllocFails,
 }
 
 /// Every mutant, in order of their numbers, with the name `make mutants` prints.
@@ -118,6 +121,7 @@ pub(crate) const MUTANTS: &[(Mutant, &str)] = &[
     (Mutant::OfPageOffByOne, "of_page_off_by_one"),
     (Mutant::EncryptReportsFailure, "encrypt_reports_failure"),
     (Mutant::ForeignFreeIgnored, "foreign_free_ignored"),
+    (Mutant::CUnmappedAllocFails, "c_unmapped_alloc_fails"),
 ];
 
 /// The number of the active mutant, 0 for none; set once at boot.
