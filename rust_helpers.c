@@ -2,11 +2,11 @@
 /*
  * The helpers of unmapped_alloc's Rust code that sit on its allocation and
  * free paths: page and frame conversions, reference counts, the IRQ-safe
- * pool lock. As rust/helpers/unmapped_alloc.c they are part of the kernel
- * crate's helpers, so that CONFIG_RUST_INLINE_HELPERS inlines them into the
- * Rust callers instead of leaving an out-of-line call for each (a lockdep
- * assertion, empty without lockdep, was one at 61 places). The other helpers
- * stay in mm/unmapped_alloc/helpers.c.
+ * pool lock. They are among the kernel crate's helpers, so that
+ * CONFIG_RUST_INLINE_HELPERS inlines them into the Rust callers instead of
+ * leaving an out-of-line call for each (a lockdep assertion, empty without
+ * lockdep, was one at 61 places). The other helpers stay with the component,
+ * in mm/unmapped_alloc/helpers.c.
  */
 
 #include <linux/gfp.h>
