@@ -271,11 +271,7 @@ ok=1
 [ "$qrc" = 0 ] || { ua_error "QEMU exited with $qrc (crash or timeout)"; ok=0; }
 grep -q 'coco-host: Protected .* initialized successfully' "$console" ||
 	{ ua_error "the host did not initialise pKVM in protected mode"; ok=0; }
-if ! "$UA_ROOT/tools/testing/splats.sh" "$console" >"$UA_CACHE/logs/coco-virtio-splats.txt"; then
-	ua_error "kernel splats in the host or the guest: $(head -n 1 "$UA_CACHE/logs/coco-virtio-splats.txt")"
-	head -20 "$UA_CACHE/logs/coco-virtio-splats.txt" >&2
-	ok=0
-fi
+ua_no_splats "$console" "$UA_CACHE/logs/coco-virtio-splats.txt" "the host or the guest" || ok=0
 check vmm_exit_0 "$(t "grep -q 'coco-host: vmm exit 0' '$console'")"
 check virtio_blk_probed "$(t "grep -qE '^ua-virtio: virtio[0-9]+ device 0x0002 driver virtio_blk' '$console'")"
 check virtio_rng_probed "$(t "grep -qE '^ua-virtio: virtio[0-9]+ device 0x0004 driver virtio_rng' '$console'")"

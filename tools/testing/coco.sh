@@ -116,11 +116,7 @@ grep -q 'coco-host: vmm exit 0' "$console" ||
 if [ "$mode" = bench ]; then
 	grep -q 'ua-bench-guest: ok' "$console" ||
 		{ ua_error "the benchmark did not complete in the guest"; ok=0; }
-	if ! "$UA_ROOT/tools/testing/splats.sh" "$console" >"$UA_CACHE/logs/coco-bench-splats.txt"; then
-		ua_error "kernel splats in the host or the guest: $(head -n 1 "$UA_CACHE/logs/coco-bench-splats.txt")"
-		head -20 "$UA_CACHE/logs/coco-bench-splats.txt" >&2
-		ok=0
-	fi
+	ua_no_splats "$console" "$UA_CACHE/logs/coco-bench-splats.txt" "the host or the guest" || ok=0
 	[ $ok = 1 ] || exit 1
 	python3 "$UA_ROOT/tools/testing/bench_report.py" "$COCO" arm64 "$console"
 	exit 0
@@ -167,11 +163,7 @@ fi
 ua_check kexec_in_protected_guest $kexec_ok
 read -r cp cf cs < <(ua_checks_results "$UA_CACHE/logs/coco-checks.ktap")
 passed=$((passed + cp)) failed=$((failed + cf)) skipped=$((skipped + cs))
-if ! "$UA_ROOT/tools/testing/splats.sh" "$console" >"$UA_CACHE/logs/coco-splats.txt"; then
-	ua_error "kernel splats in the host or the guest: $(head -n 1 "$UA_CACHE/logs/coco-splats.txt")"
-	head -20 "$UA_CACHE/logs/coco-splats.txt" >&2
-	ok=0
-fi
+ua_no_splats "$console" "$UA_CACHE/logs/coco-splats.txt" "the host or the guest" || ok=0
 [ "$failed" = 0 ] || ok=0
 line="coco: $passed passed, $failed failed"
 [ "$skipped" = 0 ] || line="$line, $skipped skipped"

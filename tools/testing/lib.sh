@@ -93,6 +93,16 @@ ua_error() {
 	[ -z "${UA_FAILURES:-}" ] || echo "${UA_PART:-$UA_ARCH}: error: $*" >>"$UA_FAILURES"
 }
 
+# ua_no_splats LOG OUT WHERE: the kernel splats of console LOG (splats.sh)
+# into OUT; if it has any, an error (ua_error) "kernel splats in WHERE" with
+# the first line, and the first 20 on stderr. Fails then.
+ua_no_splats() {
+	"$UA_ROOT/tools/testing/splats.sh" "$1" >"$2" && return 0
+	ua_error "kernel splats in $3: $(head -n 1 "$2")"
+	head -20 "$2" >&2
+	return 1
+}
+
 # ua_initramfs_root DIR INIT: a fresh staging directory for a busybox
 # initramfs with INIT as /init.
 ua_initramfs_root() {

@@ -120,10 +120,6 @@ function flush() {
 	inblk = 0; n = 0
 }
 END { if (inblk) printf "%s", blk }' >"$checked"
-if ! "$UA_ROOT/tools/testing/splats.sh" "$checked" >"$UA_CACHE/logs/run$UA_SUFFIX-splats.txt"; then
-	echo "error: kernel splats during the run:" >&2
-	head -20 "$UA_CACHE/logs/run$UA_SUFFIX-splats.txt" >&2
-	ok=0
-fi
+ua_no_splats "$checked" "$UA_CACHE/logs/run$UA_SUFFIX-splats.txt" "the run" || ok=0
 [ $ok = 1 ] && stage "run finished successfully"
 [ $ok = 1 ]

@@ -36,11 +36,7 @@ boot() {
 		ua_error "the kernel did not reach KUnit shutdown (crash?)"; ok=0
 	fi
 	if [ $((passed + failed)) = 0 ]; then ua_error "no test ran in the $name boot"; ok=0; fi
-	if ! "$UA_ROOT/tools/testing/splats.sh" "$log" >"$UA_CACHE/logs/splats$UA_SUFFIX-$name.txt"; then
-		ua_error "unexpected kernel splats in the $name boot: $(head -n 1 "$UA_CACHE/logs/splats$UA_SUFFIX-$name.txt")"
-		head -20 "$UA_CACHE/logs/splats$UA_SUFFIX-$name.txt" >&2
-		ok=0
-	fi
+	ua_no_splats "$log" "$UA_CACHE/logs/splats$UA_SUFFIX-$name.txt" "the $name boot" || ok=0
 	if [ "$leakcheck" = kmemleak ]; then
 		if leaks=$(ua_kmemleak_result "$log"); then
 			echo "$leaks after the $name boot" >&2

@@ -67,10 +67,6 @@ if [ "$qrc" != 0 ]; then echo "error: QEMU exited with $qrc (crash or timeout)" 
 if ! grep -q 'reboot: Restarting system' "$log"; then
 	echo "error: the guest did not reach its end (crash?)" >&2; ok=0
 fi
-if ! "$UA_ROOT/tools/testing/splats.sh" "$log" >"$UA_CACHE/logs/splats$UA_SUFFIX-torture.txt"; then
-	echo "error: unexpected kernel splats in the torture boot:" >&2
-	head -20 "$UA_CACHE/logs/splats$UA_SUFFIX-torture.txt" >&2
-	ok=0
-fi
+ua_no_splats "$log" "$UA_CACHE/logs/splats$UA_SUFFIX-torture.txt" "the torture boot" || ok=0
 echo "$UA_ARCH: $line, $leaks"
 [ $ok = 1 ]
